@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rollbook/rollbook/workflows"
+)
+
+// progress prints one line per change of phase, step state or compensation
+// state — plain lines that read well in CI logs, or JSON lines.
+type progress struct {
+	a      *app
+	json   bool
+	phase  string
+	steps  map[string]string
+	comps  map[string]string
+	rounds int
+}
+
+func newProgress(a *app, json bool) *progress {
+	return &progress{a: a, json: json, steps: map[string]string{}, comps: map[string]string{}}
+}
+
+func (p *progress) emit(kind, name, state, detail string) {
+	if p.json {
+		p.a.jsonLine(map[string]any{"event": kind, "name": name, "state": state, "detail": detail, "at": time.Now().UTC().Format(time.RFC3339Nano)})
+		return
+	}
+	line := fmt.Sprintf("%s %-13s %-24s %s", time.Now().Format("15:04:05"), kind, name, state)
+	if detail != "" {
+		line += "  " + detail
+	}
+	fmt.Fprintln(p.a.out, line)
+}
+
+func (p *progress) update(st workflows.Status) {
+	if st.Phase != p.phase {
+		p.phase = st.Phase
+		p.emit("phase", st.Phase, "", st.WaitingFor)
+	}
+	for _, s := range st.Steps {
+		if p.steps[s.Name] != s.State {
+			p.steps[s.Name] = s.State
+			if s.State != workflows.StepPending {
+				p.emit("step", s.Name, s.State, s.Detail)
+			}
+		}
+	}
+	for _, c := range st.Compensations {
+		if p.comps[c.Step] != c.State {
+			p.comps[c.Step] = c.State
+			if c.State != workflows.CompPending {
+				detail := c.Detail
+				if c.Error != "" {
+					detail = c.Error
+				}
+				p.emit("undo", c.Step, c.State, detail)
+			}
+		}
+	}
+	for _, r := range st.Rounds {
+		if r.Round <= 0 {
+			continue
+		}
+		for _, j := range r.Judgement {
+			if j.Verdict == workflows.JudgeFail {
+				key := fmt.Sprintf("%s/%d/%s", r.Step, r.Round, j.Check)
+				if p.comps["round:"+key] == "" {
+					p.comps["round:"+key] = "seen"
+					p.emit("check", j.Check, j.Verdict, j.Reason)
+				}
+			}
+		}
+	}
+}
+
+func (p *progress) final(r workflows.Result) {
+	if p.json {
+		p.a.jsonLine(map[string]any{"event": "result", "result": r})
+		return
+	}
+	fmt.Fprintf(p.a.out, "outcome: %s", r.Outcome)
+	if r.FailedStep != "" {
+		fmt.Fprintf(p.a.out, " (failed step %s)", r.FailedStep)
+	}
+	if r.Reason != "" {
+		fmt.Fprintf(p.a.out, ": %s", r.Reason)
+	}
+	fmt.Fprintln(p.a.out)
+	if !r.RollbackStartedAt.IsZero() {
+		fmt.Fprintf(p.a.out, "rollback took %s\n", r.RollbackEndedAt.Sub(r.RollbackStartedAt).Round(time.Millisecond))
+	}
+	for _, c := range r.Compensations {
+		fmt.Fprintf(p.a.out, "  undo %-24s %s %s\n", c.Step, c.State, c.Detail)
+	}
+}

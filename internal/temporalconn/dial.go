@@ -1,0 +1,54 @@
+// Package temporalconn connects to Temporal the way Temporal's own tools do:
+// TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS and API key variables and the
+// optional TOML profile file, through the SDK's envconfig package. The
+// worker and the CLI share it so they always agree on where Temporal is.
+package temporalconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
+	"go.temporal.io/sdk/log"
+)
+
+// ErrUnreachable wraps every failure to reach the Temporal frontend.
+var ErrUnreachable = errors.New("cannot reach Temporal")
+
+// Options loads client options from the environment and the profile file.
+func Options() (client.Options, error) {
+	opts, err := envconfig.LoadDefaultClientOptions()
+	if err != nil {
+		return client.Options{}, fmt.Errorf("loading Temporal client settings (TEMPORAL_* variables, profile file): %w", err)
+	}
+	if opts.HostPort == "" {
+		opts.HostPort = client.DefaultHostPort
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = client.DefaultNamespace
+	}
+	return opts, nil
+}
+
+// Dial connects and checks the server answers within timeout. Errors wrap
+// ErrUnreachable and name the address and namespace tried.
+func Dial(ctx context.Context, logger log.Logger, timeout time.Duration, mutate func(*client.Options)) (client.Client, client.Options, error) {
+	opts, err := Options()
+	if err != nil {
+		return nil, opts, err
+	}
+	opts.Logger = logger
+	if mutate != nil {
+		mutate(&opts)
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := client.DialContext(dctx, opts)
+	if err != nil {
+		return nil, opts, fmt.Errorf("%w at %s (namespace %s): %v — is the server running? set TEMPORAL_ADDRESS", ErrUnreachable, opts.HostPort, opts.Namespace, err)
+	}
+	return c, opts, nil
+}

@@ -1,0 +1,310 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/rollbook/rollbook/runbook"
+)
+
+// Error type of a bundle the workflow refuses before changing anything.
+const ErrTypeInvalidBundle = "RollbookInvalidBundle"
+
+// Why the forward phase stopped early.
+const (
+	stopAbort    = "abort"
+	stopFailure  = "failure"
+	stopAnalysis = "analysis"
+	stopDeadline = "deadline"
+	stopCancel   = "cancelled"
+)
+
+type stopIntent struct {
+	kind   string
+	reason string
+	step   string
+}
+
+// deployment is the state of one Deploy run. Signal handlers only record
+// intents here; the main coroutine acts on them in one place (the
+// argo-rollouts pattern), so ordering stays deterministic.
+type deployment struct {
+	in     *Input
+	rb     *runbook.Runbook
+	log    log.Logger
+	id     string
+	routes map[string]runbook.Route
+
+	status Status
+	comps  []Compensation
+
+	cancelForward workflow.CancelFunc
+	intent        *stopIntent
+	pivot         string
+	rollingBack   bool
+	finished      bool
+
+	paused          bool
+	waitingApproval string
+	approved        bool
+	stuckStep       string
+	decision        string
+	skipped         bool
+
+	rollbackStarted time.Time
+	rollbackEnded   time.Time
+}
+
+// Deploy runs a runbook as a saga: capture → push compensation → apply for
+// every mutating step, verification in the workflow, and a durable rollback
+// in reverse order when anything fails or an operator aborts.
+func Deploy(ctx workflow.Context, in Input) (Result, error) {
+	if err := in.Check(); err != nil {
+		// Nothing has been touched yet: refuse the bundle as a whole.
+		return Result{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("invalid bundle: %v", err), ErrTypeInvalidBundle, nil)
+	}
+	d := newDeployment(ctx, &in)
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return d.snapshot(), nil }); err != nil {
+		return Result{}, fmt.Errorf("registering the status query: %w", err)
+	}
+	d.listenForSignals(ctx)
+	d.setPhase(ctx, PhaseDeploying)
+
+	fwd, cancel := workflow.WithCancel(ctx)
+	d.cancelForward = cancel
+	if dl := d.rb.Deadline.D(); dl > 0 {
+		workflow.Go(fwd, func(c workflow.Context) {
+			if workflow.Sleep(c, dl) == nil {
+				d.stop(stopIntent{kind: stopDeadline, reason: fmt.Sprintf("deployment deadline of %s exceeded", d.rb.Deadline)})
+			}
+		})
+	}
+
+	err := d.forward(fwd)
+	// Stop background analysis and the deadline timer whatever happened.
+	cancel()
+	if err == nil && d.intent == nil {
+		return d.finish(ctx, OutcomeSucceeded, ""), nil
+	}
+	if d.intent == nil {
+		switch {
+		case ctx.Err() != nil:
+			d.intent = &stopIntent{kind: stopCancel, reason: "workflow cancellation requested"}
+		default:
+			d.intent = &stopIntent{kind: stopFailure, reason: err.Error(), step: d.status.CurrentStep}
+		}
+	}
+	// The rest runs in a disconnected context: cancelling the workflow must
+	// not stop its rollback.
+	rctx, _ := workflow.NewDisconnectedContext(ctx)
+	if d.pivot != "" {
+		d.log.Warn("Failure after the point of no return; not rolling back", "pivot", d.pivot, "reason", d.intent.reason)
+		return d.finish(rctx, OutcomeFailedAfterCommit, fmt.Sprintf("%s (after the point of no return %q: earlier steps are committed; a human must decide)", d.intent.reason, d.pivot)), nil
+	}
+	d.rollback(rctx)
+	outcome := OutcomeRolledBack
+	if d.intent.kind == stopAbort || d.intent.kind == stopCancel {
+		outcome = OutcomeAborted
+	}
+	reason := d.intent.reason
+	if d.skipped {
+		outcome = OutcomeRollbackFailed
+		reason += "; rollback incomplete: an operator skipped a compensation"
+	} else if rv := d.rollbackVerify(); rv != nil {
+		if vErr := d.runChecks(rctx, "rollback-verify", rv.Checks, rv.Interval.D(), rv.Duration.D(), true); vErr != nil {
+			outcome = OutcomeRollbackFailed
+			reason += "; verification after rollback failed: " + vErr.Error()
+		}
+	}
+	return d.finish(rctx, outcome, reason), nil
+}
+
+func newDeployment(ctx workflow.Context, in *Input) *deployment {
+	info := workflow.GetInfo(ctx)
+	d := &deployment{
+		in:     in,
+		rb:     &in.Runbook,
+		log:    workflow.GetLogger(ctx),
+		id:     info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
+		routes: map[string]runbook.Route{},
+	}
+	for _, r := range in.Runbook.Routes {
+		d.routes[r.Name] = r
+	}
+	d.status = Status{
+		Service:   in.Runbook.Service,
+		Version:   in.Version,
+		StartedBy: originString(in.StartedBy),
+		StartedAt: workflow.Now(ctx),
+	}
+	for _, s := range in.Runbook.Steps {
+		d.status.Steps = append(d.status.Steps, StepStatus{Name: s.Name, Kind: s.Kind(), State: StepPending, Irreversible: s.Irreversible})
+	}
+	return d
+}
+
+// forward runs the steps in order. It returns nil when every step passed,
+// or the first error (including cancellation by an intent).
+func (d *deployment) forward(ctx workflow.Context) error {
+	for i := range d.rb.Steps {
+		step := d.rb.Steps[i]
+		if a := d.rb.Analysis; a != nil && a.From == step.Name {
+			d.startAnalysis(ctx, a)
+		}
+		if err := d.waitWhilePaused(ctx); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.beginStep(ctx, i)
+		var err error
+		switch step.Kind() {
+		case runbook.KindMigrate:
+			err = d.migrate(ctx, i)
+		case runbook.KindConsul:
+			err = d.consul(ctx, i)
+		case runbook.KindTraffic:
+			err = d.traffic(ctx, i)
+		case runbook.KindVerify:
+			d.setPhase(ctx, PhaseVerifying)
+			v := step.Verify
+			err = d.runChecks(ctx, step.Name, v.Checks, v.Interval.D(), v.Duration.D(), true)
+		case runbook.KindPause:
+			err = d.pause(ctx, i)
+		default:
+			err = fmt.Errorf("step %q has no kind", step.Name)
+		}
+		if err != nil {
+			state := StepFailed
+			if ctx.Err() != nil {
+				state = StepCancelled
+			}
+			d.endStep(ctx, i, state, err.Error())
+			if d.intent == nil && ctx.Err() == nil {
+				d.intent = &stopIntent{kind: stopFailure, reason: fmt.Sprintf("step %s: %v", step.Name, err), step: step.Name}
+			}
+			return err
+		}
+		state := StepPassed
+		if step.Mutating() {
+			state = StepApplied
+		}
+		if step.Irreversible {
+			d.crossPivot(step.Name)
+			state = StepCommitted
+		}
+		d.endStep(ctx, i, state, "")
+		if d.status.Phase != PhaseDeploying && i < len(d.rb.Steps)-1 {
+			d.setPhase(ctx, PhaseDeploying)
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// stop records why the forward phase must end and cancels it. The first
+// intent wins; later ones are logged and ignored.
+func (d *deployment) stop(i stopIntent) {
+	if d.intent != nil || d.rollingBack || d.finished {
+		d.log.Info("Ignoring stop request: deployment already stopping", "kind", i.kind, "reason", i.reason)
+		return
+	}
+	d.intent = &i
+	d.log.Info("Stopping deployment", "kind", i.kind, "reason", i.reason)
+	d.cancelForward()
+}
+
+// crossPivot discards the compensations pushed so far: past an irreversible
+// step, undoing earlier steps would be unsafe.
+func (d *deployment) crossPivot(step string) {
+	d.pivot = step
+	for i := range d.comps {
+		if d.comps[i].State == CompPending {
+			d.comps[i].State = CompDiscarded
+			d.comps[i].Detail = "discarded at the point of no return " + step
+		}
+	}
+}
+
+func (d *deployment) waitWhilePaused(ctx workflow.Context) error {
+	if !d.paused {
+		return nil
+	}
+	prev := d.status.Phase
+	d.setPhase(ctx, PhasePaused)
+	err := workflow.Await(ctx, func() bool { return !d.paused })
+	if err == nil {
+		d.setPhase(ctx, prev)
+	}
+	return err
+}
+
+func (d *deployment) pause(ctx workflow.Context, i int) error {
+	p := d.rb.Steps[i].Pause
+	name := d.rb.Steps[i].Name
+	if !p.Approval {
+		d.setPhase(ctx, PhasePaused)
+		return workflow.Sleep(ctx, p.Duration.D())
+	}
+	d.waitingApproval, d.approved = name, false
+	defer func() { d.waitingApproval = "" }()
+	d.setPhase(ctx, PhasePaused)
+	if p.Timeout == 0 {
+		return workflow.Await(ctx, func() bool { return d.approved })
+	}
+	ok, err := workflow.AwaitWithTimeout(ctx, p.Timeout.D(), func() bool { return d.approved })
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("no approval within %s", p.Timeout)
+	}
+	return nil
+}
+
+func (d *deployment) rollbackVerify() *runbook.VerifyStep {
+	if d.rb.Rollback == nil {
+		return nil
+	}
+	return d.rb.Rollback.Verify
+}
+
+func (d *deployment) finish(ctx workflow.Context, outcome, reason string) Result {
+	d.finished = true
+	d.status.Outcome = outcome
+	d.status.Reason = reason
+	d.status.CurrentStep = ""
+	d.setPhase(ctx, outcome)
+	r := Result{
+		Service:           d.rb.Service,
+		Version:           d.in.Version,
+		Outcome:           outcome,
+		Reason:            reason,
+		PointOfNoReturn:   d.pivot,
+		Steps:             d.status.Steps,
+		Compensations:     d.comps,
+		StartedAt:         d.status.StartedAt,
+		EndedAt:           workflow.Now(ctx),
+		RollbackStartedAt: d.rollbackStarted,
+		RollbackEndedAt:   d.rollbackEnded,
+	}
+	if d.intent != nil {
+		r.FailedStep = d.intent.step
+	}
+	d.log.Info("Deployment finished", "outcome", outcome, "reason", reason)
+	return r
+}
+
+// isCancel tells cancellation apart from a real failure.
+func isCancel(ctx workflow.Context, err error) bool {
+	var ce *temporal.CanceledError
+	return errors.As(err, &ce) || errors.Is(err, workflow.ErrCanceled) || ctx.Err() != nil
+}

@@ -1,0 +1,247 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/runbook"
+)
+
+const testMigration = `-- +goose Up
+CREATE TABLE t (id INT);
+-- +goose Down
+DROP TABLE t;
+`
+
+// testRunbook is a small canary runbook that uses every step kind.
+func testRunbook() runbook.Runbook {
+	return runbook.Runbook{
+		APIVersion: runbook.APIVersion,
+		Service:    "pay",
+		Routes: []runbook.Route{{Name: "api", Router: "edge", Backend: "be", Subsets: []string{"stable", "canary"},
+			Stable: "stable", Canary: "canary"}},
+		Steps: []runbook.Step{
+			{Name: "schema", Migrate: &runbook.MigrateStep{Database: "db", Dir: "m"}},
+			{Name: "flags", Consul: &runbook.ConsulStep{Set: map[string]string{"app/flag": "on"}, Delete: []string{"app/old"}}},
+			{Name: "canary-10", Traffic: &runbook.TrafficStep{Route: "api", Weights: map[string]int{"stable": 90, "canary": 10}}},
+			{Name: "verify-10", Verify: &runbook.VerifyStep{Duration: runbook.Duration(30 * time.Second), Interval: runbook.Duration(10 * time.Second),
+				Checks: []runbook.Check{{Name: "health", HTTP: &runbook.HTTPCheck{URL: "http://x/healthz"}}}}},
+			{Name: "approval", Pause: &runbook.PauseStep{Approval: true}},
+			{Name: "canary-100", Traffic: &runbook.TrafficStep{Route: "api", Weights: map[string]int{"stable": 0, "canary": 100}}},
+			{Name: "verify-100", Verify: &runbook.VerifyStep{Duration: runbook.Duration(20 * time.Second), Interval: runbook.Duration(10 * time.Second),
+				Checks: []runbook.Check{{Name: "health", HTTP: &runbook.HTTPCheck{URL: "http://x/healthz"}}}}},
+		},
+	}
+}
+
+func bundleOf(t *testing.T, rb runbook.Runbook) Input {
+	t.Helper()
+	b := runbook.Bundle{Runbook: rb, Version: "v2", Source: "test.yaml",
+		Files:     []runbook.File{{Path: "m/00001_t.sql", Content: testMigration}, {Path: "m/00002_u.sql", Content: strings.ReplaceAll(testMigration, " t", " u")}},
+		StartedBy: runbook.Origin{User: "tester"}}
+	h, err := b.ContentHash()
+	require.NoError(t, err)
+	b.Hash = h
+	require.NoError(t, b.Check())
+	return b
+}
+
+// harness runs Deploy in the test environment with mocked activities and
+// records every activity attempt as "Type:step" in order.
+type harness struct {
+	t   *testing.T
+	env *testsuite.TestWorkflowEnvironment
+	mu  sync.Mutex
+	log []string
+
+	measure        func(activities.MeasureInput) (activities.MeasureResult, error)
+	migrateUp      func(activities.MigrateUpInput) (activities.MigrateResult, error)
+	migrateDown    func(activities.MigrateDownInput) (activities.RestoreResult, error)
+	applyKV        func(activities.KVApplyInput) (activities.KVState, error)
+	restoreKV      func(activities.KVRestoreInput) (activities.RestoreResult, error)
+	setWeights     func(activities.SetWeightsInput) (activities.WeightState, error)
+	restoreWeights func(activities.RestoreWeightsInput) (activities.RestoreResult, error)
+	captureWeights func(activities.TrafficInput) (activities.WeightState, error)
+
+	phases []string
+}
+
+func newHarness(t *testing.T) *harness {
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(quietLogger{})
+	h := &harness{t: t, env: s.NewTestWorkflowEnvironment()}
+	h.env.SetTestTimeout(30 * time.Second)
+	h.env.RegisterWorkflowWithOptions(Deploy, workflowRegisterOptions())
+	h.measure = func(in activities.MeasureInput) (activities.MeasureResult, error) { return healthy(in), nil }
+	h.migrateUp = func(in activities.MigrateUpInput) (activities.MigrateResult, error) {
+		return activities.MigrateResult{From: 1, To: 2, Applied: []int64{2}}, nil
+	}
+	h.migrateDown = func(activities.MigrateDownInput) (activities.RestoreResult, error) { return activities.RestoreResult{}, nil }
+	h.applyKV = func(in activities.KVApplyInput) (activities.KVState, error) {
+		return activities.KVState{Entries: []activities.KVEntry{{Key: "app/flag", Exists: true, Value: []byte("on"), ModifyIndex: 11}, {Key: "app/old"}}}, nil
+	}
+	h.restoreKV = func(activities.KVRestoreInput) (activities.RestoreResult, error) { return activities.RestoreResult{}, nil }
+	h.captureWeights = func(activities.TrafficInput) (activities.WeightState, error) {
+		return activities.WeightState{Weights: map[string]int{"stable": 100, "canary": 0}}, nil
+	}
+	h.setWeights = func(in activities.SetWeightsInput) (activities.WeightState, error) {
+		return activities.WeightState{Weights: in.Weights}, nil
+	}
+	h.restoreWeights = func(activities.RestoreWeightsInput) (activities.RestoreResult, error) {
+		return activities.RestoreResult{}, nil
+	}
+
+	var m *activities.Migrations
+	var k *activities.KV
+	var tr *activities.Traffic
+	var c *activities.Checks
+	env := h.env
+	env.RegisterActivity(m)
+	env.RegisterActivity(k)
+	env.RegisterActivity(tr)
+	env.RegisterActivity(c)
+	env.OnActivity(m.CaptureSchema, mock.Anything, mock.Anything).Return(activities.SchemaState{Database: "db", Version: 1}, nil)
+	env.OnActivity(m.MigrateUp, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.MigrateUpInput) (activities.MigrateResult, error) {
+		return h.migrateUp(in)
+	})
+	env.OnActivity(m.MigrateDown, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.MigrateDownInput) (activities.RestoreResult, error) {
+		return h.migrateDown(in)
+	})
+	env.OnActivity(k.CaptureKV, mock.Anything, mock.Anything).Return(activities.KVState{Entries: []activities.KVEntry{
+		{Key: "app/flag", Exists: true, Value: []byte("off"), ModifyIndex: 5}, {Key: "app/old", Exists: true, Value: []byte("x"), ModifyIndex: 6}}}, nil)
+	env.OnActivity(k.ApplyKV, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.KVApplyInput) (activities.KVState, error) {
+		return h.applyKV(in)
+	})
+	env.OnActivity(k.RestoreKV, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.KVRestoreInput) (activities.RestoreResult, error) {
+		return h.restoreKV(in)
+	})
+	env.OnActivity(tr.CaptureWeights, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.TrafficInput) (activities.WeightState, error) {
+		return h.captureWeights(in)
+	})
+	env.OnActivity(tr.SetWeights, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetWeightsInput) (activities.WeightState, error) {
+		return h.setWeights(in)
+	})
+	env.OnActivity(tr.RestoreWeights, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RestoreWeightsInput) (activities.RestoreResult, error) {
+		return h.restoreWeights(in)
+	})
+	env.OnActivity(c.Measure, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.MeasureInput) (activities.MeasureResult, error) {
+		return h.measure(in)
+	})
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		var ref struct {
+			Step string `json:"step"`
+		}
+		_ = args.Get(&ref)
+		h.mu.Lock()
+		h.log = append(h.log, info.ActivityType.Name+":"+ref.Step)
+		h.mu.Unlock()
+	})
+	return h
+}
+
+func healthy(in activities.MeasureInput) activities.MeasureResult {
+	var r activities.MeasureResult
+	for _, c := range in.Checks {
+		r.Measurements = append(r.Measurements, activities.Measurement{Check: c.Name, Kind: c.Kind(), Status: 200, LatencyMs: 5})
+	}
+	return r
+}
+
+func failing(in activities.MeasureInput) activities.MeasureResult {
+	var r activities.MeasureResult
+	for _, c := range in.Checks {
+		r.Measurements = append(r.Measurements, activities.Measurement{Check: c.Name, Kind: c.Kind(), Status: 500, LatencyMs: 5})
+	}
+	return r
+}
+
+// at schedules fn after d of workflow time.
+func (h *harness) at(d time.Duration, fn func()) { h.env.RegisterDelayedCallback(fn, d) }
+
+func (h *harness) signal(name string, payload any) { h.env.SignalWorkflow(name, payload) }
+
+// query returns the status query's answer now.
+func (h *harness) query() Status {
+	v, err := h.env.QueryWorkflow(QueryStatus)
+	require.NoError(h.t, err)
+	var s Status
+	require.NoError(h.t, v.Get(&s))
+	return s
+}
+
+// phaseAt records the phase (from the status query) at d.
+func (h *harness) phaseAt(d time.Duration) {
+	h.at(d, func() { h.phases = append(h.phases, h.query().Phase) })
+}
+
+func (h *harness) run(rb runbook.Runbook) Result {
+	h.t.Helper()
+	h.env.ExecuteWorkflow(Deploy, bundleOf(h.t, rb))
+	require.True(h.t, h.env.IsWorkflowCompleted())
+	require.NoError(h.t, h.env.GetWorkflowError())
+	var r Result
+	require.NoError(h.t, h.env.GetWorkflowResult(&r))
+	return r
+}
+
+// calls returns the recorded activity attempts, without Measure rounds
+// unless withMeasure.
+func (h *harness) calls(withMeasure bool) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, c := range h.log {
+		if !withMeasure && strings.HasPrefix(c, "Measure:") {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func compStates(r Result) string {
+	var s []string
+	for _, c := range r.Compensations {
+		s = append(s, c.Step+"="+c.State)
+	}
+	return strings.Join(s, " ")
+}
+
+var forwardAll = []string{
+	"CaptureSchema:schema", "MigrateUp:schema",
+	"CaptureKV:flags", "ApplyKV:flags",
+	"CaptureWeights:canary-10", "SetWeights:canary-10",
+	"CaptureWeights:canary-100", "SetWeights:canary-100",
+}
+
+func conflict(what string) error {
+	return temporal.NewNonRetryableApplicationError(what, activities.ErrConflict, nil)
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+var _ = fmt.Sprintf
+
+// quietLogger keeps test output readable: warnings and errors only.
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...any) {}
+func (quietLogger) Info(string, ...any)  {}
+func (quietLogger) Warn(string, ...any)  {}
+func (quietLogger) Error(string, ...any) {}

@@ -1,0 +1,168 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/runbook"
+)
+
+// Activities are referenced through nil pointers: only the method values'
+// names matter to the workflow (samples-go greetings style).
+var (
+	migrations *activities.Migrations
+	kv         *activities.KV
+	traffic    *activities.Traffic
+	checks     *activities.Checks
+)
+
+// nonRetryable are the activity error types that retrying cannot fix.
+var nonRetryable = []string{activities.ErrInvalid, activities.ErrConflict, activities.ErrMismatch, activities.ErrNoCapacity}
+
+func captureOptions(summary string) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		Summary:             summary,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        500 * time.Millisecond,
+			BackoffCoefficient:     2,
+			MaximumInterval:        10 * time.Second,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+}
+
+// applyOptions wait for cancellation: an abort that arrives while an apply
+// runs must not let the step's compensation race the apply.
+func applyOptions(summary string, long bool) workflow.ActivityOptions {
+	o := workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		WaitForCancellation: true,
+		Summary:             summary,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        500 * time.Millisecond,
+			BackoffCoefficient:     2,
+			MaximumInterval:        5 * time.Second,
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+	if long {
+		o.StartToCloseTimeout = 30 * time.Minute
+		o.HeartbeatTimeout = 30 * time.Second
+	}
+	return o
+}
+
+func (d *deployment) ref(step string) activities.StepRef {
+	return activities.StepRef{DeploymentID: d.id, Step: step}
+}
+
+func (d *deployment) push(c Compensation) int {
+	c.State = CompPending
+	d.comps = append(d.comps, c)
+	return len(d.comps) - 1
+}
+
+func (d *deployment) migrate(ctx workflow.Context, i int) error {
+	step := d.rb.Steps[i]
+	m := step.Migrate
+	in := activities.MigrateInput{
+		StepRef:  d.ref(step.Name),
+		Database: m.Database,
+		Dir:      m.Dir,
+		Files:    runbook.FilesUnder(d.in.Files, m.Dir),
+	}
+	target, err := runbook.TargetVersion(*m, d.in.Files)
+	if err != nil {
+		return fmt.Errorf("resolving the target version: %w", err)
+	}
+	var captured activities.SchemaState
+	cctx := workflow.WithActivityOptions(ctx, captureOptions(fmt.Sprintf("%s: read schema version of %s", step.Name, m.Database)))
+	if err := workflow.ExecuteActivity(cctx, migrations.CaptureSchema, in).Get(ctx, &captured); err != nil {
+		return fmt.Errorf("capturing the schema version of %s: %w", m.Database, err)
+	}
+	d.status.Steps[i].Captured = &Captured{Schema: &captured, SchemaTarget: target}
+	// An irreversible migration may have no Down section: it gets no
+	// compensation, and a failure half-way is reported for a human.
+	if !step.Irreversible {
+		d.push(Compensation{Step: step.Name, Kind: runbook.KindMigrate,
+			Migrate: &activities.MigrateDownInput{MigrateInput: in, Captured: captured}})
+	}
+	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: migrate %s from %d to %d", step.Name, m.Database, captured.Version, target), true))
+	var res activities.MigrateResult
+	if err := workflow.ExecuteActivity(actx, migrations.MigrateUp, activities.MigrateUpInput{MigrateInput: in, Target: target}).Get(ctx, &res); err != nil {
+		return fmt.Errorf("migrating %s to version %d: %w", m.Database, target, err)
+	}
+	if n := len(d.comps); !step.Irreversible && n > 0 {
+		d.comps[n-1].ApplyDone = true
+	}
+	d.status.Steps[i].Detail = fmt.Sprintf("schema %s: %d → %d", m.Database, res.From, res.To)
+	return nil
+}
+
+func (d *deployment) consul(ctx workflow.Context, i int) error {
+	step := d.rb.Steps[i]
+	in := activities.KVInput{StepRef: d.ref(step.Name), Ops: step.Consul.Ops()}
+	var captured activities.KVState
+	cctx := workflow.WithActivityOptions(ctx, captureOptions(fmt.Sprintf("%s: read %d Consul keys", step.Name, len(in.Ops))))
+	if err := workflow.ExecuteActivity(cctx, kv.CaptureKV, in).Get(ctx, &captured); err != nil {
+		return fmt.Errorf("capturing Consul keys: %w", err)
+	}
+	d.status.Steps[i].Captured = &Captured{KV: &captured}
+	// Pushed before the apply, so a half-done apply is undone too; for an
+	// irreversible step it is discarded once the apply succeeds.
+	ci := d.push(Compensation{Step: step.Name, Kind: runbook.KindConsul,
+		KV: &activities.KVRestoreInput{KVInput: in, Captured: captured}})
+	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: write %d Consul keys in one transaction", step.Name, len(in.Ops)), false))
+	var applied activities.KVState
+	if err := workflow.ExecuteActivity(actx, kv.ApplyKV, activities.KVApplyInput{KVInput: in, Captured: captured}).Get(ctx, &applied); err != nil {
+		return fmt.Errorf("writing Consul keys: %w", err)
+	}
+	d.status.Steps[i].Captured.KVApplied = &applied
+	// With the indexes our write produced, the restore can tell our write
+	// from someone else's exactly.
+	d.comps[ci].KV.Applied = &applied
+	d.comps[ci].ApplyDone = true
+	d.status.Steps[i].Detail = fmt.Sprintf("%d keys written", len(in.Ops))
+	return nil
+}
+
+func (d *deployment) traffic(ctx workflow.Context, i int) error {
+	step := d.rb.Steps[i]
+	t := step.Traffic
+	route := d.routes[t.Route]
+	in := activities.TrafficInput{StepRef: d.ref(step.Name), Route: route}
+	var captured activities.WeightState
+	cctx := workflow.WithActivityOptions(ctx, captureOptions(fmt.Sprintf("%s: read weights of %s on %s", step.Name, route.Backend, route.Router)))
+	if err := workflow.ExecuteActivity(cctx, traffic.CaptureWeights, in).Get(ctx, &captured); err != nil {
+		return fmt.Errorf("capturing weights of route %s: %w", route.Name, err)
+	}
+	d.status.Steps[i].Captured = &Captured{Weights: &captured, WeightsSet: t.Weights}
+	ci := d.push(Compensation{Step: step.Name, Kind: runbook.KindTraffic,
+		Traffic: &activities.RestoreWeightsInput{TrafficInput: in, Captured: captured, Applied: t.Weights}})
+	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: set %s to %s", step.Name, route.Name, weightsString(t.Weights)), false))
+	var after activities.WeightState
+	if err := workflow.ExecuteActivity(actx, traffic.SetWeights, activities.SetWeightsInput{TrafficInput: in, Weights: t.Weights, Captured: captured}).Get(ctx, &after); err != nil {
+		return fmt.Errorf("setting weights of route %s: %w", route.Name, err)
+	}
+	d.comps[ci].ApplyDone = true
+	d.status.Steps[i].Detail = fmt.Sprintf("%s: %s → %s", route.Name, weightsString(captured.Weights), weightsString(t.Weights))
+	return nil
+}
+
+func weightsString(w map[string]int) string {
+	s := ""
+	for i, sw := range runbook.SortedWeights(w) {
+		if i > 0 {
+			s += " "
+		}
+		s += fmt.Sprintf("%s=%d%%", sw.Subset, sw.Percent)
+	}
+	return s
+}

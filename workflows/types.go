@@ -1,0 +1,227 @@
+// Package workflows holds the Deploy saga workflow. Everything here is
+// workflow code: deterministic, no goroutines, no select, no time.Now, no map
+// iteration whose order matters — only the workflow APIs.
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/runbook"
+)
+
+// WorkflowType is the registered name of the Deploy workflow.
+const WorkflowType = "Deploy"
+
+// WorkflowIDPrefix makes the workflow ID rollbook-<service>: one deployment
+// per service at a time, enforced by Temporal's ID uniqueness.
+const WorkflowIDPrefix = "rollbook-"
+
+// WorkflowID returns the workflow ID of a service's deployment.
+func WorkflowID(service string) string { return WorkflowIDPrefix + service }
+
+// QueryStatus is the name of the status query.
+const QueryStatus = "status"
+
+// Signal names. Payloads are small JSON objects so they can be typed into the
+// Web UI or `temporal workflow signal --input`.
+const (
+	SignalAbort   = "abort"
+	SignalPause   = "pause"
+	SignalResume  = "resume"
+	SignalApprove = "approve"
+	SignalRetry   = "retry"
+	SignalSkip    = "skip"
+)
+
+// Phases. The outcomes double as final phases.
+const (
+	PhaseDeploying     = "deploying"
+	PhaseVerifying     = "verifying"
+	PhasePaused        = "paused"
+	PhaseRollingBack   = "rolling-back"
+	PhaseRollbackStuck = "rollback-stuck"
+
+	OutcomeSucceeded         = "succeeded"
+	OutcomeRolledBack        = "rolled-back"
+	OutcomeAborted           = "aborted"
+	OutcomeRollbackFailed    = "rollback-failed"
+	OutcomeFailedAfterCommit = "failed-after-commit"
+)
+
+// Typed search attributes, registered on the namespace by the dev stack
+// (temporal server start-dev --search-attribute Name=Keyword).
+var (
+	SAService = temporal.NewSearchAttributeKeyKeyword("RollbookService")
+	SAVersion = temporal.NewSearchAttributeKeyKeyword("RollbookVersion")
+	SAPhase   = temporal.NewSearchAttributeKeyKeyword("RollbookPhase")
+)
+
+// AbortSignal asks for a rollback. Both fields are optional.
+type AbortSignal struct {
+	Reason string `json:"reason,omitempty"`
+	By     string `json:"by,omitempty"`
+}
+
+// ApproveSignal releases a pause step waiting for approval. An empty Step
+// approves whichever step is waiting.
+type ApproveSignal struct {
+	Step string `json:"step,omitempty"`
+	By   string `json:"by,omitempty"`
+}
+
+// OperatorSignal is the payload of pause, resume, retry and skip. For skip,
+// Step must name the stuck step when given (a guard against skipping the
+// wrong one).
+type OperatorSignal struct {
+	Step   string `json:"step,omitempty"`
+	By     string `json:"by,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Step states, as shown in Status and Result.
+const (
+	StepPending     = "pending"
+	StepRunning     = "running"
+	StepApplied     = "applied"
+	StepPassed      = "passed"
+	StepFailed      = "failed"
+	StepCancelled   = "cancelled"
+	StepCompensated = "compensated"
+	StepSkipped     = "skipped"
+	StepCommitted   = "committed"
+)
+
+// StepStatus is one runbook step's progress.
+type StepStatus struct {
+	Name         string    `json:"name"`
+	Kind         string    `json:"kind"`
+	State        string    `json:"state"`
+	Irreversible bool      `json:"irreversible,omitempty"`
+	StartedAt    time.Time `json:"startedAt,omitempty"`
+	EndedAt      time.Time `json:"endedAt,omitempty"`
+	Detail       string    `json:"detail,omitempty"`
+	// Captured is the state captured before the step's apply; a later
+	// revert restores it.
+	Captured *Captured `json:"captured,omitempty"`
+}
+
+// Captured holds one step's captured and applied state (one field set).
+type Captured struct {
+	Schema *activities.SchemaState `json:"schema,omitempty"`
+	// SchemaTarget is the version the step migrated to.
+	SchemaTarget int64                   `json:"schemaTarget,omitempty"`
+	KV           *activities.KVState     `json:"kv,omitempty"`
+	KVApplied    *activities.KVState     `json:"kvApplied,omitempty"`
+	Weights      *activities.WeightState `json:"weights,omitempty"`
+	WeightsSet   map[string]int          `json:"weightsSet,omitempty"`
+}
+
+// Compensation states.
+const (
+	CompPending         = "pending"
+	CompRunning         = "running"
+	CompDone            = "done"
+	CompAlreadyRestored = "already-restored"
+	CompSkipped         = "skipped"
+	CompStuck           = "stuck"
+	CompDiscarded       = "discarded"
+)
+
+// Compensation is one entry of the saga's compensation stack. Exactly one of
+// Migrate, KV and Traffic is set: the captured state the undo restores,
+// recorded in history at capture time, never re-read at rollback time.
+type Compensation struct {
+	Step     string `json:"step"`
+	Kind     string `json:"kind"`
+	State    string `json:"state"`
+	Attempts int    `json:"attempts,omitempty"`
+	// ApplyDone is true once the step's apply returned success, so the
+	// live state is known to be the applied one.
+	ApplyDone bool   `json:"applyDone,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+	// Merged lists later steps on the same route whose traffic
+	// compensations this one performed in the same write.
+	Merged    []string  `json:"merged,omitempty"`
+	StartedAt time.Time `json:"startedAt,omitempty"`
+	EndedAt   time.Time `json:"endedAt,omitempty"`
+
+	Migrate *activities.MigrateDownInput    `json:"migrate,omitempty"`
+	KV      *activities.KVRestoreInput      `json:"kv,omitempty"`
+	Traffic *activities.RestoreWeightsInput `json:"traffic,omitempty"`
+}
+
+// Judgement states of one check.
+const (
+	JudgePass         = "pass"
+	JudgeFail         = "fail"
+	JudgeInconclusive = "inconclusive"
+	JudgeBaseline     = "baseline"
+)
+
+// CheckJudgement is the workflow's verdict on one measurement.
+type CheckJudgement struct {
+	Check   string  `json:"check"`
+	Verdict string  `json:"verdict"`
+	Value   float64 `json:"value,omitempty"`
+	Reason  string  `json:"reason,omitempty"`
+}
+
+// Round is one verification or analysis round, kept in Status (bounded).
+type Round struct {
+	Step      string           `json:"step"`
+	Round     int              `json:"round"`
+	At        time.Time        `json:"at"`
+	Judgement []CheckJudgement `json:"judgement"`
+}
+
+// IgnoredSignal records a signal that made no sense in the phase it arrived.
+type IgnoredSignal struct {
+	Signal string    `json:"signal"`
+	At     time.Time `json:"at"`
+	Why    string    `json:"why"`
+}
+
+// Status is what the status query returns.
+type Status struct {
+	Service     string       `json:"service"`
+	Version     string       `json:"version"`
+	Phase       string       `json:"phase"`
+	CurrentStep string       `json:"currentStep,omitempty"`
+	Paused      bool         `json:"paused,omitempty"`
+	WaitingFor  string       `json:"waitingFor,omitempty"`
+	Reason      string       `json:"reason,omitempty"`
+	StartedBy   string       `json:"startedBy,omitempty"`
+	StartedAt   time.Time    `json:"startedAt"`
+	Steps       []StepStatus `json:"steps"`
+	// Rounds holds the most recent measurement rounds (bounded so that a
+	// long verification does not grow the query answer without limit).
+	Rounds        []Round         `json:"rounds,omitempty"`
+	Compensations []Compensation  `json:"compensations,omitempty"`
+	Ignored       []IgnoredSignal `json:"ignoredSignals,omitempty"`
+	Outcome       string          `json:"outcome,omitempty"`
+}
+
+// Result is the Deploy workflow's result.
+type Result struct {
+	Service    string `json:"service"`
+	Version    string `json:"version"`
+	Outcome    string `json:"outcome"`
+	FailedStep string `json:"failedStep,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	// PointOfNoReturn names the irreversible step that was crossed, if any.
+	PointOfNoReturn string         `json:"pointOfNoReturn,omitempty"`
+	Steps           []StepStatus   `json:"steps"`
+	Compensations   []Compensation `json:"compensations,omitempty"`
+	StartedAt       time.Time      `json:"startedAt"`
+	EndedAt         time.Time      `json:"endedAt"`
+	// RollbackStartedAt and RollbackEndedAt time the rollback, if any.
+	RollbackStartedAt time.Time `json:"rollbackStartedAt,omitempty"`
+	RollbackEndedAt   time.Time `json:"rollbackEndedAt,omitempty"`
+}
+
+// Input is the workflow input: the bundle the CLI built.
+type Input = runbook.Bundle
