@@ -224,6 +224,11 @@ type Measurement struct {
 	Baseline *SideSample      `json:"baseline,omitempty"`
 	Canary   *SideSample      `json:"canary,omitempty"`
 	Detail   string           `json:"detail,omitempty"`
+	// BaselineRound is true for router/compare measurements without a usable
+	// previous round (the first round, or counters that went down after a
+	// router restart): Requests/Errors are then cumulative, not an interval,
+	// and the round should be judged inconclusive.
+	BaselineRound bool `json:"baselineRound,omitempty"`
 }
 
 // SideSample is one side of a compare check over the last interval.

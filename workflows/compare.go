@@ -27,7 +27,7 @@ func judgeCompare(c runbook.Check, m activities.Measurement) CheckJudgement {
 		j.Verdict, j.Reason = JudgeInconclusive, "no samples from canary or baseline"
 		return j
 	}
-	if m.Detail == activities.DetailBaselineRound {
+	if m.BaselineRound {
 		j.Verdict, j.Reason = JudgeBaseline, "first reading of the counters"
 		return j
 	}

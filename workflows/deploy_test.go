@@ -75,13 +75,17 @@ func TestApplyFailureOfEachKind(t *testing.T) {
 		step  string
 	}{
 		{"migrate", func(h *harness) {
-			h.migrateUp = func(activities.MigrateUpInput) (activities.MigrateResult, error) { return activities.MigrateResult{}, hard }
+			h.migrateUp = func(activities.MigrateUpInput) (activities.MigrateResult, error) {
+				return activities.MigrateResult{}, hard
+			}
 		}, []string{"CaptureSchema:schema", "MigrateUp:schema", "MigrateDown:schema"}, "schema"},
 		{"consul", func(h *harness) {
 			h.applyKV = func(activities.KVApplyInput) (activities.KVState, error) { return activities.KVState{}, hard }
 		}, []string{"CaptureSchema:schema", "MigrateUp:schema", "CaptureKV:flags", "ApplyKV:flags", "RestoreKV:flags", "MigrateDown:schema"}, "flags"},
 		{"traffic", func(h *harness) {
-			h.setWeights = func(activities.SetWeightsInput) (activities.WeightState, error) { return activities.WeightState{}, hard }
+			h.setWeights = func(activities.SetWeightsInput) (activities.WeightState, error) {
+				return activities.WeightState{}, hard
+			}
 		}, seq(forwardAll[:6], undoAll), "canary-10"},
 	}
 	for _, tc := range cases {
@@ -168,7 +172,7 @@ func TestBackgroundAnalysisFailureDuringLaterStep(t *testing.T) {
 		}
 		m := activities.Measurement{Check: "canary-5xx", Kind: "router", Requests: 100, Errors: 0}
 		if in.Round == 1 {
-			m.Detail = activities.DetailBaselineRound
+			m.BaselineRound = true
 		}
 		if in.Round >= 9 { // about 40 s in: while waiting for approval
 			m.Errors = 7
@@ -218,9 +222,10 @@ func TestAbort(t *testing.T) {
 // (WaitForCancellation) and then undoes that step too.
 func TestAbortWhileApplying(t *testing.T) {
 	h := newHarness(t)
-	h.at(time.Millisecond, func() { h.signal(SignalAbort, AbortSignal{Reason: "stop"}) })
 	h.migrateUp = func(activities.MigrateUpInput) (activities.MigrateResult, error) {
-		time.Sleep(300 * time.Millisecond) // the signal lands while we run
+		// The abort lands while the apply runs; the apply still finishes.
+		h.env.SignalWorkflow(SignalAbort, AbortSignal{Reason: "stop"})
+		time.Sleep(200 * time.Millisecond)
 		return activities.MigrateResult{From: 1, To: 2}, nil
 	}
 	r := h.run(testRunbook())
@@ -228,7 +233,9 @@ func TestAbortWhileApplying(t *testing.T) {
 	calls := h.calls(false)
 	require.GreaterOrEqual(t, len(calls), 3)
 	assert.Equal(t, []string{"CaptureSchema:schema", "MigrateUp:schema"}, calls[:2])
-	assert.Equal(t, "MigrateDown:schema", calls[len(calls)-1], "the step's own compensation runs after its apply stopped")
+	assert.Equal(t, []string{"CaptureSchema:schema", "MigrateUp:schema", "MigrateDown:schema"}, calls,
+		"the step's own compensation runs after its apply stopped, and nothing later starts")
+	assert.Equal(t, "schema", r.FailedStep)
 }
 
 func TestAbortWhileRollingBackIsNoop(t *testing.T) {

@@ -89,11 +89,15 @@ func newHarness(t *testing.T) *harness {
 	h.migrateUp = func(in activities.MigrateUpInput) (activities.MigrateResult, error) {
 		return activities.MigrateResult{From: 1, To: 2, Applied: []int64{2}}, nil
 	}
-	h.migrateDown = func(activities.MigrateDownInput) (activities.RestoreResult, error) { return activities.RestoreResult{}, nil }
+	h.migrateDown = func(activities.MigrateDownInput) (activities.RestoreResult, error) {
+		return activities.RestoreResult{}, nil
+	}
 	h.applyKV = func(in activities.KVApplyInput) (activities.KVState, error) {
 		return activities.KVState{Entries: []activities.KVEntry{{Key: "app/flag", Exists: true, Value: []byte("on"), ModifyIndex: 11}, {Key: "app/old"}}}, nil
 	}
-	h.restoreKV = func(activities.KVRestoreInput) (activities.RestoreResult, error) { return activities.RestoreResult{}, nil }
+	h.restoreKV = func(activities.KVRestoreInput) (activities.RestoreResult, error) {
+		return activities.RestoreResult{}, nil
+	}
 	h.captureWeights = func(activities.TrafficInput) (activities.WeightState, error) {
 		return activities.WeightState{Weights: map[string]int{"stable": 100, "canary": 0}}, nil
 	}

@@ -51,7 +51,7 @@ func judge(c runbook.Check, m activities.Measurement) CheckJudgement {
 		}
 	case runbook.CheckRouter:
 		r := c.Router
-		if m.Detail == activities.DetailBaselineRound {
+		if m.BaselineRound {
 			// The first round only records counters: an error rate needs
 			// two readings.
 			j.Verdict, j.Reason = JudgeBaseline, "first reading of the counters"

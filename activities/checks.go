@@ -1,0 +1,417 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+
+	"github.com/rollbook/rollbook/internal/router"
+	"github.com/rollbook/rollbook/runbook"
+)
+
+// Check defaults, as documented on the runbook types.
+const (
+	defaultHTTPTimeout      = 5 * time.Second
+	defaultPrometheusServer = "default"
+	prometheusTimeout       = 10 * time.Second
+	// maxBodyDrain bounds how much of a probe's answer is read (and
+	// discarded) so that connections can be reused.
+	maxBodyDrain = 1 << 20
+)
+
+// Checks measures verify and analysis checks. It only measures: the
+// workflow judges the measurements, so the history shows why a round failed.
+type Checks struct {
+	// HTTP is the client for http and prometheus checks (nil: a default
+	// client; each request is bounded by the check's timeout).
+	HTTP *http.Client
+	// Prometheus maps server names used in runbooks to base URLs.
+	Prometheus map[string]string
+	// Endpoints maps the names http checks use (http.endpoint) to base URLs.
+	Endpoints map[string]string
+	// Routers maps router names to drivers, for router and compare checks.
+	Routers map[string]router.Router
+
+	mu   sync.Mutex
+	apis map[string]promv1.API
+}
+
+// ChecksConfig is what NewChecks needs; every field may be empty, and checks
+// that need a missing name fail as ErrInvalid.
+type ChecksConfig struct {
+	HTTP       *http.Client
+	Prometheus map[string]string
+	Endpoints  map[string]string
+	Routers    map[string]router.Router
+}
+
+// NewChecks checks the configuration (Prometheus and endpoint URLs parse)
+// and returns the check activities.
+func NewChecks(cfg ChecksConfig) (*Checks, error) {
+	c := &Checks{HTTP: cfg.HTTP, Prometheus: maps.Clone(cfg.Prometheus), Endpoints: maps.Clone(cfg.Endpoints), Routers: maps.Clone(cfg.Routers)}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Prometheus)) {
+		if _, err := c.prometheus(name); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Endpoints)) {
+		u, err := url.Parse(cfg.Endpoints[name])
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("checks: endpoint %q: want an http(s) base URL", name)
+		}
+	}
+	return c, nil
+}
+
+func (c *Checks) prometheus(name string) (promv1.API, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a, ok := c.apis[name]; ok {
+		return a, nil
+	}
+	addr, ok := c.Prometheus[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown prometheus server %q (this worker knows: %s)", name, strings.Join(slices.Sorted(maps.Keys(c.Prometheus)), ", "))
+	}
+	cfg := promapi.Config{Address: addr}
+	if c.HTTP != nil {
+		cfg.Client = c.HTTP
+	}
+	cl, err := promapi.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("prometheus server %q: %w", name, err)
+	}
+	if c.apis == nil {
+		c.apis = map[string]promv1.API{}
+	}
+	a := promv1.NewAPI(cl)
+	c.apis[name] = a
+	return a, nil
+}
+
+// plan is a check resolved against the worker's configuration.
+type plan struct {
+	check   runbook.Check
+	kind    string
+	route   runbook.Route
+	router  router.Router
+	prom    promv1.API
+	subsets []string // router: [subset]; compare: [baseline, canary]
+	url     string   // http
+}
+
+// httpURL resolves an http check's URL: given directly, or an endpoint's
+// base URL joined with the check's path.
+func (c *Checks) httpURL(hc *runbook.HTTPCheck) (string, error) {
+	switch {
+	case hc.URL != "" && hc.Endpoint != "":
+		return "", errors.New("http check has both url and endpoint")
+	case hc.URL != "":
+		return hc.URL, nil
+	case hc.Endpoint == "":
+		return "", errors.New("http check needs url or endpoint")
+	}
+	base, ok := c.Endpoints[hc.Endpoint]
+	if !ok {
+		return "", fmt.Errorf("unknown endpoint %q (this worker knows: %s)", hc.Endpoint, strings.Join(slices.Sorted(maps.Keys(c.Endpoints)), ", "))
+	}
+	if hc.Path == "" {
+		return base, nil
+	}
+	return strings.TrimRight(base, "/") + "/" + strings.TrimLeft(hc.Path, "/"), nil
+}
+
+func findRoute(routes []runbook.Route, name string) (runbook.Route, bool) {
+	for _, r := range routes {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return runbook.Route{}, false
+}
+
+func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error) {
+	p := plan{check: ch, kind: ch.Kind()}
+	routeOf := func(name string) error {
+		route, ok := findRoute(routes, name)
+		if !ok {
+			return fmt.Errorf("route %q is not among the runbook's routes", name)
+		}
+		r, err := resolveRouter(c.Routers, route)
+		if err != nil {
+			return err
+		}
+		p.route, p.router = route, r
+		return nil
+	}
+	switch p.kind {
+	case runbook.CheckHTTP:
+		u, err := c.httpURL(ch.HTTP)
+		if err != nil {
+			return p, err
+		}
+		p.url = u
+	case runbook.CheckPrometheus:
+		server := ch.Prometheus.Server
+		if server == "" {
+			server = defaultPrometheusServer
+		}
+		a, err := c.prometheus(server)
+		if err != nil {
+			return p, err
+		}
+		p.prom = a
+	case runbook.CheckRouter:
+		if err := routeOf(ch.Router.Route); err != nil {
+			return p, err
+		}
+		if !slices.Contains(p.route.Subsets, ch.Router.Subset) {
+			return p, fmt.Errorf("subset %q is not in route %s (%s)", ch.Router.Subset, p.route.Name, strings.Join(p.route.Subsets, ", "))
+		}
+		p.subsets = []string{ch.Router.Subset}
+	case runbook.CheckCompare:
+		if err := routeOf(ch.Compare.Route); err != nil {
+			return p, err
+		}
+		base, canary := cmpOr(ch.Compare.Baseline, p.route.Stable), cmpOr(ch.Compare.Canary, p.route.Canary)
+		for _, s := range []string{base, canary} {
+			if !slices.Contains(p.route.Subsets, s) {
+				return p, fmt.Errorf("compare subset %q is not in route %s (%s)", s, p.route.Name, strings.Join(p.route.Subsets, ", "))
+			}
+		}
+		if base == canary {
+			return p, fmt.Errorf("compare check: baseline and canary are both %q", base)
+		}
+		p.subsets = []string{base, canary}
+	default:
+		return p, errors.New("check must have exactly one of http, prometheus, router, compare")
+	}
+	return p, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Measure runs one round of in.Checks concurrently and returns one
+// Measurement per check, in check order. A check that cannot be measured
+// (connection refused, query error, timeout) has Measurement.Error set; the
+// activity itself fails only when a check cannot run on this worker at all
+// (unknown router, route, subset or Prometheus server: ErrInvalid).
+//
+// Router and compare checks report requests and 5xx answers since the
+// previous round (in.Previous, matched by check name) from the router's
+// cumulative counters; without a usable previous round the measurement is a
+// baseline round (BaselineRound, cumulative numbers).
+func (c *Checks) Measure(ctx context.Context, in MeasureInput) (MeasureResult, error) {
+	plans := make([]plan, len(in.Checks))
+	for i, ch := range in.Checks {
+		p, err := c.resolve(ch, in.Routes)
+		if err != nil {
+			return MeasureResult{}, invalidf("check %q: %v", ch.Name, err)
+		}
+		plans[i] = p
+	}
+	prev := make(map[string]*Measurement, len(in.Previous))
+	for i := range in.Previous {
+		prev[in.Previous[i].Check] = &in.Previous[i]
+	}
+	stop := keepAlive(ctx, 2*time.Second, func() any { return fmt.Sprintf("measuring round %d", in.Round) })
+	defer stop()
+
+	out := make([]Measurement, len(plans))
+	var wg sync.WaitGroup
+	for i, p := range plans {
+		wg.Go(func() {
+			m := Measurement{Check: p.check.Name, Kind: p.kind, At: time.Now().UTC()}
+			switch p.kind {
+			case runbook.CheckHTTP:
+				c.measureHTTP(ctx, p.check.HTTP, p.url, &m)
+			case runbook.CheckPrometheus:
+				measurePrometheus(ctx, p.prom, p.check.Prometheus, &m)
+			case runbook.CheckRouter, runbook.CheckCompare:
+				measureCounters(ctx, p, prev[p.check.Name], &m)
+			}
+			out[i] = m
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return MeasureResult{}, fmt.Errorf("measuring round %d: %w", in.Round, err)
+	}
+	return MeasureResult{Measurements: out}, nil
+}
+
+func (c *Checks) measureHTTP(ctx context.Context, hc *runbook.HTTPCheck, url string, m *Measurement) {
+	client := c.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	samples := max(hc.Samples, 1)
+	method := cmpOr(hc.Method, http.MethodGet)
+	expect := hc.ExpectStatus
+	if expect == 0 {
+		expect = http.StatusOK
+	}
+	timeout := hc.Timeout.D()
+	if timeout <= 0 {
+		timeout = defaultHTTPTimeout
+	}
+	var transportErrs int
+	var lastErr error
+	failingStatus := 0
+	for range samples {
+		status, latency, err := probe(ctx, client, method, url, timeout)
+		if err != nil {
+			m.Failures++
+			transportErrs++
+			lastErr = err
+			continue
+		}
+		m.Status = status
+		m.LatencyMs = max(m.LatencyMs, latency)
+		if status != expect || (hc.MaxLatency > 0 && latency > float64(hc.MaxLatency.D())/float64(time.Millisecond)) {
+			m.Failures++
+			if failingStatus == 0 && status != expect {
+				failingStatus = status
+			}
+		}
+	}
+	if failingStatus != 0 {
+		m.Status = failingStatus
+	}
+	if transportErrs > 0 {
+		m.Error = fmt.Sprintf("%d of %d requests failed: %v", transportErrs, samples, lastErr)
+	}
+	m.Detail = fmt.Sprintf("%d samples, %d failed; latency is the slowest sample", samples, m.Failures)
+}
+
+// probe sends one request and returns its status and latency in ms.
+func probe(ctx context.Context, client *http.Client, method, url string, timeout time.Duration) (int, float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBodyDrain))
+	resp.Body.Close()
+	latency := float64(time.Since(start).Microseconds()) / 1000
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading answer: %w", err)
+	}
+	return resp.StatusCode, latency, nil
+}
+
+func measurePrometheus(ctx context.Context, api promv1.API, pc *runbook.PrometheusCheck, m *Measurement) {
+	ctx, cancel := context.WithTimeout(ctx, prometheusTimeout)
+	defer cancel()
+	val, warnings, _, err := api.Query(ctx, pc.Query, time.Now())
+	if err != nil {
+		m.Error = fmt.Sprintf("query %q: %v", pc.Query, err)
+		return
+	}
+	var v float64
+	switch r := val.(type) {
+	case *model.Scalar:
+		v = float64(r.Value)
+	case model.Vector:
+		if len(r) != 1 {
+			m.Error = fmt.Sprintf("query %q returned %d samples; want a scalar or exactly one sample", pc.Query, len(r))
+			return
+		}
+		v = float64(r[0].Value)
+		m.Detail = r[0].Metric.String()
+	default:
+		m.Error = fmt.Sprintf("query %q returned a %s; want a scalar or a single-sample vector", pc.Query, val.Type())
+		return
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		// JSON cannot carry NaN/Inf, and a comparison with them means nothing.
+		m.Error = fmt.Sprintf("query %q returned %v", pc.Query, v)
+		return
+	}
+	m.Value = &v
+	if len(warnings) > 0 {
+		m.Detail = strings.TrimSpace(m.Detail + " warnings: " + strings.Join(warnings, "; "))
+	}
+}
+
+// measureCounters fills a router or compare measurement from cumulative
+// counters. Counters keys are "<subset>.requests" and "<subset>.errors5xx".
+func measureCounters(ctx context.Context, p plan, prev *Measurement, m *Measurement) {
+	cs, err := p.router.Counters(ctx, p.route.Backend, p.subsets)
+	if err != nil {
+		m.Error = fmt.Sprintf("reading counters of route %s on %s: %v", p.route.Name, p.router, err)
+		return
+	}
+	m.Counters = make(map[string]int64, 2*len(p.subsets))
+	for _, s := range p.subsets {
+		m.Counters[s+".requests"] = cs[s].Requests
+		m.Counters[s+".errors5xx"] = cs[s].Errors5xx
+	}
+	baseline, why := true, "baseline round: no previous round, counters are cumulative"
+	if prev != nil && prev.Counters != nil {
+		baseline, why = false, ""
+		for k, v := range m.Counters {
+			old, ok := prev.Counters[k]
+			if !ok {
+				baseline, why = true, "baseline round: previous round lacks counter "+k
+				break
+			}
+			if v < old {
+				baseline, why = true, fmt.Sprintf("baseline round: counter %s went down from %d to %d (router restarted?), counters are cumulative", k, old, v)
+				break
+			}
+		}
+	}
+	delta := func(s, what string) int64 {
+		if baseline {
+			return m.Counters[s+what]
+		}
+		return m.Counters[s+what] - prev.Counters[s+what]
+	}
+	m.BaselineRound = baseline
+	var notes []string
+	if why != "" {
+		notes = append(notes, why)
+	}
+	switch p.kind {
+	case runbook.CheckRouter:
+		s := p.subsets[0]
+		m.Requests, m.Errors = delta(s, ".requests"), delta(s, ".errors5xx")
+		m.LatencyMs = float64(cs[s].ResponseMs)
+		notes = append(notes, fmt.Sprintf("%s status %s; latency is the router's average response time over its recent requests", s, cs[s].Status))
+	case runbook.CheckCompare:
+		base, canary := p.subsets[0], p.subsets[1]
+		m.Baseline = &SideSample{Requests: delta(base, ".requests"), Errors: delta(base, ".errors5xx")}
+		m.Canary = &SideSample{Requests: delta(canary, ".requests"), Errors: delta(canary, ".errors5xx")}
+		m.Requests = m.Baseline.Requests + m.Canary.Requests
+		m.Errors = m.Baseline.Errors + m.Canary.Errors
+		// HAProxy keeps averages, not per-request times: no latency samples.
+		notes = append(notes, fmt.Sprintf("no per-request latency samples from %s; average response time %s=%dms %s=%dms",
+			p.router, base, cs[base].ResponseMs, canary, cs[canary].ResponseMs))
+	}
+	m.Detail = strings.Join(notes, "; ")
+}

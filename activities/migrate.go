@@ -1,0 +1,375 @@
+package activities
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"github.com/rollbook/rollbook/runbook"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Database dialects a DatabaseTarget may name.
+const (
+	DialectPostgres = "postgres"
+	DialectSQLite   = "sqlite"
+)
+
+// gooseTable is goose's default version table; CaptureSchema reads it
+// without creating it.
+const gooseTable = goose.DefaultTablename
+
+// DatabaseTarget is a database the worker may migrate. The DSN is worker
+// configuration (often from the environment); it never appears in runbooks,
+// workflow history or logs.
+type DatabaseTarget struct {
+	// Dialect is "postgres" (pgx) or "sqlite" (modernc.org/sqlite).
+	Dialect string `json:"dialect"`
+	DSN     string `json:"-"`
+}
+
+// Migrations runs goose migrations carried in the bundle against database
+// targets the worker knows by name.
+//
+// Each call builds a goose Provider over an in-memory file system holding the
+// bundle's files (the worker's disk is never read). On PostgreSQL a goose
+// session lock (pg_advisory_lock) serialises concurrent deployments to the
+// same database; each migration file runs in its own transaction, so a
+// failing file leaves the schema at the last good version.
+type Migrations struct {
+	// Targets maps database names used in runbooks to connections.
+	Targets map[string]DatabaseTarget
+	// LockTimeout bounds the wait for the PostgreSQL session lock
+	// (default 5 minutes); the activity heartbeats while it waits.
+	LockTimeout time.Duration
+	// HeartbeatInterval is how often long calls heartbeat (default 2s).
+	HeartbeatInterval time.Duration
+
+	mu  sync.Mutex
+	dbs map[string]*sql.DB
+}
+
+// NewMigrations checks the targets and returns the activities. Connections
+// are opened lazily on first use and kept until Close.
+func NewMigrations(targets map[string]DatabaseTarget) (*Migrations, error) {
+	if len(targets) == 0 {
+		return nil, errors.New("migrations: no database targets configured")
+	}
+	for _, name := range slices.Sorted(maps.Keys(targets)) {
+		t := targets[name]
+		if name == "" {
+			return nil, errors.New("migrations: database target with an empty name")
+		}
+		if t.Dialect != DialectPostgres && t.Dialect != DialectSQLite {
+			return nil, fmt.Errorf("migrations: database target %q: dialect %q is not %q or %q", name, t.Dialect, DialectPostgres, DialectSQLite)
+		}
+		if t.DSN == "" {
+			return nil, fmt.Errorf("migrations: database target %q: empty DSN", name)
+		}
+	}
+	return &Migrations{Targets: maps.Clone(targets)}, nil
+}
+
+// Close closes every connection pool opened so far.
+func (m *Migrations) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for name, db := range m.dbs {
+		if err := db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing database %q: %w", name, err))
+		}
+	}
+	m.dbs = nil
+	return errors.Join(errs...)
+}
+
+func (m *Migrations) db(name string) (*sql.DB, DatabaseTarget, error) {
+	t, ok := m.Targets[name]
+	if !ok {
+		return nil, t, invalidf("unknown database target %q (this worker knows: %s)", name, strings.Join(slices.Sorted(maps.Keys(m.Targets)), ", "))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if db, ok := m.dbs[name]; ok {
+		return db, t, nil
+	}
+	driver := "pgx"
+	if t.Dialect == DialectSQLite {
+		driver = "sqlite"
+	}
+	// sql.Open does not connect; it fails only on a bad driver name.
+	db, err := sql.Open(driver, t.DSN)
+	if err != nil {
+		return nil, t, fmt.Errorf("opening database %q: %w", name, err)
+	}
+	if m.dbs == nil {
+		m.dbs = map[string]*sql.DB{}
+	}
+	m.dbs[name] = db
+	return db, t, nil
+}
+
+// migrationFS returns the bundle's .sql files directly under dir as an
+// in-memory file system of their base names.
+func migrationFS(dir string, files []runbook.File) (fs.FS, error) {
+	dir = path.Clean(dir)
+	fsys := fstest.MapFS{}
+	for _, f := range files {
+		p := path.Clean(f.Path)
+		if path.Dir(p) != dir || path.Ext(p) != ".sql" {
+			continue
+		}
+		fsys[path.Base(p)] = &fstest.MapFile{Data: []byte(f.Content), Mode: 0o444}
+	}
+	if len(fsys) == 0 {
+		return nil, invalidf("no .sql migration files under %q in the bundle", dir)
+	}
+	return fsys, nil
+}
+
+// provider builds a goose Provider for one call. The Provider does not own
+// the cached *sql.DB, so it is not closed.
+func (m *Migrations) provider(in MigrateInput) (*goose.Provider, *sql.DB, DatabaseTarget, error) {
+	db, t, err := m.db(in.Database)
+	if err != nil {
+		return nil, nil, t, err
+	}
+	fsys, err := migrationFS(in.Dir, in.Files)
+	if err != nil {
+		return nil, nil, t, err
+	}
+	dialect := goose.DialectPostgres
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if t.Dialect == DialectSQLite {
+		dialect = goose.DialectSQLite3
+	} else {
+		timeout := m.LockTimeout
+		if timeout <= 0 {
+			timeout = 5 * time.Minute
+		}
+		const period = 2 // seconds between lock attempts
+		tries := max(uint64(timeout/(period*time.Second)), 1)
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(period, tries))
+		if err != nil {
+			return nil, nil, t, fmt.Errorf("creating session locker: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(dialect, db, fsys, opts...)
+	if err != nil {
+		// Only the file set can be wrong here (names, duplicate versions).
+		return nil, nil, t, invalidf("migrations in %q for database %q: %v", in.Dir, in.Database, err)
+	}
+	return p, db, t, nil
+}
+
+func (m *Migrations) heartbeatEvery() time.Duration {
+	if m.HeartbeatInterval > 0 {
+		return m.HeartbeatInterval
+	}
+	return 2 * time.Second
+}
+
+// versionTableExists reports whether goose's version table exists, without
+// creating it (any goose call would).
+func versionTableExists(ctx context.Context, db *sql.DB, dialect string) (bool, error) {
+	var exists bool
+	var err error
+	if dialect == DialectSQLite {
+		err = db.QueryRowContext(ctx, `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?`, gooseTable).Scan(&exists)
+	} else {
+		err = db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, gooseTable).Scan(&exists)
+	}
+	return exists, err
+}
+
+// currentVersion is the database's version, 0 when goose never ran there.
+func currentVersion(ctx context.Context, p *goose.Provider, db *sql.DB, t DatabaseTarget) (int64, error) {
+	exists, err := versionTableExists(ctx, db, t.Dialect)
+	if err != nil {
+		return 0, err
+	}
+	if !exists {
+		return 0, nil
+	}
+	// GetVersions does not take the session lock, so a capture is not
+	// blocked by another deployment's migration.
+	cur, _, err := p.GetVersions(ctx)
+	return cur, err
+}
+
+// CaptureSchema returns the target's current schema version (0 when the
+// goose version table does not exist). It creates nothing.
+//
+// Errors: ErrInvalid for an unknown target or unusable files; plain errors
+// (retried) when the database cannot be reached.
+func (m *Migrations) CaptureSchema(ctx context.Context, in MigrateInput) (SchemaState, error) {
+	p, db, t, err := m.provider(in)
+	if err != nil {
+		return SchemaState{}, err
+	}
+	v, err := currentVersion(ctx, p, db, t)
+	if err != nil {
+		return SchemaState{}, fmt.Errorf("reading schema version of database %q: %w", in.Database, err)
+	}
+	logger(ctx).Info("captured schema version", "database", in.Database, "version", v)
+	return SchemaState{Database: in.Database, Version: v}, nil
+}
+
+// MigrateUp applies migrations up to in.Target (0: the highest in the
+// bundle). A database already at or above the target is left alone (the
+// result has From == To and no Applied), so a retry after a lost response
+// succeeds.
+//
+// A migration that fails leaves the schema at the last version that
+// succeeded (each file runs in its own transaction) and returns the error:
+// non-retryable ErrInvalid when the database rejected the SQL (or the file
+// cannot be parsed), a plain error when the connection failed. The workflow
+// then runs MigrateDown to the captured version.
+func (m *Migrations) MigrateUp(ctx context.Context, in MigrateUpInput) (MigrateResult, error) {
+	p, db, t, err := m.provider(in.MigrateInput)
+	if err != nil {
+		return MigrateResult{}, err
+	}
+	sources := p.ListSources()
+	target := in.Target
+	if target == 0 {
+		target = sources[len(sources)-1].Version
+	}
+	if !slices.ContainsFunc(sources, func(s *goose.Source) bool { return s.Version == target }) {
+		return MigrateResult{}, invalidf("target version %d of database %q is not among the migrations in %q", target, in.Database, in.Dir)
+	}
+	from, err := currentVersion(ctx, p, db, t)
+	if err != nil {
+		return MigrateResult{}, fmt.Errorf("reading schema version of database %q: %w", in.Database, err)
+	}
+	if from >= target {
+		logger(ctx).Info("schema already at or above target, nothing to apply", "database", in.Database, "version", from, "target", target)
+		return MigrateResult{From: from, To: from}, nil
+	}
+	stop := keepAlive(ctx, m.heartbeatEvery(), func() any { return fmt.Sprintf("migrating %s up to %d", in.Database, target) })
+	results, err := p.UpTo(ctx, target)
+	stop()
+	res := MigrateResult{From: from}
+	var partial *goose.PartialError
+	if errors.As(err, &partial) {
+		results = partial.Applied
+	}
+	for _, r := range results {
+		res.Applied = append(res.Applied, r.Source.Version)
+	}
+	res.To = from
+	if len(res.Applied) > 0 {
+		res.To = res.Applied[len(res.Applied)-1]
+	}
+	if err != nil {
+		return res, migrationError(ctx, "up", in.Database, res.To, err)
+	}
+	logger(ctx).Info("migrated schema up", "database", in.Database, "from", res.From, "to", res.To, "applied", res.Applied)
+	return res, nil
+}
+
+// MigrateDown reverts the target to in.Captured.Version with goose's DownTo.
+// It reports AlreadyRestored when the schema is already there.
+//
+// Errors: ErrConflict when the schema is below the captured version, or
+// holds versions this bundle does not know (another deployment migrated it);
+// ErrInvalid when a Down section fails in the database; plain errors for
+// connection problems.
+func (m *Migrations) MigrateDown(ctx context.Context, in MigrateDownInput) (RestoreResult, error) {
+	p, db, t, err := m.provider(in.MigrateInput)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	want := in.Captured.Version
+	cur, err := currentVersion(ctx, p, db, t)
+	if err != nil {
+		return RestoreResult{}, fmt.Errorf("reading schema version of database %q: %w", in.Database, err)
+	}
+	switch {
+	case cur == want:
+		return RestoreResult{AlreadyRestored: true, Detail: fmt.Sprintf("database %s already at version %d", in.Database, want)}, nil
+	case cur < want:
+		return RestoreResult{}, conflictf("database %s is at version %d, below the captured version %d: someone migrated it down; not migrating up in a rollback", in.Database, cur, want)
+	}
+	stop := keepAlive(ctx, m.heartbeatEvery(), func() any { return fmt.Sprintf("migrating %s down to %d", in.Database, want) })
+	results, err := p.DownTo(ctx, want)
+	stop()
+	var reverted []int64
+	var partial *goose.PartialError
+	if errors.As(err, &partial) {
+		results = partial.Applied
+	}
+	for _, r := range results {
+		reverted = append(reverted, r.Source.Version)
+	}
+	if err != nil {
+		if errors.Is(err, goose.ErrVersionNotFound) {
+			return RestoreResult{}, conflictf("database %s is at version %d and holds a migration that is not in %q of this bundle (another deployment?): %v", in.Database, cur, in.Dir, err)
+		}
+		left := cur
+		if len(reverted) > 0 {
+			left = reverted[len(reverted)-1] - 1
+		}
+		return RestoreResult{}, migrationError(ctx, "down", in.Database, left, err)
+	}
+	logger(ctx).Info("migrated schema down", "database", in.Database, "from", cur, "to", want, "reverted", reverted)
+	return RestoreResult{Detail: fmt.Sprintf("database %s migrated down from %d to %d (reverted %v)", in.Database, cur, want, reverted)}, nil
+}
+
+// migrationError classifies a goose failure: SQL the database rejected, or a
+// file that does not parse, will fail again the same way (non-retryable
+// ErrInvalid); connection-level failures are retried.
+func migrationError(ctx context.Context, dir, database string, left int64, err error) error {
+	var partial *goose.PartialError
+	what := fmt.Sprintf("migrating database %s %s", database, dir)
+	if errors.As(err, &partial) {
+		what = fmt.Sprintf("migrating database %s %s: migration %d (%s) failed, schema left at version %d", database, dir,
+			partial.Failed.Source.Version, path.Base(partial.Failed.Source.Path), left)
+	}
+	logger(ctx).Error("migration failed", "database", database, "direction", dir, "leftAt", left, "error", err)
+	if permanentSQLError(err) {
+		return invalidf("%s: %v", what, err)
+	}
+	if partial == nil && strings.Contains(err.Error(), "failed to prepare migration") {
+		return invalidf("%s: %v", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// permanentSQLError reports whether the database refused a statement for a
+// reason that a retry will not change.
+func permanentSQLError(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code[:2] {
+		case "08", "40", "53", "57", "58": // connection, rollback (deadlock, serialization), resources, operator, system
+			return false
+		}
+		return true
+	}
+	var lite *sqlite.Error
+	if errors.As(err, &lite) {
+		switch lite.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN:
+			return false
+		}
+		return true
+	}
+	return false
+}

@@ -1,0 +1,78 @@
+package devstack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+const modulePath = "github.com/rollbook/rollbook"
+
+// startDemo builds examples/demoapi (unless Options.DemoBinary is set) and starts it twice:
+// "stable" (StableVersion) and "canary" (CanaryVersion).
+func (s *Stack) startDemo(ctx context.Context, b binaries, pt stackPorts) error {
+	bin := s.opts.DemoBinary
+	if bin == "" {
+		root := s.opts.ModuleRoot
+		if root == "" {
+			var err error
+			if root, err = findModuleRoot(); err != nil {
+				return err
+			}
+		}
+		bin = filepath.Join(s.Dir, "bin", "demoapi")
+		cmd := exec.CommandContext(ctx, b.goTool, "build", "-o", bin, "./examples/demoapi")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./examples/demoapi in %s: %w\n%s", root, err, out)
+		}
+	}
+	instances := []struct {
+		name, version, url string
+		port               int
+	}{
+		{"demo-stable", s.opts.StableVersion, s.DemoStableURL, pt.demoStable},
+		{"demo-canary", s.opts.CanaryVersion, s.DemoCanaryURL, pt.demoCanary},
+	}
+	procs := make([]*proc, len(instances))
+	for i, in := range instances {
+		p, err := s.spawn(spawnSpec{name: in.name, exe: bin, dir: s.Dir, args: []string{
+			"-listen", hostPort(in.port), "-version", in.version, "-name", in.name[len("demo-"):],
+		}})
+		if err != nil {
+			return err
+		}
+		procs[i] = p
+	}
+	for i, in := range instances {
+		if err := waitFor(ctx, procs[i], 50*time.Millisecond, func(ctx context.Context) error {
+			return httpOK(ctx, in.url+"/healthz")
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// findModuleRoot walks up from the working directory to the go.mod of this module.
+func findModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		data, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && bytes.Contains(data, []byte("module "+modulePath+"\n")) {
+			return d, nil
+		}
+		if d == filepath.Dir(d) {
+			return "", errors.New("cannot find the rollbook module (go.mod of " + modulePath + ") above " + dir +
+				" to build examples/demoapi: run from the repository or set Options.ModuleRoot / Options.DemoBinary")
+		}
+	}
+}

@@ -1,0 +1,571 @@
+// Package devstack starts and stops rollbook's development stack from real binaries, on
+// 127.0.0.1 and free ports, so that any number of stacks can run side by side:
+//
+//   - the Temporal dev server (temporal server start-dev) with rollbook's search attributes,
+//     an SQLite file for persistence and, optionally, the Web UI;
+//   - a Consul dev agent;
+//   - a private PostgreSQL 15 cluster (initdb + postgres under the stack directory; never the
+//     system cluster) with the database "payments";
+//   - the demo API (examples/demoapi) twice: stable (v1) and canary (v2);
+//   - HAProxy fronting both, backend "payments_api" with servers "stable" (weight 256 = 100 %)
+//     and "canary" (weight 0), and its runtime API on a unix socket.
+//
+// The e2e tests' TestMain, `make stack-up`, the demo and the benchmarks all use it. Start
+// writes the addresses to <Dir>/env (KEY=VALUE lines) and the PIDs to <Dir>/pids, so another
+// process can Attach to the stack or stop it. Each process logs to <Dir>/logs/<name>.log.
+//
+// The Temporal CLI and Consul are built by scripts/tools.sh (make tools); HAProxy and
+// PostgreSQL come from Debian packages. A missing one is an error wrapping ErrMissingTool
+// that says what to run.
+package devstack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Environment keys written by WriteEnv and returned by Env.
+const (
+	EnvTemporalAddress   = "TEMPORAL_ADDRESS"   // host:port of the Temporal frontend (gRPC)
+	EnvTemporalNamespace = "TEMPORAL_NAMESPACE" // always "default"
+	EnvWebUI             = "ROLLBOOK_WEB_UI"    // http://127.0.0.1:U, empty when started headless
+	EnvConsulHTTPAddr    = "CONSUL_HTTP_ADDR"   // http://127.0.0.1:P (the Consul API client accepts the scheme)
+	EnvPGDSN             = "ROLLBOOK_PG_DSN"    // postgres://rollbook:pw@127.0.0.1:P/payments?sslmode=disable
+	EnvPGAdminDSN        = "ROLLBOOK_PG_ADMIN_DSN"
+	EnvPGDir             = "ROLLBOOK_PG_DIR"            // the cluster's directory (data/, run/)
+	EnvHAProxySocket     = "ROLLBOOK_HAPROXY_SOCKET"    // runtime API, unix socket, level admin
+	EnvHAProxyAdminAddr  = "ROLLBOOK_HAPROXY_ADMIN"     // runtime API, TCP 127.0.0.1:P, level admin
+	EnvHAProxyURL        = "ROLLBOOK_HAPROXY_URL"       // the frontend clients call
+	EnvHAProxyStatsURL   = "ROLLBOOK_HAPROXY_STATS_URL" // HAProxy's stats page
+	EnvHAProxyBackend    = "ROLLBOOK_HAPROXY_BACKEND"   // payments_api
+	EnvDemoStableURL     = "ROLLBOOK_DEMO_STABLE_URL"
+	EnvDemoCanaryURL     = "ROLLBOOK_DEMO_CANARY_URL"
+	EnvStackDir          = "ROLLBOOK_STACK_DIR"
+)
+
+// Names fixed by the stack.
+const (
+	Namespace     = "default"
+	Backend       = "payments_api"
+	StableServer  = "stable"
+	CanaryServer  = "canary"
+	DefaultDBName = "payments"
+	pgUserName    = "rollbook"
+)
+
+// SearchAttributes are registered on the namespace when the Temporal dev server starts.
+var SearchAttributes = []string{"RollbookService", "RollbookVersion", "RollbookPhase"}
+
+// ErrAlreadyRunning is returned by Start when the directory's pids file lists live processes.
+var ErrAlreadyRunning = errors.New("devstack: a stack is already running in this directory")
+
+// ErrNotRunning is returned by Attach when no live stack is found.
+var ErrNotRunning = errors.New("devstack: no running stack")
+
+// Options configure Start. Only Dir is required.
+type Options struct {
+	// Dir holds everything the stack writes: env, pids, logs/, temporal.db, the PostgreSQL
+	// cluster, haproxy.cfg and its sockets. Created if missing. Data in it is reused by the
+	// next Start unless Fresh is set.
+	Dir string
+	// WebUI starts the Temporal Web UI (ROLLBOOK_WEB_UI). Off, the dev server runs headless,
+	// which starts a little faster and uses less memory — enough for tests.
+	WebUI bool
+	// Detach puts the processes in their own session so they outlive this process (make
+	// stack-up, make demo). Otherwise they get SIGTERM when this process dies.
+	Detach bool
+	// Fresh deletes the Temporal database and the PostgreSQL cluster of a previous run.
+	Fresh bool
+	// RemoveOnStop makes Stop delete Dir (and the PostgreSQL directory, wherever it is).
+	RemoveOnStop bool
+	// Databases are created in PostgreSQL; the first is the one in ROLLBOOK_PG_DSN.
+	// Default: ["payments"].
+	Databases []string
+	// StableVersion and CanaryVersion are what the two demo API instances report.
+	// Default: "v1" and "v2".
+	StableVersion, CanaryVersion string
+	// DemoBinary is a prebuilt examples/demoapi. Empty: it is built with `go build` from
+	// ModuleRoot (found by walking up from the working directory when empty).
+	DemoBinary string
+	ModuleRoot string
+	// TemporalArgs are appended to `temporal server start-dev` (e.g. --dynamic-config-value).
+	TemporalArgs []string
+	// Log receives one line per component as it becomes ready. Nil: silent.
+	Log io.Writer
+	// Timeout bounds the whole start. Default: 90 s.
+	Timeout time.Duration
+}
+
+// Stack is a running dev stack. Its fields are what Env reports.
+type Stack struct {
+	Dir string
+
+	TemporalAddress string // 127.0.0.1:P
+	WebUI           string // http://127.0.0.1:U, or "" when headless
+	ConsulHTTPAddr  string // http://127.0.0.1:P
+	PGDSN           string // DSN of the first database (payments)
+	PGAdminDSN      string // DSN of the "postgres" database, for creating more databases
+	PGDir           string
+	HAProxySocket   string // unix socket path, runtime API level admin
+	HAProxyAdmin    string // 127.0.0.1:P, runtime API level admin over TCP
+	HAProxyURL      string // http://127.0.0.1:P, the frontend
+	HAProxyStatsURL string
+	DemoStableURL   string
+	DemoCanaryURL   string
+
+	// Attached is true when this Stack came from Attach (or StartOrAttach found a running
+	// one): this process did not start it. Callers that reuse a stack usually leave it running.
+	Attached bool
+
+	opts   Options
+	mu     sync.Mutex
+	procs  []*proc
+	pgUser *osUser
+}
+
+// Start starts a stack in opts.Dir and waits until every component answers. On error,
+// whatever was started is stopped again. It refuses (ErrAlreadyRunning) when the directory
+// already has a live stack: use Attach or StartOrAttach to reuse it.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.Dir == "" {
+		return nil, errors.New("devstack: Options.Dir is required")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	opts.Dir = dir
+	if len(opts.Databases) == 0 {
+		opts.Databases = []string{DefaultDBName}
+	}
+	if opts.StableVersion == "" {
+		opts.StableVersion = "v1"
+	}
+	if opts.CanaryVersion == "" {
+		opts.CanaryVersion = "v2"
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 90 * time.Second
+	}
+
+	if procs, err := readPids(filepath.Join(dir, "pids")); err == nil {
+		var live []string
+		for _, p := range procs {
+			if p.alive() {
+				live = append(live, fmt.Sprintf("%s (pid %d)", p.name, p.pid))
+			}
+		}
+		if len(live) > 0 {
+			return nil, fmt.Errorf("%w: %s: %s (stop it first, or attach to it)", ErrAlreadyRunning, dir, strings.Join(live, ", "))
+		}
+	}
+
+	bins, err := findBinaries(opts.DemoBinary == "")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return nil, err
+	}
+	// Remove what describes a previous run before anything else can read it.
+	for _, f := range []string{"env", "pids", "haproxy.state"} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
+	if opts.Fresh {
+		_ = os.Remove(filepath.Join(dir, "temporal.db"))
+	}
+
+	// temporal: grpc, http, metrics, ui; consul: http, serf lan, serf wan, server;
+	// postgres; demo: stable, canary; haproxy: frontend, admin, stats.
+	ports, err := freePorts(14)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Dir: dir, opts: opts}
+	pt := stackPorts{
+		temporal: ports[0], temporalHTTP: ports[1], temporalMetrics: ports[2], temporalUI: ports[3],
+		consulHTTP: ports[4], consulSerfLAN: ports[5], consulSerfWAN: ports[6], consulServer: ports[7],
+		pg:         ports[8],
+		demoStable: ports[9], demoCanary: ports[10],
+		haproxy: ports[11], haproxyAdmin: ports[12], haproxyStats: ports[13],
+	}
+	s.TemporalAddress = hostPort(pt.temporal)
+	if opts.WebUI {
+		s.WebUI = "http://" + hostPort(pt.temporalUI)
+	}
+	s.ConsulHTTPAddr = "http://" + hostPort(pt.consulHTTP)
+	s.DemoStableURL = "http://" + hostPort(pt.demoStable)
+	s.DemoCanaryURL = "http://" + hostPort(pt.demoCanary)
+	s.HAProxyURL = "http://" + hostPort(pt.haproxy)
+	s.HAProxyAdmin = hostPort(pt.haproxyAdmin)
+	s.HAProxyStatsURL = "http://" + hostPort(pt.haproxyStats) + "/"
+	s.HAProxySocket = filepath.Join(dir, "haproxy.sock")
+
+	defer func() {
+		if err != nil {
+			if stopErr := s.Stop(); stopErr != nil {
+				err = fmt.Errorf("%w (and stopping what had started: %v)", err, stopErr)
+			}
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return s.timed(start, "temporal", func() error { return s.startTemporal(gctx, bins, pt) })
+	})
+	g.Go(func() error { return s.timed(start, "consul", func() error { return s.startConsul(gctx, bins, pt) }) })
+	g.Go(func() error {
+		return s.timed(start, "postgres", func() error { return s.startPostgres(gctx, bins, pt) })
+	})
+	g.Go(func() error {
+		if err := s.timed(start, "demo api", func() error { return s.startDemo(gctx, bins, pt) }); err != nil {
+			return err
+		}
+		return s.timed(start, "haproxy", func() error { return s.startHAProxy(gctx, bins, pt) })
+	})
+	if err := g.Wait(); err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("devstack: start timed out after %v: %w (logs in %s)", opts.Timeout, err, filepath.Join(dir, "logs"))
+		}
+		return nil, err
+	}
+	if err := s.WriteEnv(filepath.Join(dir, "env")); err != nil {
+		return nil, err
+	}
+	s.logf("stack up in %.1fs: env in %s", time.Since(start).Seconds(), filepath.Join(dir, "env"))
+	return s, nil
+}
+
+type stackPorts struct {
+	temporal, temporalHTTP, temporalMetrics, temporalUI             int
+	consulHTTP, consulSerfLAN, consulSerfWAN, consulServer          int
+	pg, demoStable, demoCanary, haproxy, haproxyAdmin, haproxyStats int
+}
+
+func hostPort(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+func (s *Stack) timed(start time.Time, what string, f func() error) error {
+	if err := f(); err != nil {
+		return fmt.Errorf("devstack: %s: %w", what, err)
+	}
+	s.logf("%-9s ready after %.1fs", what, time.Since(start).Seconds())
+	return nil
+}
+
+func (s *Stack) logf(format string, args ...any) {
+	if s.opts.Log != nil {
+		fmt.Fprintf(s.opts.Log, "devstack: "+format+"\n", args...)
+	}
+}
+
+// spawn starts a process of this stack and records it in the pids file at once, so that
+// even a half-started stack can be stopped from another process.
+func (s *Stack) spawn(sp spawnSpec) (*proc, error) {
+	sp.detach = s.opts.Detach
+	p, err := spawn(filepath.Join(s.Dir, "logs"), sp)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.procs = append(s.procs, p)
+	return p, writePids(filepath.Join(s.Dir, "pids"), s.procs)
+}
+
+// Env returns the stack's addresses under the keys of the Env* constants.
+func (s *Stack) Env() map[string]string {
+	return map[string]string{
+		EnvTemporalAddress:   s.TemporalAddress,
+		EnvTemporalNamespace: Namespace,
+		EnvWebUI:             s.WebUI,
+		EnvConsulHTTPAddr:    s.ConsulHTTPAddr,
+		EnvPGDSN:             s.PGDSN,
+		EnvPGAdminDSN:        s.PGAdminDSN,
+		EnvPGDir:             s.PGDir,
+		EnvHAProxySocket:     s.HAProxySocket,
+		EnvHAProxyAdminAddr:  s.HAProxyAdmin,
+		EnvHAProxyURL:        s.HAProxyURL,
+		EnvHAProxyStatsURL:   s.HAProxyStatsURL,
+		EnvHAProxyBackend:    Backend,
+		EnvDemoStableURL:     s.DemoStableURL,
+		EnvDemoCanaryURL:     s.DemoCanaryURL,
+		EnvStackDir:          s.Dir,
+	}
+}
+
+// WriteEnv writes Env as sorted KEY=VALUE lines (mode 0600: it holds the database
+// password). The file can be sourced by a shell (`set -a; . .stack/env; set +a`), read by
+// make's include, or by ReadEnv.
+func (s *Stack) WriteEnv(path string) error {
+	env := s.Env()
+	var b strings.Builder
+	b.WriteString("# rollbook dev stack — written by internal/devstack; load with: set -a; . " + path + "; set +a\n")
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		fmt.Fprintf(&b, "%s=%s\n", k, shellValue(env[k]))
+	}
+	return writeFileAtomic(path, []byte(b.String()), 0o600)
+}
+
+// shellValue quotes a value only when a shell would need it.
+func shellValue(v string) string {
+	if strings.IndexFunc(v, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/:._-@?=&%+,", r))
+	}) < 0 {
+		return v
+	}
+	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+}
+
+// ReadEnv parses a file written by WriteEnv (KEY=VALUE lines, # comments, optional
+// `export ` and single or double quotes).
+func ReadEnv(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s:%d: want KEY=VALUE", path, i+1)
+		}
+		if len(v) >= 2 && (v[0] == '\'' && v[len(v)-1] == '\'' || v[0] == '"' && v[len(v)-1] == '"') {
+			v = strings.ReplaceAll(v[1:len(v)-1], `'\''`, "'")
+		}
+		env[k] = v
+	}
+	return env, nil
+}
+
+// PIDs returns the PID of every process the stack runs, by name (temporal, consul,
+// postgres, demo-stable, demo-canary, haproxy).
+func (s *Stack) PIDs() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]int, len(s.procs))
+	for _, p := range s.procs {
+		m[p.name] = p.pid
+	}
+	return m
+}
+
+// Stop stops the stack's processes — only those it started or found in its pids file, by
+// PID, after checking each PID still runs the same executable: SIGTERM, then SIGKILL after a
+// grace period (PostgreSQL: SIGINT, a fast shutdown like `pg_ctl stop -m fast`, then SIGQUIT).
+// It removes the env and pids files; data and logs stay unless RemoveOnStop was set.
+// Stopping a stopped stack is a no-op.
+func (s *Stack) Stop() error {
+	s.mu.Lock()
+	procs := slices.Clone(s.procs)
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(procs))
+	for i, p := range procs {
+		wg.Go(func() {
+			switch p.name {
+			case "postgres":
+				errs[i] = p.stop(15*time.Second, syscall.SIGINT, syscall.SIGQUIT)
+			default:
+				errs[i] = p.stop(10 * time.Second)
+			}
+		})
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if err == nil {
+		s.mu.Lock()
+		s.procs = nil
+		s.mu.Unlock()
+		for _, f := range []string{"env", "pids", "haproxy.sock"} {
+			_ = os.Remove(filepath.Join(s.Dir, f))
+		}
+		if s.opts.RemoveOnStop {
+			err = removeStackDir(s.Dir, s.PGDir)
+		}
+	}
+	return err
+}
+
+func isWithin(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// Load reads the stack recorded in dir (its pids file and, when present, its env file)
+// without checking that anything runs: use it to Stop or inspect a stack started by another
+// process. It returns an error wrapping ErrNotRunning when dir has no pids file.
+func Load(dir string) (*Stack, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	procs, err := readPids(filepath.Join(dir, "pids"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w in %s", ErrNotRunning, dir)
+		}
+		return nil, err
+	}
+	env, err := ReadEnv(filepath.Join(dir, "env"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	s := stackFromEnv(env)
+	s.Dir, s.opts.Dir, s.procs, s.Attached = dir, dir, procs, true
+	return s, nil
+}
+
+func stackFromEnv(env map[string]string) *Stack {
+	return &Stack{
+		Dir:             env[EnvStackDir],
+		TemporalAddress: env[EnvTemporalAddress],
+		WebUI:           env[EnvWebUI],
+		ConsulHTTPAddr:  env[EnvConsulHTTPAddr],
+		PGDSN:           env[EnvPGDSN],
+		PGAdminDSN:      env[EnvPGAdminDSN],
+		PGDir:           env[EnvPGDir],
+		HAProxySocket:   env[EnvHAProxySocket],
+		HAProxyAdmin:    env[EnvHAProxyAdminAddr],
+		HAProxyURL:      env[EnvHAProxyURL],
+		HAProxyStatsURL: env[EnvHAProxyStatsURL],
+		DemoStableURL:   env[EnvDemoStableURL],
+		DemoCanaryURL:   env[EnvDemoCanaryURL],
+	}
+}
+
+// Attach returns the stack described by an env file written by Start (for example
+// .stack/env) after checking that every process in its pids file still runs and that every
+// component answers; otherwise an error wrapping ErrNotRunning. The returned Stack has
+// Attached set: its Stop stops the stack all the same.
+func Attach(envFile string) (*Stack, error) {
+	env, err := ReadEnv(envFile)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s does not exist", ErrNotRunning, envFile)
+		}
+		return nil, err
+	}
+	dir := env[EnvStackDir]
+	if dir == "" {
+		dir = filepath.Dir(envFile)
+	}
+	s, err := Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	if s.TemporalAddress == "" { // envFile is not <dir>/env
+		loaded := s
+		s = stackFromEnv(env)
+		s.Dir, s.opts.Dir, s.procs, s.Attached = loaded.Dir, loaded.Dir, loaded.procs, true
+	}
+	if dead := s.Dead(); len(dead) > 0 {
+		return nil, fmt.Errorf("%w: %s: not running: %s", ErrNotRunning, s.Dir, strings.Join(dead, ", "))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Check(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNotRunning, s.Dir, err)
+	}
+	return s, nil
+}
+
+// Dead lists the stack's processes that no longer run, as "name (pid N)".
+func (s *Stack) Dead() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var dead []string
+	for _, p := range s.procs {
+		if !p.alive() {
+			dead = append(dead, fmt.Sprintf("%s (pid %d)", p.name, p.pid))
+		}
+	}
+	return dead
+}
+
+// Remove deletes the stack directory and the PostgreSQL directory (which may live outside
+// it, see Options.Dir). It refuses while a process of the stack still runs.
+func (s *Stack) Remove() error {
+	s.mu.Lock()
+	for _, p := range s.procs {
+		if p.alive() {
+			s.mu.Unlock()
+			return fmt.Errorf("devstack: %s (pid %d) still runs: stop the stack first", p.name, p.pid)
+		}
+	}
+	s.mu.Unlock()
+	return removeStackDir(s.Dir, s.PGDir)
+}
+
+func removeStackDir(dir, pgDir string) error {
+	if pgDir == "" {
+		if target, err := os.Readlink(filepath.Join(dir, "postgres")); err == nil {
+			pgDir = target
+		}
+	}
+	var err error
+	if pgDir != "" && !isWithin(pgDir, dir) && strings.HasPrefix(filepath.Base(pgDir), "rollbook-pg-") {
+		err = os.RemoveAll(pgDir)
+	}
+	return errors.Join(err, os.RemoveAll(dir))
+}
+
+// StartOrAttach attaches to the stack of envFile when it is alive, and otherwise starts a
+// new one with opts. Check Stack.Attached to know whether this process owns it.
+func StartOrAttach(ctx context.Context, envFile string, opts Options) (*Stack, error) {
+	if s, err := Attach(envFile); err == nil {
+		return s, nil
+	}
+	return Start(ctx, opts)
+}
+
+// Check asks every component once whether it answers.
+func (s *Stack) Check(ctx context.Context) error {
+	var errs []error
+	add := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	add("temporal", temporalReady(ctx, s.TemporalAddress))
+	add("consul", consulReady(ctx, s.ConsulHTTPAddr))
+	add("postgres", pgPing(ctx, s.PGDSN))
+	add("demo stable", httpOK(ctx, s.DemoStableURL+"/healthz"))
+	add("demo canary", httpOK(ctx, s.DemoCanaryURL+"/healthz"))
+	_, err := s.HAProxyCommand("show info")
+	add("haproxy runtime API", err)
+	add("haproxy frontend", httpOK(ctx, s.HAProxyURL+"/healthz"))
+	return errors.Join(errs...)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,333 @@
+package devstack
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+)
+
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestStack starts two stacks side by side (free ports, no clashes), checks every component
+// of the first one for real, stops both and checks that their processes are gone.
+// A missing tool is a failure that says what to run, never a skip.
+func TestStack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	dirs := []string{t.TempDir(), t.TempDir()}
+	stacks := make([]*Stack, len(dirs))
+	errs := make([]error, len(dirs))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, dir := range dirs {
+		wg.Go(func() {
+			stacks[i], errs[i] = Start(ctx, Options{Dir: dir, Log: testLog{t}, RemoveOnStop: true})
+		})
+	}
+	wg.Wait()
+	for i, s := range stacks {
+		if s != nil {
+			t.Cleanup(func() { _ = s.Stop() })
+		}
+		if errs[i] != nil {
+			t.Fatalf("stack %d: %v", i, errs[i])
+		}
+	}
+	t.Logf("two stacks up in %v; PostgreSQL dirs %s, %s", time.Since(start).Round(time.Millisecond), stacks[0].PGDir, stacks[1].PGDir)
+	s, other := stacks[0], stacks[1]
+
+	if err := other.Check(ctx); err != nil {
+		t.Fatalf("second stack: %v", err)
+	}
+	if s.TemporalAddress == other.TemporalAddress || s.HAProxyURL == other.HAProxyURL || s.PGDSN == other.PGDSN {
+		t.Fatalf("stacks share addresses: %v / %v", s.Env(), other.Env())
+	}
+
+	t.Run("env", func(t *testing.T) {
+		env, err := ReadEnv(filepath.Join(s.Dir, "env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{EnvTemporalAddress, EnvTemporalNamespace, EnvConsulHTTPAddr, EnvPGDSN,
+			EnvHAProxySocket, EnvHAProxyURL, EnvDemoStableURL, EnvDemoCanaryURL, EnvStackDir} {
+			if env[k] == "" || env[k] != s.Env()[k] {
+				t.Errorf("%s: file has %q, Env() has %q", k, env[k], s.Env()[k])
+			}
+		}
+		if env[EnvWebUI] != "" {
+			t.Errorf("headless stack has %s=%q", EnvWebUI, env[EnvWebUI])
+		}
+		if !regexp.MustCompile(`^postgres://rollbook:[0-9a-f]+@127\.0\.0\.1:\d+/payments\?sslmode=disable$`).MatchString(s.PGDSN) {
+			t.Errorf("DSN %q", s.PGDSN)
+		}
+	})
+
+	t.Run("temporal", func(t *testing.T) {
+		c, err := client.DialContext(ctx, client.Options{HostPort: s.TemporalAddress, Namespace: Namespace, Logger: silentSDKLogger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: Namespace}); err != nil {
+			t.Fatal(err)
+		}
+		sa, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: Namespace})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range SearchAttributes {
+			if got, ok := sa.GetCustomAttributes()[name]; !ok || got != enumspb.INDEXED_VALUE_TYPE_KEYWORD {
+				t.Errorf("search attribute %s: %v (registered: %v), want Keyword", name, got, ok)
+			}
+		}
+	})
+
+	t.Run("consul", func(t *testing.T) {
+		c, err := consul.NewClient(&consul.Config{Address: s.ConsulHTTPAddr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.KV().Put(&consul.KVPair{Key: "rollbook/devstack-test", Value: []byte("hello")}, nil); err != nil {
+			t.Fatal(err)
+		}
+		kv, _, err := c.KV().Get("rollbook/devstack-test", nil)
+		if err != nil || kv == nil || string(kv.Value) != "hello" {
+			t.Fatalf("get: %v %v", kv, err)
+		}
+		// The other stack's agent is a different cluster.
+		oc, _ := consul.NewClient(&consul.Config{Address: other.ConsulHTTPAddr})
+		if kv, _, err := oc.KV().Get("rollbook/devstack-test", nil); err != nil || kv != nil {
+			t.Fatalf("second stack sees the key: %v %v", kv, err)
+		}
+	})
+
+	t.Run("postgres", func(t *testing.T) {
+		db, err := sql.Open("pgx", s.PGDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var one int
+		var name string
+		if err := db.QueryRowContext(ctx, "SELECT 1, current_database()").Scan(&one, &name); err != nil {
+			t.Fatal(err)
+		}
+		if one != 1 || name != DefaultDBName {
+			t.Fatalf("got %d %q", one, name)
+		}
+		// Only TCP on 127.0.0.1 with the password: a wrong password is refused.
+		bad := strings.Replace(s.PGDSN, "rollbook:", "rollbook:x", 1)
+		db2, _ := sql.Open("pgx", bad)
+		defer db2.Close()
+		if err := db2.PingContext(ctx); err == nil {
+			t.Fatal("wrong password accepted")
+		}
+	})
+
+	t.Run("haproxy", func(t *testing.T) {
+		out, err := s.HAProxyCommand("show servers state " + Backend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		weights := serverWeights(t, out)
+		if weights[StableServer] != "256" || weights[CanaryServer] != "0" {
+			t.Fatalf("weights %v, want stable 256 canary 0:\n%s", weights, out)
+		}
+		for range 4 {
+			if v := getVersion(t, s.HAProxyURL+"/api/payments", 200); v != "v1" {
+				t.Fatalf("frontend answered from %q, want v1", v)
+			}
+		}
+		// Both weights in one write, as the traffic router does.
+		if _, err := s.HAProxyCommand(fmt.Sprintf("set server %s/%s weight 0; set server %s/%s weight 256",
+			Backend, StableServer, Backend, CanaryServer)); err != nil {
+			t.Fatal(err)
+		}
+		for range 4 {
+			if v := getVersion(t, s.HAProxyURL+"/api/payments", 200); v != "v2" {
+				t.Fatalf("after switching, frontend answered from %q, want v2", v)
+			}
+		}
+	})
+
+	t.Run("demo bad mode", func(t *testing.T) {
+		resp, err := http.Post(s.DemoCanaryURL+"/admin/bad", "application/json", strings.NewReader(`{"errorRate":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		getVersion(t, s.DemoCanaryURL+"/api/payments", 500)
+		getVersion(t, s.DemoCanaryURL+"/healthz", 200)
+		getVersion(t, s.DemoStableURL+"/api/payments", 200)
+		resp, err = http.Post(s.DemoCanaryURL+"/admin/good", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		getVersion(t, s.DemoCanaryURL+"/api/payments", 200)
+	})
+
+	t.Run("attach", func(t *testing.T) {
+		a, err := Attach(filepath.Join(s.Dir, "env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.Attached || a.PGDSN != s.PGDSN || len(a.PIDs()) != 6 {
+			t.Fatalf("attached %+v, pids %v", a.Env(), a.PIDs())
+		}
+		if _, err := Start(ctx, Options{Dir: s.Dir}); !errors.Is(err, ErrAlreadyRunning) {
+			t.Fatalf("second Start in the same dir: %v, want ErrAlreadyRunning", err)
+		}
+	})
+
+	pids := append(mapValues(s.PIDs()), mapValues(other.PIDs())...)
+	if len(pids) != 12 {
+		t.Fatalf("pids %v, want 6 per stack", pids)
+	}
+	stopStart := time.Now()
+	for _, st := range stacks {
+		if err := st.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("both stopped in %v", time.Since(stopStart).Round(time.Millisecond))
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("pid %d still exists after Stop (kill 0: %v)", pid, err)
+		}
+	}
+	for _, dir := range dirs {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("RemoveOnStop left %s", dir)
+		}
+	}
+	if s.PGDir != "" {
+		if _, err := os.Stat(s.PGDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("RemoveOnStop left the PostgreSQL dir %s", s.PGDir)
+		}
+	}
+	if err := s.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+func serverWeights(t *testing.T, state string) map[string]string {
+	t.Helper()
+	w := map[string]string{}
+	for _, line := range strings.Split(state, "\n") {
+		f := strings.Fields(line)
+		// be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight ...
+		if len(f) > 7 && f[1] == Backend {
+			w[f[3]] = f[7]
+		}
+	}
+	return w
+}
+
+func getVersion(t *testing.T, url string, wantStatus int) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != wantStatus {
+		t.Fatalf("GET %s: %d, want %d", url, resp.StatusCode, wantStatus)
+	}
+	return resp.Header.Get("X-Rollbook-Version")
+}
+
+func mapValues(m map[string]int) []int {
+	var v []int
+	for _, x := range m {
+		v = append(v, x)
+	}
+	return v
+}
+
+func TestMissingToolSaysWhatToRun(t *testing.T) {
+	t.Setenv("ROLLBOOK_TEMPORAL_BIN", filepath.Join(t.TempDir(), "nope", "temporal"))
+	t.Setenv("ROLLBOOK_HAPROXY_BIN", filepath.Join(t.TempDir(), "nope", "haproxy"))
+	_, err := Start(context.Background(), Options{Dir: t.TempDir()})
+	if !errors.Is(err, ErrMissingTool) {
+		t.Fatalf("err %v, want ErrMissingTool", err)
+	}
+	for _, want := range []string{"Temporal CLI v1.5.1", "make tools", "apt-get install -y haproxy"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestAttachWithoutStack(t *testing.T) {
+	if _, err := Attach(filepath.Join(t.TempDir(), "env")); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("err %v, want ErrNotRunning", err)
+	}
+	if _, err := Load(t.TempDir()); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Load: err %v, want ErrNotRunning", err)
+	}
+}
+
+func TestEnvFileRoundTrip(t *testing.T) {
+	s := &Stack{Dir: "/tmp/x", TemporalAddress: "127.0.0.1:1", PGDSN: "postgres://a:b@127.0.0.1:2/p?sslmode=disable",
+		WebUI: "http://127.0.0.1:3", HAProxySocket: "/tmp/with space/h.sock"}
+	path := filepath.Join(t.TempDir(), "env")
+	if err := s.WriteEnv(path); err != nil {
+		t.Fatal(err)
+	}
+	env, err := ReadEnv(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range s.Env() {
+		if env[k] != v {
+			t.Errorf("%s: read %q, wrote %q", k, env[k], v)
+		}
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("env file mode %v, want 0600 (it holds the database password)", fi.Mode())
+	}
+}
+
+// The pinned versions live in two places: here and scripts/tools.sh, which builds them.
+func TestToolVersionsMatchScript(t *testing.T) {
+	script, err := os.ReadFile("../../scripts/tools.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"TEMPORAL_VERSION=" + TemporalCLIVersion, "CONSUL_VERSION=" + ConsulVersion, "PG_MAJOR=" + PostgresMajor} {
+		if !strings.Contains(string(script), want+"\n") {
+			t.Errorf("scripts/tools.sh does not set %s", want)
+		}
+	}
+	mod, err := os.ReadFile("../../tools/consul/go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(mod), "github.com/hashicorp/consul "+ConsulVersion) {
+		t.Errorf("tools/consul/go.mod does not require consul %s", ConsulVersion)
+	}
+}

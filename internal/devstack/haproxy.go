@@ -1,0 +1,90 @@
+package devstack
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+)
+
+//go:embed haproxy.cfg.tmpl
+var haproxyTemplate string
+
+var haproxyTmpl = template.Must(template.New("haproxy.cfg").Parse(haproxyTemplate))
+
+// startHAProxy writes <Dir>/haproxy.cfg and runs HAProxy in the foreground (-db), fronting
+// the two demo API instances.
+func (s *Stack) startHAProxy(ctx context.Context, b binaries, pt stackPorts) error {
+	if len(s.HAProxySocket) > 100 { // sun_path is 108 bytes; HAProxy adds a temporary suffix
+		return fmt.Errorf("stack directory path too long for a unix socket (%s): use a shorter Options.Dir", s.HAProxySocket)
+	}
+	var cfg bytes.Buffer
+	if err := haproxyTmpl.Execute(&cfg, map[string]any{
+		"Socket":       s.HAProxySocket,
+		"AdminAddr":    s.HAProxyAdmin,
+		"StateFile":    filepath.Join(s.Dir, "haproxy.state"),
+		"FrontendAddr": hostPort(pt.haproxy),
+		"StatsAddr":    hostPort(pt.haproxyStats),
+		"Backend":      Backend,
+		"Stable":       StableServer,
+		"Canary":       CanaryServer,
+		"StableAddr":   hostPort(pt.demoStable),
+		"CanaryAddr":   hostPort(pt.demoCanary),
+	}); err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(s.Dir, "haproxy.cfg")
+	if err := os.WriteFile(cfgPath, cfg.Bytes(), 0o644); err != nil {
+		return err
+	}
+	// An empty state file (format version 1, no servers): a fresh start begins at the
+	// configured weights, and HAProxy does not warn about a missing file.
+	if err := os.WriteFile(filepath.Join(s.Dir, "haproxy.state"), []byte("1\n"), 0o644); err != nil {
+		return err
+	}
+	_ = os.Remove(s.HAProxySocket)
+	p, err := s.spawn(spawnSpec{name: "haproxy", exe: b.haproxy, args: []string{"-db", "-f", cfgPath}, dir: s.Dir})
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, p, 50*time.Millisecond, func(ctx context.Context) error {
+		out, err := s.HAProxyCommand("show servers state " + Backend)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, " "+StableServer+" ") {
+			return fmt.Errorf("server %s not in %q", StableServer, out)
+		}
+		return httpOK(ctx, s.HAProxyURL+"/healthz")
+	})
+}
+
+// HAProxyCommand sends one command (or several separated by ";") to HAProxy's runtime
+// API over the unix socket and returns the answer.
+func (s *Stack) HAProxyCommand(cmd string) (string, error) {
+	if s.HAProxySocket == "" {
+		return "", errors.New("no HAProxy socket")
+	}
+	conn, err := net.DialTimeout("unix", s.HAProxySocket, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, strings.TrimRight(cmd, "\n")+"\n"); err != nil {
+		return "", err
+	}
+	out, err := io.ReadAll(conn)
+	if err != nil {
+		return string(out), err
+	}
+	return string(out), nil
+}

@@ -1,0 +1,431 @@
+// Package haproxy is the router driver for HAProxy's runtime API (the
+// "stats socket" with level admin), over a unix socket or TCP.
+//
+// Weights: rollbook writes HAProxy weight = percent (0–100; HAProxy accepts
+// 0–256), so a split such as 10/90 is exact and reads back as written. Live
+// weights set by someone else (for example the configuration's 1/1) are
+// reported as percentages of their sum, with the raw values in State.Raw so
+// that a restore puts them back exactly. Servers of the backend that are not
+// among the route's subsets are not touched and not counted.
+//
+// Every call opens one connection and sends its commands in one write,
+// separated by ";", so that several "set server ... weight" commands take
+// effect together without a reload (HAProxy runs them back to back). The
+// runtime API has no check-and-set: callers read, decide and write in two
+// round trips.
+package haproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rollbook/rollbook/internal/router"
+)
+
+// DefaultTimeout bounds one command batch when the context has no earlier
+// deadline.
+const DefaultTimeout = 5 * time.Second
+
+// Router talks to one HAProxy runtime API endpoint.
+type Router struct {
+	network, address string
+	timeout          time.Duration
+}
+
+var _ router.Router = (*Router)(nil)
+
+// Option configures a Router.
+type Option func(*Router)
+
+// WithTimeout bounds each command batch (default DefaultTimeout).
+func WithTimeout(d time.Duration) Option { return func(r *Router) { r.timeout = d } }
+
+// New returns a driver for the runtime API at addr: a unix socket path
+// ("/run/haproxy/admin.sock" or "unix:///run/haproxy/admin.sock") or
+// "tcp://host:port".
+func New(addr string, opts ...Option) (*Router, error) {
+	r := &Router{timeout: DefaultTimeout}
+	switch {
+	case strings.HasPrefix(addr, "tcp://"):
+		r.network, r.address = "tcp", strings.TrimPrefix(addr, "tcp://")
+		if _, _, err := net.SplitHostPort(r.address); err != nil {
+			return nil, fmt.Errorf("haproxy runtime API address %q: %w", addr, err)
+		}
+	case strings.HasPrefix(addr, "unix://"):
+		r.network, r.address = "unix", strings.TrimPrefix(addr, "unix://")
+	case strings.Contains(addr, "://"):
+		return nil, fmt.Errorf("haproxy runtime API address %q: want a socket path, unix://PATH or tcp://HOST:PORT", addr)
+	default:
+		r.network, r.address = "unix", addr
+	}
+	if r.address == "" {
+		return nil, fmt.Errorf("haproxy runtime API address %q is empty", addr)
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.timeout <= 0 {
+		return nil, fmt.Errorf("haproxy timeout must be positive, got %s", r.timeout)
+	}
+	return r, nil
+}
+
+func (r *Router) String() string { return "haproxy(" + r.network + ":" + r.address + ")" }
+
+// Exec sends commands in one write, separated by ";", and returns HAProxy's
+// whole answer. Each command's answer ends with an empty line.
+func (r *Router) Exec(ctx context.Context, cmds ...string) (string, error) {
+	for _, c := range cmds {
+		if strings.ContainsAny(c, ";\n\r") {
+			return "", fmt.Errorf("haproxy command %q: must not contain ';' or newlines: %w", c, router.ErrRejected)
+		}
+	}
+	deadline := time.Now().Add(r.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	var d net.Dialer
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	conn, err := d.DialContext(dctx, r.network, r.address)
+	if err != nil {
+		return "", fmt.Errorf("connecting to %s: %w", r, err)
+	}
+	defer conn.Close()
+	// Closing the connection unblocks the read when ctx is cancelled.
+	stop := context.AfterFunc(dctx, func() { conn.Close() })
+	defer stop()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return "", fmt.Errorf("setting deadline on %s: %w", r, err)
+	}
+	if _, err := io.WriteString(conn, strings.Join(cmds, "; ")+"\n"); err != nil {
+		return "", fmt.Errorf("sending %q to %s: %w", cmds, r, err)
+	}
+	out, err := io.ReadAll(conn)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("reading answer to %q from %s: %w", cmds, r, ctx.Err())
+		}
+		return "", fmt.Errorf("reading answer to %q from %s: %w", cmds, r, err)
+	}
+	return string(out), nil
+}
+
+// server is one line of "show servers state".
+type server struct {
+	name    string
+	op      int // srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping
+	admin   int // srv_admin_state bit field
+	uweight int
+	iweight int
+}
+
+// srv_admin_state bits (HAProxy's SRV_ADMF_*).
+const (
+	admFMaint = 0x01
+	admIMaint = 0x02
+	admCMaint = 0x04
+	admFDrain = 0x08
+	admIDrain = 0x10
+	admRMaint = 0x20
+	admHMaint = 0x40
+)
+
+func (s server) health() router.ServerHealth {
+	switch {
+	case s.admin&(admFMaint|admIMaint|admCMaint|admRMaint|admHMaint) != 0:
+		return router.ServerHealth{State: router.StateMaint, Detail: fmt.Sprintf("admin state 0x%02x", s.admin)}
+	case s.admin&(admFDrain|admIDrain) != 0:
+		return router.ServerHealth{State: router.StateDrain, Detail: fmt.Sprintf("admin state 0x%02x", s.admin)}
+	}
+	switch s.op {
+	case 2:
+		return router.ServerHealth{State: router.StateUp}
+	case 1:
+		return router.ServerHealth{State: router.StateDown, Detail: "starting"}
+	case 3:
+		return router.ServerHealth{State: router.StateDown, Detail: "stopping"}
+	default:
+		return router.ServerHealth{State: router.StateDown, Detail: "stopped (health checks failing)"}
+	}
+}
+
+const serversStateHeader = "# be_id "
+
+// parseServersState parses the answer to "show servers state <backend>",
+// possibly preceded by the answers of earlier commands in the batch, which
+// must all be empty (success). It returns backend's servers by name.
+func parseServersState(out, backend string) (map[string]server, error) {
+	i := strings.Index(out, serversStateHeader)
+	if i < 0 {
+		msg := strings.TrimSpace(out)
+		if strings.Contains(msg, "Can't find backend") || strings.Contains(msg, "No such backend") {
+			return nil, fmt.Errorf("backend %q: %s: %w", backend, msg, router.ErrNotFound)
+		}
+		return nil, fmt.Errorf("unexpected answer to show servers state %s: %q: %w", backend, msg, router.ErrRejected)
+	}
+	// Before the header: earlier commands' answers, then the format version.
+	prefix := strings.TrimSpace(out[:i])
+	if version, rest, _ := cutLast(prefix); version != "1" {
+		return nil, fmt.Errorf("show servers state %s: unsupported format version %q", backend, version)
+	} else if rest != "" {
+		return nil, commandError(backend, rest)
+	}
+	sc := bufio.NewScanner(strings.NewReader(out[i:]))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	if !sc.Scan() {
+		return nil, fmt.Errorf("show servers state %s: missing header", backend)
+	}
+	cols := map[string]int{}
+	for j, f := range strings.Fields(strings.TrimPrefix(sc.Text(), "#")) {
+		cols[f] = j
+	}
+	for _, c := range []string{"be_name", "srv_name", "srv_op_state", "srv_admin_state", "srv_uweight", "srv_iweight"} {
+		if _, ok := cols[c]; !ok {
+			return nil, fmt.Errorf("show servers state %s: header lacks %s", backend, c)
+		}
+	}
+	servers := map[string]server{}
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			break
+		}
+		if len(f) < len(cols) || f[cols["be_name"]] != backend {
+			continue
+		}
+		var s server
+		var err error
+		s.name = f[cols["srv_name"]]
+		for _, p := range []struct {
+			col string
+			dst *int
+		}{{"srv_op_state", &s.op}, {"srv_admin_state", &s.admin}, {"srv_uweight", &s.uweight}, {"srv_iweight", &s.iweight}} {
+			if *p.dst, err = strconv.Atoi(f[cols[p.col]]); err != nil {
+				return nil, fmt.Errorf("show servers state %s: server %s: %s %q: %w", backend, s.name, p.col, f[cols[p.col]], err)
+			}
+		}
+		servers[s.name] = s
+	}
+	return servers, sc.Err()
+}
+
+// cutLast splits s into its last line and everything before it.
+func cutLast(s string) (last, before string, ok bool) {
+	j := strings.LastIndexByte(s, '\n')
+	if j < 0 {
+		return s, "", false
+	}
+	return strings.TrimSpace(s[j+1:]), strings.TrimSpace(s[:j]), true
+}
+
+func commandError(backend, msg string) error {
+	msg = strings.Join(strings.Fields(msg), " ")
+	if strings.Contains(msg, "No such server") || strings.Contains(msg, "No such backend") || strings.Contains(msg, "Can't find backend") {
+		return fmt.Errorf("backend %s: %s: %w", backend, msg, router.ErrNotFound)
+	}
+	return fmt.Errorf("backend %s: haproxy refused: %s: %w", backend, msg, router.ErrRejected)
+}
+
+func (r *Router) state(servers map[string]server, backend string, subsets []string) (router.State, error) {
+	st := router.State{
+		Raw:     make(map[string]int, len(subsets)),
+		Initial: make(map[string]int, len(subsets)),
+		Health:  make(map[string]router.ServerHealth, len(subsets)),
+	}
+	for _, name := range subsets {
+		s, ok := servers[name]
+		if !ok {
+			return router.State{}, fmt.Errorf("server %s/%s: %w", backend, name, router.ErrNotFound)
+		}
+		st.Raw[name] = s.uweight
+		st.Initial[name] = s.iweight
+		st.Health[name] = s.health()
+	}
+	st.Weights = router.Percentages(subsets, st.Raw)
+	return st, nil
+}
+
+func checkName(kind, name string) error {
+	if name == "" || strings.ContainsAny(name, " \t;/\n\r") {
+		return fmt.Errorf("%s name %q is not a valid HAProxy name: %w", kind, name, router.ErrRejected)
+	}
+	return nil
+}
+
+func checkNames(backend string, subsets []string) error {
+	if err := checkName("backend", backend); err != nil {
+		return err
+	}
+	if len(subsets) == 0 {
+		return fmt.Errorf("backend %s: no servers given: %w", backend, router.ErrRejected)
+	}
+	for _, s := range subsets {
+		if err := checkName("server", s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Weights reads the servers' weights and health with "show servers state".
+func (r *Router) Weights(ctx context.Context, backend string, subsets []string) (router.State, error) {
+	if err := checkNames(backend, subsets); err != nil {
+		return router.State{}, err
+	}
+	out, err := r.Exec(ctx, "show servers state "+backend)
+	if err != nil {
+		return router.State{}, err
+	}
+	servers, err := parseServersState(out, backend)
+	if err != nil {
+		return router.State{}, err
+	}
+	return r.state(servers, backend, subsets)
+}
+
+// SetWeights sets HAProxy weight = percent for every subset (0 for subsets
+// missing from want) and reads the result back, in one write.
+func (r *Router) SetWeights(ctx context.Context, backend string, subsets []string, want map[string]int, _ *router.State) (router.State, error) {
+	if err := router.ValidatePercent(subsets, want); err != nil {
+		return router.State{}, fmt.Errorf("backend %s: %w: %w", backend, err, router.ErrRejected)
+	}
+	raw := make(map[string]int, len(subsets))
+	for _, s := range subsets {
+		raw[s] = want[s]
+	}
+	return r.setRaw(ctx, backend, subsets, raw)
+}
+
+// Restore sets the captured raw weights back.
+func (r *Router) Restore(ctx context.Context, backend string, subsets []string, captured router.State, _ *router.State) (router.State, error) {
+	raw := captured.Raw
+	if raw == nil {
+		raw = captured.Weights
+	}
+	for _, s := range subsets {
+		if _, ok := raw[s]; !ok {
+			return router.State{}, fmt.Errorf("backend %s: captured state has no weight for server %s: %w", backend, s, router.ErrRejected)
+		}
+	}
+	return r.setRaw(ctx, backend, subsets, raw)
+}
+
+func (r *Router) setRaw(ctx context.Context, backend string, subsets []string, raw map[string]int) (router.State, error) {
+	if err := checkNames(backend, subsets); err != nil {
+		return router.State{}, err
+	}
+	cmds := make([]string, 0, len(subsets)+1)
+	for _, s := range subsets {
+		w := raw[s]
+		if w < 0 || w > 256 {
+			return router.State{}, fmt.Errorf("server %s/%s: weight %d outside HAProxy's 0–256: %w", backend, s, w, router.ErrRejected)
+		}
+		cmds = append(cmds, fmt.Sprintf("set server %s/%s weight %d", backend, s, w))
+	}
+	cmds = append(cmds, "show servers state "+backend)
+	out, err := r.Exec(ctx, cmds...)
+	if err != nil {
+		return router.State{}, err
+	}
+	servers, err := parseServersState(out, backend)
+	if err != nil {
+		return router.State{}, err
+	}
+	st, err := r.state(servers, backend, subsets)
+	if err != nil {
+		return router.State{}, err
+	}
+	for _, s := range subsets {
+		if st.Raw[s] != raw[s] {
+			return st, fmt.Errorf("server %s/%s: weight reads back as %d after setting %d", backend, s, st.Raw[s], raw[s])
+		}
+	}
+	return st, nil
+}
+
+// Counters reads per-server cumulative counters with "show stat <backend> 4
+// -1" (type 4: servers only). Requests is stot (sessions), Errors5xx
+// hrsp_5xx; ResponseMs/TotalMs are HAProxy's rtime/ttime averages over the
+// last 1024 requests.
+func (r *Router) Counters(ctx context.Context, backend string, subsets []string) (map[string]router.Counters, error) {
+	if err := checkNames(backend, subsets); err != nil {
+		return nil, err
+	}
+	out, err := r.Exec(ctx, "show stat "+backend+" 4 -1")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := parseStat(out)
+	if err != nil {
+		return nil, fmt.Errorf("show stat %s: %w", backend, err)
+	}
+	res := make(map[string]router.Counters, len(subsets))
+	for _, s := range subsets {
+		row, ok := rows[backend+"/"+s]
+		if !ok {
+			return nil, fmt.Errorf("show stat: server %s/%s: %w", backend, s, router.ErrNotFound)
+		}
+		c := router.Counters{Status: row["status"]}
+		for _, p := range []struct {
+			col string
+			dst *int64
+		}{{"stot", &c.Requests}, {"hrsp_5xx", &c.Errors5xx}, {"rtime", &c.ResponseMs}, {"ttime", &c.TotalMs}} {
+			v := row[p.col]
+			if v == "" {
+				continue
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("show stat: server %s/%s: %s %q: %w", backend, s, p.col, v, err)
+			}
+			*p.dst = n
+		}
+		res[s] = c
+	}
+	return res, nil
+}
+
+// parseStat parses "show stat" CSV into rows keyed by "pxname/svname".
+func parseStat(out string) (map[string]map[string]string, error) {
+	if !strings.HasPrefix(out, "# ") {
+		msg := strings.TrimSpace(out)
+		if strings.Contains(msg, "No such proxy") {
+			return nil, fmt.Errorf("%s: %w", msg, router.ErrNotFound)
+		}
+		return nil, fmt.Errorf("unexpected answer %q: %w", msg, router.ErrRejected)
+	}
+	rd := csv.NewReader(bytes.NewReader([]byte(strings.TrimPrefix(out, "# "))))
+	rd.FieldsPerRecord = -1
+	header, err := rd.Read()
+	if err != nil {
+		return nil, fmt.Errorf("reading CSV header: %w", err)
+	}
+	rows := map[string]map[string]string{}
+	for {
+		rec, err := rd.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading CSV: %w", err)
+		}
+		row := make(map[string]string, len(header))
+		for i, h := range header {
+			if i < len(rec) && h != "" {
+				row[h] = rec[i]
+			}
+		}
+		rows[row["pxname"]+"/"+row["svname"]] = row
+	}
+	return rows, nil
+}

@@ -1,0 +1,197 @@
+// Package worker builds and runs a rollbook worker: it reads the worker
+// configuration, resolves the names runbooks use (databases, routers,
+// Prometheus servers, HTTP endpoints) to addresses and secrets, builds the
+// activity structs with their clients, and polls Temporal.
+package worker
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+)
+
+// DefaultTaskQueue is the task queue workers poll and the CLI starts on.
+const DefaultTaskQueue = "rollbook"
+
+// Config is the worker's YAML configuration. Secrets are never written in it
+// directly: DSNs and addresses come from environment variables or files it
+// names, so the file can live in git.
+type Config struct {
+	TaskQueue string `yaml:"taskQueue"`
+	// Databases maps the names runbooks use (migrate.database) to targets.
+	Databases map[string]DatabaseConfig `yaml:"databases"`
+	// Routers maps the names routes use (route.router) to drivers.
+	Routers map[string]RouterConfig `yaml:"routers"`
+	Consul  ConsulConfig            `yaml:"consul"`
+	// Prometheus maps the names prometheus checks use to server URLs.
+	Prometheus map[string]AddressConfig `yaml:"prometheus"`
+	// Endpoints maps the names http checks use (http.endpoint) to base
+	// URLs, so runbooks need not hard-code addresses.
+	Endpoints map[string]AddressConfig `yaml:"endpoints"`
+	Metrics   MetricsConfig            `yaml:"metrics"`
+	Log       LogConfig                `yaml:"log"`
+}
+
+// DatabaseConfig is one migration target.
+type DatabaseConfig struct {
+	// Dialect is "postgres" or "sqlite".
+	Dialect string `yaml:"dialect"`
+	// Exactly one of DSNEnv, DSNFile and DSN (for non-secret SQLite paths).
+	DSNEnv  string `yaml:"dsnEnv"`
+	DSNFile string `yaml:"dsnFile"`
+	DSN     string `yaml:"dsn"`
+}
+
+// RouterConfig is one traffic router.
+type RouterConfig struct {
+	// Driver is "haproxy" or "consul-splitter".
+	Driver string `yaml:"driver"`
+	// Address of the HAProxy runtime API: a unix socket path, unix:///path
+	// or tcp://host:port. Or AddressEnv names a variable holding it.
+	Address    string `yaml:"address"`
+	AddressEnv string `yaml:"addressEnv"`
+}
+
+// ConsulConfig: the agent address and ACL token come from the standard
+// CONSUL_HTTP_ADDR / CONSUL_HTTP_TOKEN variables.
+type ConsulConfig struct {
+	// AllowedPrefixes are the only KV prefixes runbooks may write under.
+	AllowedPrefixes []string `yaml:"allowedPrefixes"`
+}
+
+// AddressConfig is a URL given directly or through an environment variable.
+type AddressConfig struct {
+	URL    string `yaml:"url"`
+	URLEnv string `yaml:"urlEnv"`
+}
+
+// MetricsConfig configures the Prometheus /metrics listener.
+type MetricsConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// LogConfig configures the process logger.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or console
+}
+
+// LoadConfig reads and checks a worker configuration file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading worker config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes strictly (unknown fields are errors) and validates.
+func ParseConfig(name string, data []byte) (*Config, error) {
+	var c Config
+	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict()); err != nil {
+		return nil, fmt.Errorf("%s: %s", name, yaml.FormatError(err, false, true))
+	}
+	if c.TaskQueue == "" {
+		c.TaskQueue = DefaultTaskQueue
+	}
+	if errs := c.validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("%s: %s", name, strings.Join(errs, "; "))
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() []string {
+	var errs []string
+	for _, n := range sortedKeys(c.Databases) {
+		d := c.Databases[n]
+		if d.Dialect != "postgres" && d.Dialect != "sqlite" {
+			errs = append(errs, fmt.Sprintf("databases.%s.dialect: %q is not postgres or sqlite", n, d.Dialect))
+		}
+		set := 0
+		for _, s := range []string{d.DSNEnv, d.DSNFile, d.DSN} {
+			if s != "" {
+				set++
+			}
+		}
+		if set != 1 {
+			errs = append(errs, fmt.Sprintf("databases.%s: set exactly one of dsnEnv, dsnFile, dsn", n))
+		}
+	}
+	for _, n := range sortedKeys(c.Routers) {
+		r := c.Routers[n]
+		switch r.Driver {
+		case "haproxy":
+			if (r.Address == "") == (r.AddressEnv == "") {
+				errs = append(errs, fmt.Sprintf("routers.%s: set exactly one of address, addressEnv", n))
+			}
+		case "consul-splitter":
+		default:
+			errs = append(errs, fmt.Sprintf("routers.%s.driver: %q is not haproxy or consul-splitter", n, r.Driver))
+		}
+	}
+	for _, p := range c.Consul.AllowedPrefixes {
+		if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "..") {
+			errs = append(errs, fmt.Sprintf("consul.allowedPrefixes: %q must be a relative prefix without ..", p))
+		}
+	}
+	for _, group := range []struct {
+		name string
+		m    map[string]AddressConfig
+	}{{"prometheus", c.Prometheus}, {"endpoints", c.Endpoints}} {
+		for _, n := range sortedKeys(group.m) {
+			a := group.m[n]
+			if (a.URL == "") == (a.URLEnv == "") {
+				errs = append(errs, fmt.Sprintf("%s.%s: set exactly one of url, urlEnv", group.name, n))
+			}
+		}
+	}
+	return errs
+}
+
+// resolveDSN reads a database's DSN from where the config says it is.
+func resolveDSN(name string, d DatabaseConfig) (string, error) {
+	switch {
+	case d.DSN != "":
+		return d.DSN, nil
+	case d.DSNEnv != "":
+		v := os.Getenv(d.DSNEnv)
+		if v == "" {
+			return "", fmt.Errorf("database %s: environment variable %s is empty", name, d.DSNEnv)
+		}
+		return v, nil
+	default:
+		b, err := os.ReadFile(d.DSNFile)
+		if err != nil {
+			return "", fmt.Errorf("database %s: reading dsnFile: %w", name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+}
+
+func resolveAddress(what string, a AddressConfig) (string, error) {
+	v := a.URL
+	if a.URLEnv != "" {
+		v = os.Getenv(a.URLEnv)
+		if v == "" {
+			return "", fmt.Errorf("%s: environment variable %s is empty", what, a.URLEnv)
+		}
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%s: %q is not an http(s) URL", what, v)
+	}
+	return strings.TrimRight(v, "/"), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
