@@ -248,10 +248,15 @@ func (c Check) Kind() string {
 	return k[0]
 }
 
-// HTTPCheck probes a URL.
+// HTTPCheck probes a URL: either a full URL, or a path on an endpoint the
+// worker knows by name (so runbooks need not hard-code addresses).
 type HTTPCheck struct {
-	URL    string `json:"url"`
-	Method string `json:"method,omitempty"` // default GET
+	URL string `json:"url,omitempty"`
+	// Endpoint names a base URL in the worker configuration; Path is
+	// appended to it. Use either URL or Endpoint.
+	Endpoint string `json:"endpoint,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Method   string `json:"method,omitempty"` // default GET
 	// ExpectStatus is the status a healthy answer has (default 200).
 	ExpectStatus int `json:"expectStatus,omitempty"`
 	// MaxLatency fails the measurement when the answer is slower.

@@ -1,0 +1,4 @@
+-- +goose Up
+CREATE TABLE a (id INTEGER);
+-- +goose Down
+DROP TABLE a;

@@ -1,0 +1,4 @@
+-- +goose Up
+CREATE TABLE c (id INTEGER);
+-- +goose Down
+DROP TABLE c;

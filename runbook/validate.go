@@ -1,0 +1,254 @@
+package runbook
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Limits enforced by validation. They are generous for real deployments and
+// exist so that a typo (5000h instead of 5m) is caught before it runs.
+const (
+	MaxDeadline           = 7 * 24 * time.Hour
+	MaxVerifyDuration     = 24 * time.Hour
+	MinInterval           = time.Second
+	MaxInterval           = time.Hour
+	MaxPauseDuration      = 24 * time.Hour
+	MaxApprovalTimeout    = 7 * 24 * time.Hour
+	MaxHTTPTimeout        = 5 * time.Minute
+	MaxStuckAfter         = 24 * time.Hour
+	MaxHTTPSamples        = 100
+	MaxKeyBytes           = 512
+	MaxValueBytes         = 512 << 10
+	MaxConsulOps          = 64 // Consul's limit on operations in one transaction
+	DefaultVerifyInterval = 10 * time.Second
+)
+
+var (
+	serviceRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+	// nameRe is for names that appear in signals, activity IDs, logs and
+	// worker configuration: steps, checks, routes, routers, databases.
+	nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+)
+
+// ValidateOption configures Validate.
+type ValidateOption func(*checker)
+
+// WithFile names the runbook's file in error messages.
+func WithFile(name string) ValidateOption {
+	return func(c *checker) { c.file = name }
+}
+
+// WithDir enables the file-system checks: migration folders are looked up
+// relative to dir (the runbook's folder), must stay inside it, and their
+// files must be valid goose migrations.
+func WithDir(dir string) ValidateOption {
+	return func(c *checker) { c.src = &diskSource{root: dir} }
+}
+
+// WithFiles checks migration folders against files (a bundle's files,
+// paths relative to the runbook's folder) instead of the disk.
+func WithFiles(files []File) ValidateOption {
+	return func(c *checker) { c.src = filesSource(files) }
+}
+
+// Validate checks a runbook's semantics (everything Parse checks after
+// decoding, plus migration folders when WithDir or WithFiles is given). It
+// returns nil or an Errors. It is deterministic and, without WithDir, does
+// no I/O, so workflow code may call it.
+func Validate(rb *Runbook, opts ...ValidateOption) error {
+	c := &checker{}
+	for _, o := range opts {
+		o(c)
+	}
+	c.runbook(rb)
+	return c.errs.err()
+}
+
+// checker collects semantic errors; pos gives them lines when the runbook
+// came from YAML.
+type checker struct {
+	file string
+	pos  positions
+	src  migrationSource
+	errs Errors
+
+	rb     *Runbook
+	routes map[string]*Route
+	steps  map[string]int
+}
+
+func (c *checker) addf(path, format string, args ...any) {
+	c.errs = append(c.errs, &FieldError{File: c.file, Line: c.pos.line(path), Path: path, Msg: clip(fmt.Sprintf(format, args...))})
+}
+
+// addErr records err (keeping it for errors.Is) at path.
+func (c *checker) addErr(path string, err error) {
+	c.errs = append(c.errs, &FieldError{File: c.file, Line: c.pos.line(path), Path: path, Msg: clip(err.Error()), Err: err})
+}
+
+// written reports whether path was present in the YAML (unknown without
+// positions): it tells "0s" apart from "not set".
+func (c *checker) written(path string) bool {
+	_, ok := c.pos[path]
+	return ok
+}
+
+func (c *checker) runbook(rb *Runbook) {
+	c.rb = rb
+	switch {
+	case rb.APIVersion == "":
+		c.addf("apiVersion", "apiVersion is required; use %q", APIVersion)
+	case rb.APIVersion != APIVersion:
+		c.addf("apiVersion", "unsupported apiVersion %q; this version of rollbook reads %q", rb.APIVersion, APIVersion)
+	}
+	switch {
+	case rb.Service == "":
+		c.addf("service", "service is required")
+	case !serviceRe.MatchString(rb.Service):
+		c.addf("service", "invalid service name %q: use lowercase letters, digits and '-', starting with a letter, at most 63 characters", rb.Service)
+	}
+	if len(rb.Description) > 4096 {
+		c.addf("description", "description is %d bytes; keep it under 4096", len(rb.Description))
+	}
+	c.duration("deadline", rb.Deadline, false, MinInterval, MaxDeadline)
+	c.checkRoutes(rb.Routes)
+	c.checkSteps(rb.Steps)
+	c.checkOrder(rb.Steps)
+	if rb.Analysis != nil {
+		c.checkAnalysis("analysis", rb.Analysis)
+	}
+	if rb.Rollback != nil {
+		c.checkRollback("rollback", rb.Rollback)
+	}
+}
+
+// name checks a required identifier.
+func (c *checker) name(path, what, v string) bool {
+	switch {
+	case v == "":
+		c.addf(path, "%s is required", what)
+		return false
+	case !nameRe.MatchString(v):
+		c.addf(path, "invalid %s %q: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters", what, v)
+		return false
+	}
+	return true
+}
+
+// duration checks an optional (or required) duration against bounds.
+func (c *checker) duration(path string, d Duration, required bool, lo, hi time.Duration) {
+	switch {
+	case d < 0 || (d == 0 && c.written(path)):
+		c.addf(path, "must be positive, got %s", fmtDur(d.D()))
+	case d == 0 && required:
+		c.addf(path, "is required (a duration such as 5m)")
+	case d == 0:
+	case d.D() < lo:
+		c.addf(path, "must be at least %s, got %s", fmtDur(lo), fmtDur(d.D()))
+	case d.D() > hi:
+		c.addf(path, "must be at most %s, got %s", fmtDur(hi), fmtDur(d.D()))
+	}
+}
+
+// fmtDur prints 24h rather than 24h0m0s.
+func fmtDur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func (c *checker) checkRoutes(routes []Route) {
+	c.routes = map[string]*Route{}
+	for i := range routes {
+		r := &routes[i]
+		p := indexPath("routes", i)
+		if c.name(fieldPath(p, "name"), "route name", r.Name) {
+			if _, dup := c.routes[r.Name]; dup {
+				c.addf(fieldPath(p, "name"), "duplicate route name %q", r.Name)
+			} else {
+				c.routes[r.Name] = r
+			}
+		}
+		c.name(fieldPath(p, "router"), "router", r.Router)
+		switch {
+		case r.Backend == "":
+			c.addf(fieldPath(p, "backend"), "backend is required")
+		case hasSpaceOrControl(r.Backend):
+			c.addf(fieldPath(p, "backend"), "invalid backend %q: no spaces or control characters", r.Backend)
+		}
+		if len(r.Subsets) < 2 {
+			c.addf(fieldPath(p, "subsets"), "a route needs at least 2 subsets (stable and canary), got %d", len(r.Subsets))
+		}
+		seen := map[string]bool{}
+		for j, s := range r.Subsets {
+			sp := indexPath(fieldPath(p, "subsets"), j)
+			switch {
+			case s == "" || hasSpaceOrControl(s):
+				c.addf(sp, "invalid subset name %q", s)
+			case seen[s]:
+				c.addf(sp, "duplicate subset %q", s)
+			}
+			seen[s] = true
+		}
+		for _, f := range []struct{ field, v string }{{"stable", r.Stable}, {"canary", r.Canary}} {
+			switch {
+			case f.v == "":
+				c.addf(fieldPath(p, f.field), "%s is required (one of the subsets)", f.field)
+			case !seen[f.v]:
+				c.addf(fieldPath(p, f.field), "%s %q is not one of the subsets %s", f.field, f.v, list(r.Subsets))
+			}
+		}
+		if r.Stable != "" && r.Stable == r.Canary {
+			c.addf(fieldPath(p, "canary"), "canary and stable must be different subsets, both are %q", r.Canary)
+		}
+	}
+}
+
+// route looks up a route a step or check refers to.
+func (c *checker) route(path, name string) *Route {
+	if name == "" {
+		c.addf(path, "route is required")
+		return nil
+	}
+	r, ok := c.routes[name]
+	if !ok {
+		if len(c.routes) == 0 {
+			c.addf(path, "unknown route %q: the runbook declares no routes", name)
+		} else {
+			c.addf(path, "unknown route %q (routes: %s)", name, list(c.routeNames()))
+		}
+	}
+	return r
+}
+
+func (c *checker) routeNames() []string {
+	var names []string
+	for _, r := range c.rb.Routes {
+		names = append(names, r.Name)
+	}
+	return names
+}
+
+func hasSubset(r *Route, s string) bool {
+	for _, x := range r.Subsets {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func hasSpaceOrControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f })
+}
+
+func list(xs []string) string {
+	return "[" + strings.Join(xs, ", ") + "]"
+}

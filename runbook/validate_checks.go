@@ -1,0 +1,176 @@
+package runbook
+
+import (
+	"net/url"
+	"strings"
+)
+
+var httpMethods = map[string]bool{
+	"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true,
+}
+
+func (c *checker) checkChecks(p string, checks []Check) {
+	if len(checks) == 0 {
+		c.addf(p, "at least one check is required")
+	}
+	seen := map[string]int{}
+	for i := range checks {
+		ch := &checks[i]
+		cp := indexPath(p, i)
+		if c.name(fieldPath(cp, "name"), "check name", ch.Name) {
+			if first, dup := seen[ch.Name]; dup {
+				c.addf(fieldPath(cp, "name"), "duplicate check name %q (also %s)", ch.Name, indexPath(p, first))
+			} else {
+				seen[ch.Name] = i
+			}
+		}
+		if ch.Kind() == "" {
+			var kinds []string
+			for _, k := range []struct {
+				set  bool
+				name string
+			}{{ch.HTTP != nil, CheckHTTP}, {ch.Prometheus != nil, CheckPrometheus}, {ch.Router != nil, CheckRouter}, {ch.Compare != nil, CheckCompare}} {
+				if k.set {
+					kinds = append(kinds, k.name)
+				}
+			}
+			if len(kinds) == 0 {
+				c.addf(cp, "check %q has no kind; set exactly one of http, prometheus, router, compare", ch.Name)
+			} else {
+				c.addf(cp, "check %q has %d kinds (%s); set exactly one", ch.Name, len(kinds), strings.Join(kinds, ", "))
+			}
+		}
+		for _, k := range []struct {
+			field string
+			v     int
+		}{{"failureLimit", ch.FailureLimit}, {"successThreshold", ch.SuccessThreshold}, {"inconclusiveLimit", ch.InconclusiveLimit}} {
+			if k.v < 0 {
+				c.addf(fieldPath(cp, k.field), "must be 0 or more, got %d", k.v)
+			}
+		}
+		if ch.HTTP != nil {
+			c.checkHTTP(fieldPath(cp, "http"), ch.HTTP)
+		}
+		if ch.Prometheus != nil {
+			c.checkPrometheus(fieldPath(cp, "prometheus"), ch.Prometheus)
+		}
+		if ch.Router != nil {
+			c.checkRouter(fieldPath(cp, "router"), ch.Router)
+		}
+		if ch.Compare != nil {
+			c.checkCompare(fieldPath(cp, "compare"), ch.Compare)
+		}
+	}
+}
+
+func (c *checker) checkHTTP(p string, h *HTTPCheck) {
+	up := fieldPath(p, "url")
+	switch {
+	case h.URL != "" && h.Endpoint != "":
+		c.addf(p, "set either url or endpoint (with path), not both")
+	case h.URL == "" && h.Endpoint == "":
+		c.addf(p, "url or endpoint is required")
+	case h.URL != "":
+		if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.addf(up, "url must be an absolute http:// or https:// URL, got %q", h.URL)
+		} else if u.User != nil {
+			// Secrets never go into a runbook: it travels in workflow history.
+			c.addf(up, "url must not carry credentials; the worker adds them")
+		}
+		if h.Path != "" {
+			c.addf(fieldPath(p, "path"), "path goes with endpoint; with url, put the path in the url")
+		}
+	default:
+		c.name(fieldPath(p, "endpoint"), "endpoint", h.Endpoint)
+		if h.Path != "" {
+			if u, err := url.Parse(h.Path); err != nil || !strings.HasPrefix(h.Path, "/") || u.Scheme != "" || u.Host != "" || hasControl(h.Path) {
+				c.addf(fieldPath(p, "path"), "path must be an absolute URL path such as /healthz, got %q", h.Path)
+			}
+		}
+	}
+	if h.Method != "" && !httpMethods[h.Method] {
+		c.addf(fieldPath(p, "method"), "unsupported method %q (use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)", h.Method)
+	}
+	if h.ExpectStatus != 0 && (h.ExpectStatus < 100 || h.ExpectStatus > 599) {
+		c.addf(fieldPath(p, "expectStatus"), "must be an HTTP status between 100 and 599, got %d", h.ExpectStatus)
+	}
+	c.duration(fieldPath(p, "maxLatency"), h.MaxLatency, false, 0, MaxHTTPTimeout)
+	c.duration(fieldPath(p, "timeout"), h.Timeout, false, 0, MaxHTTPTimeout)
+	if h.Samples < 0 || h.Samples > MaxHTTPSamples {
+		c.addf(fieldPath(p, "samples"), "must be between 0 and %d, got %d", MaxHTTPSamples, h.Samples)
+	}
+}
+
+func (c *checker) checkPrometheus(p string, q *PrometheusCheck) {
+	if q.Server != "" {
+		c.name(fieldPath(p, "server"), "server", q.Server)
+	}
+	if strings.TrimSpace(q.Query) == "" {
+		c.addf(fieldPath(p, "query"), "query is required")
+	}
+	switch {
+	case q.Min == nil && q.Max == nil:
+		c.addf(p, "set min and/or max: a query without bounds can never fail")
+	case q.Min != nil && q.Max != nil && *q.Min > *q.Max:
+		c.addf(fieldPath(p, "min"), "min %g is greater than max %g", *q.Min, *q.Max)
+	}
+}
+
+func (c *checker) checkRouter(p string, r *RouterCheck) {
+	c.subset(fieldPath(p, "subset"), c.route(fieldPath(p, "route"), r.Route), r.Subset, true)
+	if r.MaxErrorRate < 0 || r.MaxErrorRate > 1 {
+		c.addf(fieldPath(p, "maxErrorRate"), "must be a share between 0 and 1 (0.01 is 1%%), got %g", r.MaxErrorRate)
+	}
+	if r.MinRequests < 0 {
+		c.addf(fieldPath(p, "minRequests"), "must be 0 or more, got %d", r.MinRequests)
+	}
+}
+
+func (c *checker) checkCompare(p string, cc *CompareCheck) {
+	r := c.route(fieldPath(p, "route"), cc.Route)
+	c.subset(fieldPath(p, "canary"), r, cc.Canary, false)
+	c.subset(fieldPath(p, "baseline"), r, cc.Baseline, false)
+	if r != nil {
+		canary, baseline := cc.Canary, cc.Baseline
+		if canary == "" {
+			canary = r.Canary
+		}
+		if baseline == "" {
+			baseline = r.Stable
+		}
+		if canary == baseline && canary != "" {
+			c.addf(p, "canary and baseline are the same subset %q", canary)
+		}
+	}
+	seen := map[string]bool{}
+	for i, m := range cc.Metrics {
+		mp := indexPath(fieldPath(p, "metrics"), i)
+		switch {
+		case m != "errors" && m != "latency":
+			c.addf(mp, "unknown metric %q (use errors or latency)", m)
+		case seen[m]:
+			c.addf(mp, "duplicate metric %q", m)
+		}
+		seen[m] = true
+	}
+	if cc.Significance < 0 || cc.Significance >= 1 || (cc.Significance == 0 && c.written(fieldPath(p, "significance"))) {
+		c.addf(fieldPath(p, "significance"), "must be between 0 and 1 exclusive (0.05 is usual), got %g", cc.Significance)
+	}
+	if cc.MinEffect < 0 {
+		c.addf(fieldPath(p, "minEffect"), "must be 0 or more, got %g", cc.MinEffect)
+	}
+	if cc.MinSamples < 0 {
+		c.addf(fieldPath(p, "minSamples"), "must be 0 or more, got %d", cc.MinSamples)
+	}
+}
+
+// subset checks that s names a subset of route r (when r is known).
+func (c *checker) subset(p string, r *Route, s string, required bool) {
+	switch {
+	case s == "" && required:
+		c.addf(p, "subset is required")
+	case s == "" || r == nil:
+	case !hasSubset(r, s):
+		c.addf(p, "unknown subset %q of route %q (subsets: %s)", s, r.Name, list(r.Subsets))
+	}
+}
