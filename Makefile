@@ -52,7 +52,11 @@ fmt-check: ## fail if a file is not gofmt-ed
 build: ## compile every package and command
 	$(GO) build ./...
 
-# Reserved: defined by the demo, benchmark and durability work (issues 3, 4, 5).
-.PHONY: demo bench chaos
-demo bench chaos:
+.PHONY: demo
+demo: stack-up ## the main job: a good and a rolled-back deployment of payments-api on the dev stack, with a report
+	$(GO) run ./examples/demo --env $(STACK_DIR)/env
+
+# Reserved: defined by the benchmark and durability work (issues 4, 5).
+.PHONY: bench chaos
+bench chaos:
 	@echo "make $@: not implemented yet" >&2; exit 2
