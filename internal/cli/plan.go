@@ -34,94 +34,6 @@ func (a *app) planCommand() *cobra.Command {
 	return cmd
 }
 
-// PlanLine is one step of a plan: what it does and how it is undone.
-type PlanLine struct {
-	Step         string
-	Kind         string
-	Forward      string
-	Compensation string
-	// PointOfNoReturn is set on the irreversible step after which failures
-	// no longer roll back.
-	PointOfNoReturn bool
-}
-
-// BuildPlan describes every step and its compensation.
-func BuildPlan(rb *runbook.Runbook) []PlanLine {
-	routes := map[string]runbook.Route{}
-	for _, r := range rb.Routes {
-		routes[r.Name] = r
-	}
-	var lines []PlanLine
-	pivotSeen := false
-	for _, s := range rb.Steps {
-		l := PlanLine{Step: s.Name, Kind: s.Kind()}
-		switch s.Kind() {
-		case runbook.KindMigrate:
-			m := s.Migrate
-			target := "the latest version"
-			if m.Version > 0 {
-				target = fmt.Sprintf("version %d", m.Version)
-			}
-			phase := ""
-			if m.Phase != "" {
-				phase = " [" + m.Phase + "]"
-			}
-			l.Forward = fmt.Sprintf("migrate database %s up to %s from %s%s", m.Database, target, m.Dir, phase)
-			l.Compensation = fmt.Sprintf("migrate %s down to the version captured before", m.Database)
-		case runbook.KindConsul:
-			var parts []string
-			for _, op := range s.Consul.Ops() {
-				if op.Delete {
-					parts = append(parts, "delete "+op.Key)
-				} else {
-					parts = append(parts, fmt.Sprintf("set %s=%q", op.Key, truncateText(op.Value, 40)))
-				}
-			}
-			l.Forward = "Consul KV, one transaction: " + strings.Join(parts, ", ")
-			l.Compensation = "restore the captured values (delete keys that did not exist), check-and-set"
-		case runbook.KindTraffic:
-			r := routes[s.Traffic.Route]
-			var parts []string
-			for _, w := range runbook.SortedWeights(s.Traffic.Weights) {
-				parts = append(parts, fmt.Sprintf("%s=%d%%", w.Subset, w.Percent))
-			}
-			l.Forward = fmt.Sprintf("route %s (%s on router %s): %s", r.Name, r.Backend, r.Router, strings.Join(parts, " "))
-			l.Compensation = "restore the captured weights"
-		case runbook.KindVerify:
-			var names []string
-			for _, c := range s.Verify.Checks {
-				names = append(names, c.Name+" ("+c.Kind()+")")
-			}
-			interval := s.Verify.Interval
-			if interval == 0 {
-				interval = runbook.Duration(10e9)
-			}
-			l.Forward = fmt.Sprintf("verify for %s every %s: %s", s.Verify.Duration, interval, strings.Join(names, ", "))
-			l.Compensation = "none; a failure rolls back"
-		case runbook.KindPause:
-			if s.Pause.Approval {
-				l.Forward = "wait for approval"
-				if s.Pause.Timeout > 0 {
-					l.Forward += " (at most " + s.Pause.Timeout.String() + ")"
-				}
-			} else {
-				l.Forward = "wait " + s.Pause.Duration.String()
-			}
-			l.Compensation = "none"
-		}
-		if pivotSeen {
-			l.Compensation = "none: after the point of no return, a failure waits for a human"
-		}
-		if s.Irreversible {
-			l.PointOfNoReturn = true
-			l.Compensation = "none: irreversible; once applied, earlier steps are no longer rolled back"
-			pivotSeen = true
-		}
-		lines = append(lines, l)
-	}
-	return lines
-}
-
 func writePlan(w io.Writer, rb *runbook.Runbook) {
 	fmt.Fprintf(w, "Plan for %s (%d steps)\n", rb.Service, len(rb.Steps))
 	if rb.Deadline > 0 {
@@ -131,10 +43,10 @@ func writePlan(w io.Writer, rb *runbook.Runbook) {
 		fmt.Fprintf(w, "Background analysis from step %s: %d checks\n", a.From, len(a.Checks))
 	}
 	fmt.Fprintln(w)
-	for i, l := range BuildPlan(rb) {
-		fmt.Fprintf(w, "%2d. %s [%s]\n    do:   %s\n    undo: %s\n", i+1, l.Step, l.Kind, l.Forward, l.Compensation)
+	for i, l := range plan(rb) {
+		fmt.Fprintf(w, "%2d. %s [%s]\n    do:   %s\n    undo: %s\n", i+1, l.Name, l.Kind, l.Forward, l.Compensation)
 		if l.PointOfNoReturn {
-			fmt.Fprintln(w, "    ---- POINT OF NO RETURN ----")
+			fmt.Fprintln(w, "    ---- POINT OF NO RETURN: from here on a failure waits for a human instead of rolling back ----")
 		}
 	}
 	fmt.Fprintln(w, "\nOn failure or abort, the undo actions of applied steps run in reverse order.")
@@ -142,8 +54,8 @@ func writePlan(w io.Writer, rb *runbook.Runbook) {
 
 func writePlanMarkdown(w io.Writer, rb *runbook.Runbook) {
 	fmt.Fprintf(w, "### rollbook plan: `%s`\n\n| # | step | kind | do | undo |\n|---|---|---|---|---|\n", rb.Service)
-	for i, l := range BuildPlan(rb) {
-		name := "`" + l.Step + "`"
+	for i, l := range plan(rb) {
+		name := "`" + l.Name + "`"
 		if l.PointOfNoReturn {
 			name += " ⚠️ point of no return"
 		}
@@ -152,11 +64,20 @@ func writePlanMarkdown(w io.Writer, rb *runbook.Runbook) {
 	fmt.Fprintln(w, "\nOn failure or abort, the undo actions of applied steps run in reverse order.")
 }
 
-func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
-
-func truncateText(s string, n int) string {
-	if len(s) <= n {
-		return s
+// plan is runbook.Plan, with the steps after the point of no return marked:
+// their compensations never run.
+func plan(rb *runbook.Runbook) []runbook.PlanStep {
+	steps := runbook.Plan(rb)
+	pivot := false
+	for i := range steps {
+		if pivot && !steps[i].Irreversible && steps[i].Compensation != "none" {
+			steps[i].Compensation = "none after the point of no return (would have been: " + steps[i].Compensation + ")"
+		}
+		if steps[i].PointOfNoReturn {
+			pivot = true
+		}
 	}
-	return s[:n] + "…"
+	return steps
 }
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
