@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"sort"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -59,6 +60,10 @@ func (d *deployment) runChecks(ctx workflow.Context, name string, list []runbook
 	started := workflow.Now(ctx)
 	actx := workflow.WithActivityOptions(ctx, measureOptions(fmt.Sprintf("%s: measure %d checks", name, len(list)), list))
 	var prev []activities.Measurement
+	// first holds each compare check's first counter reading, so that its
+	// statistics use everything seen since the check started: at low
+	// traffic one interval alone rarely holds enough requests.
+	first := make([]*activities.Measurement, len(list))
 	for round := 1; ; round++ {
 		var res activities.MeasureResult
 		err := workflow.ExecuteActivity(actx, checks.Measure, activities.MeasureInput{
@@ -77,7 +82,11 @@ func (d *deployment) runChecks(ctx workflow.Context, name string, list []runbook
 		for i, c := range list {
 			var j CheckJudgement
 			if i < len(res.Measurements) {
-				j = judge(c, res.Measurements[i])
+				m := res.Measurements[i]
+				if c.Compare != nil {
+					m = d.sinceFirst(c, &first[i], m)
+				}
+				j = judge(c, m)
 			} else {
 				j = CheckJudgement{Check: c.Name, Verdict: JudgeFail, Reason: "no measurement returned"}
 			}
@@ -129,4 +138,55 @@ func (d *deployment) startAnalysis(ctx workflow.Context, a *runbook.Analysis) {
 		}
 		d.stop(stopIntent{kind: stopAnalysis, reason: "background analysis: " + err.Error(), step: d.status.CurrentStep})
 	})
+}
+
+// sinceFirst turns a compare measurement into counts since the check's first
+// counter reading (kept in *first). A reading whose counters went down (the
+// router restarted) starts the window again.
+func (d *deployment) sinceFirst(c runbook.Check, first **activities.Measurement, m activities.Measurement) activities.Measurement {
+	if m.Error != "" || m.Counters == nil {
+		return m
+	}
+	route := d.routes[c.Compare.Route]
+	canary, base := c.Compare.Canary, c.Compare.Baseline
+	if canary == "" {
+		canary = route.Canary
+	}
+	if base == "" {
+		base = route.Stable
+	}
+	f := *first
+	if f == nil || m.BaselineRound || counterWentDown(f.Counters, m.Counters) {
+		kept := m
+		*first = &kept
+		m.BaselineRound = true
+		return m
+	}
+	side := func(subset string) *activities.SideSample {
+		return &activities.SideSample{
+			Requests: m.Counters[subset+".requests"] - f.Counters[subset+".requests"],
+			Errors:   m.Counters[subset+".errors5xx"] - f.Counters[subset+".errors5xx"],
+		}
+	}
+	m.Canary, m.Baseline = side(canary), side(base)
+	return m
+}
+
+func counterWentDown(old, cur map[string]int64) bool {
+	for _, k := range sortedCounterKeys(cur) {
+		if cur[k] < old[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// sortedCounterKeys keeps map iteration out of the decision path.
+func sortedCounterKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
