@@ -85,6 +85,7 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{t: t, env: s.NewTestWorkflowEnvironment()}
 	h.env.SetTestTimeout(30 * time.Second)
 	h.env.RegisterWorkflowWithOptions(Deploy, workflowRegisterOptions())
+	h.env.RegisterWorkflowWithOptions(Revert, RevertRegisterOptions())
 	h.measure = func(in activities.MeasureInput) (activities.MeasureResult, error) { return healthy(in), nil }
 	h.migrateUp = func(in activities.MigrateUpInput) (activities.MigrateResult, error) {
 		return activities.MigrateResult{From: 1, To: 2, Applied: []int64{2}}, nil

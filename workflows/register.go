@@ -9,3 +9,8 @@ func workflowRegisterOptions() workflow.RegisterOptions {
 
 // RegisterOptions is what workers pass to RegisterWorkflowWithOptions.
 func RegisterOptions() workflow.RegisterOptions { return workflowRegisterOptions() }
+
+// RevertRegisterOptions registers Revert under its stable type name.
+func RevertRegisterOptions() workflow.RegisterOptions {
+	return workflow.RegisterOptions{Name: RevertWorkflowType}
+}

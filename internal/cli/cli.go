@@ -101,6 +101,7 @@ or gave up waiting.`,
 		a.planCommand(),
 		a.deployCommand(),
 		a.statusCommand(),
+		a.revertCommand(),
 	)
 	for _, c := range a.signalCommands() {
 		root.AddCommand(c)

@@ -208,7 +208,7 @@ func (a *app) follow(ctx context.Context, c client.Client, id, runID string, f d
 
 func outcomeExit(r workflows.Result) error {
 	switch r.Outcome {
-	case workflows.OutcomeSucceeded:
+	case workflows.OutcomeSucceeded, workflows.OutcomeReverted:
 		return nil
 	case workflows.OutcomeRolledBack:
 		return &exitError{code: ExitRolledBack, err: fmt.Errorf("rolled back: %s", r.Reason)}

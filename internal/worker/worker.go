@@ -114,6 +114,7 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 // Register adds the Deploy workflow and every activity to w.
 func Register(w sdkworker.Registry, a *Activities) {
 	w.RegisterWorkflowWithOptions(workflows.Deploy, workflows.RegisterOptions())
+	w.RegisterWorkflowWithOptions(workflows.Revert, workflows.RevertRegisterOptions())
 	w.RegisterActivity(a.Migrations)
 	w.RegisterActivity(a.KV)
 	w.RegisterActivity(a.Traffic)
