@@ -30,6 +30,7 @@ func TestBundleContents(t *testing.T) {
 		}
 	}
 	want := []string{
+		"payments-api/contract/00004_drop_ledger_memo.sql",
 		"payments-api/migrations/00001_create_ledger_entries.sql",
 		"payments-api/migrations/00002_add_ledger_reference.sql",
 		"payments-api/migrations/00003_index_ledger_account.sql",
@@ -94,7 +95,7 @@ func TestBundleTamper(t *testing.T) {
 		{
 			name: "Down section emptied and hash recomputed",
 			change: func(b *Bundle) {
-				b.Files[0].Content = strings.Replace(b.Files[0].Content, "DROP TABLE ledger_entries;", "-- gone", 1)
+				b.Files[1].Content = strings.Replace(b.Files[1].Content, "DROP TABLE ledger_entries;", "-- gone", 1)
 				b.Hash, _ = b.ContentHash()
 			},
 			want: []string{"../runbooks/payments-api.yaml: steps[0].migrate.dir: migration payments-api/migrations/00001_create_ledger_entries.sql has no Down section with SQL; a reversible migrate step must be able to roll back: add a -- +goose Down section, or mark the step irreversible: true"},
@@ -105,7 +106,7 @@ func TestBundleTamper(t *testing.T) {
 				b.Files = append(b.Files, File{Path: "elsewhere/x.sql", Content: gooseOK})
 				b.Hash, _ = b.ContentHash()
 			},
-			want: []string{`../runbooks/payments-api.yaml: files[3]: file "elsewhere/x.sql" is not in the folder of any migrate step`},
+			want: []string{`../runbooks/payments-api.yaml: files[4]: file "elsewhere/x.sql" is not in the folder of any migrate step`},
 		},
 		{
 			name: "escaping file path",
