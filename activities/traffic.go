@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.temporal.io/sdk/temporal"
 	"maps"
 	"slices"
 	"strings"
@@ -167,8 +168,8 @@ func (t *Traffic) SetWeights(ctx context.Context, in SetWeightsInput) (WeightSta
 // is a non-retryable ErrConflict/ErrMismatch and nothing is written.
 //
 // With CheckCapacity, a subset that would receive traffic but is not UP
-// (DOWN, MAINT, DRAIN) makes the activity fail with a retryable error, so
-// that it tries again until the server is back or the retry policy gives up.
+// (DOWN, MAINT, DRAIN) makes the activity fail with a non-retryable
+// ErrNoCapacity error: traffic is never flipped onto a down pool.
 func (t *Traffic) RestoreWeights(ctx context.Context, in RestoreWeightsInput) (RestoreResult, error) {
 	r, err := resolveRouter(t.Routers, in.Route)
 	if err != nil {
@@ -211,8 +212,11 @@ func (t *Traffic) RestoreWeights(ctx context.Context, in RestoreWeightsInput) (R
 			if s == in.Route.Stable {
 				role = "stable server"
 			}
-			return RestoreResult{}, fmt.Errorf("route %s: %s %s/%s is %s%s, not moving traffic to it (wanted %d%%)",
-				in.Route.Name, role, in.Route.Backend, s, h.State, detail(h.Detail), dest[s])
+			// Not retried blindly: the workflow stops in rollback-stuck at
+			// once, so an operator sees that the pool traffic would go back
+			// to is down, fixes it and sends retry (or decides otherwise).
+			return RestoreResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("route %s: %s %s/%s is %s%s, not moving traffic to it (wanted %d%%)",
+				in.Route.Name, role, in.Route.Backend, s, h.State, detail(h.Detail), dest[s]), ErrNoCapacity, nil)
 		}
 	}
 	var st router.State

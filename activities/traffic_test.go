@@ -81,13 +81,12 @@ func TestTrafficConflictMismatchCapacity(t *testing.T) {
 	_, err = runActivity[RestoreResult](t, tr, tr.RestoreWeights, RestoreWeightsInput{TrafficInput: in, Captured: captured, Applied: target})
 	requireErrType(t, err, ErrMismatch)
 
-	// Stable in maintenance: retryable refusal, nothing written.
+	// Stable in maintenance: a non-retryable ErrNoCapacity, nothing written.
 	f.raw = map[string]int{"stable": 50, "canary": 50}
 	f.health = map[string]router.ServerHealth{"stable": {State: router.StateMaint}}
 	_, err = runActivity[RestoreResult](t, tr, tr.RestoreWeights, RestoreWeightsInput{TrafficInput: in, Captured: captured, Applied: target, CheckCapacity: true})
 	require.ErrorContains(t, err, "stable server payments_api/stable is MAINT, not moving traffic to it")
-	_, nonRetryable := errType(err)
-	require.False(t, nonRetryable)
+	requireErrType(t, err, ErrNoCapacity)
 	require.Equal(t, writes, f.writes)
 }
 

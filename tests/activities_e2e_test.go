@@ -376,10 +376,7 @@ func testHAProxyOn(t *testing.T, st *devstack.Stack, addr string) {
 		require.Error(t, err)
 		require.ErrorContains(t, err, "stable server payments_api/stable is MAINT")
 		require.ErrorContains(t, err, "not moving traffic to it")
-		var app *temporalsdk.ApplicationError
-		if errors.As(err, &app) {
-			require.False(t, app.NonRetryable(), "capacity refusal must be retried: %v", err)
-		}
+		actErrType(t, err, activities.ErrNoCapacity)
 		require.Equal(t, target, weightsOf(t, st), "no weight moved to a server in maintenance")
 
 		haCommand(t, st, fmt.Sprintf("set server %s/%s state ready", devstack.Backend, stable))
