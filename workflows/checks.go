@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -46,37 +47,80 @@ func measureOptions(summary string, list []runbook.Check) workflow.ActivityOptio
 	}
 }
 
+// CheckRun is the progress of one verification (or the background
+// analysis): everything needed to resume it after continue-as-new.
+type CheckRun struct {
+	Name      string                     `json:"name"`
+	StartedAt time.Time                  `json:"startedAt"`
+	Round     int                        `json:"round"`
+	Trackers  []TrackerState             `json:"trackers"`
+	Prev      []activities.Measurement   `json:"prev,omitempty"`
+	First     []*activities.Measurement  `json:"first,omitempty"`
+}
+
+// TrackerState is one check's tally across rounds.
+type TrackerState struct {
+	Failures     int  `json:"failures,omitempty"`
+	Inconclusive int  `json:"inconclusive,omitempty"`
+	Passes       int  `json:"passes,omitempty"`
+	Consecutive  int  `json:"consecutive,omitempty"`
+	Done         bool `json:"done,omitempty"`
+}
+
+func newCheckRun(ctx workflow.Context, name string, n int) *CheckRun {
+	return &CheckRun{Name: name, StartedAt: workflow.Now(ctx), Trackers: make([]TrackerState, n), First: make([]*activities.Measurement, n)}
+}
+
+// errContinueAsNew asks Deploy to continue as new between two rounds, so a
+// long verification does not grow one history without bound.
+var errContinueAsNew = errors.New("continue as new")
+
 // runChecks measures list every interval until duration passes (0: until ctx
 // is cancelled, for background analysis), judging each round. It returns a
-// *checkFailure when a check fails.
-func (d *deployment) runChecks(ctx workflow.Context, name string, list []runbook.Check, interval, duration time.Duration, honourThreshold bool) error {
+// *checkFailure when a check fails. run holds its progress and may come from
+// a previous run of the workflow; mayContinue lets it return
+// errContinueAsNew when the history has grown long.
+func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbook.Check, interval, duration time.Duration, honourThreshold, mayContinue bool) error {
 	if interval <= 0 {
 		interval = defaultInterval
 	}
+	if len(run.Trackers) != len(list) || len(run.First) != len(list) {
+		return fmt.Errorf("resumed check state of %s does not match its %d checks", run.Name, len(list))
+	}
 	trackers := make([]*checkTracker, len(list))
 	for i, c := range list {
-		trackers[i] = &checkTracker{check: c}
+		trackers[i] = &checkTracker{check: c, failures: run.Trackers[i].Failures, inconclusive: run.Trackers[i].Inconclusive,
+			passes: run.Trackers[i].Passes, consecutive: run.Trackers[i].Consecutive, done: run.Trackers[i].Done}
 	}
-	started := workflow.Now(ctx)
-	actx := workflow.WithActivityOptions(ctx, measureOptions(fmt.Sprintf("%s: measure %d checks", name, len(list)), list))
-	var prev []activities.Measurement
-	// first holds each compare check's first counter reading, so that its
-	// statistics use everything seen since the check started: at low
-	// traffic one interval alone rarely holds enough requests.
-	first := make([]*activities.Measurement, len(list))
-	for round := 1; ; round++ {
+	actx := workflow.WithActivityOptions(ctx, measureOptions(fmt.Sprintf("%s: measure %d checks", run.Name, len(list)), list))
+	for {
+		if run.Round > 0 {
+			// Not the first round of this run: wait for the next one.
+			elapsed := workflow.Now(ctx).Sub(run.StartedAt)
+			wait := interval
+			if duration > 0 && duration-elapsed < wait {
+				wait = duration - elapsed
+			}
+			if wait > 0 {
+				if err := workflow.Sleep(ctx, wait); err != nil {
+					return err
+				}
+			}
+		}
+		run.Round++
+		round := run.Round
 		var res activities.MeasureResult
 		err := workflow.ExecuteActivity(actx, checks.Measure, activities.MeasureInput{
-			StepRef: d.ref(name), Round: round, Checks: list, Routes: d.rb.Routes, Previous: prev,
+			StepRef: d.ref(run.Name), Round: round, Checks: list, Routes: d.rb.Routes, Previous: run.Prev,
 		}).Get(ctx, &res)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("measuring checks of %s: %w", name, err)
+			return fmt.Errorf("measuring checks of %s: %w", run.Name, err)
 		}
-		prev = res.Measurements
-		rec := Round{Step: name, Round: round, At: workflow.Now(ctx)}
+		run.Prev = res.Measurements
+		rec := Round{Step: run.Name, Round: round, At: workflow.Now(ctx)}
 		allDone := true
 		var failure string
 		for i, c := range list {
@@ -84,7 +128,11 @@ func (d *deployment) runChecks(ctx workflow.Context, name string, list []runbook
 			if i < len(res.Measurements) {
 				m := res.Measurements[i]
 				if c.Compare != nil {
-					m = d.sinceFirst(c, &first[i], m)
+					// first holds the check's first counter reading, so
+					// that its statistics use everything seen since the
+					// check started: at low traffic one interval alone
+					// rarely holds enough requests.
+					m = d.sinceFirst(c, &run.First[i], m)
 				}
 				j = judge(c, m)
 			} else {
@@ -101,16 +149,18 @@ func (d *deployment) runChecks(ctx workflow.Context, name string, list []runbook
 				allDone = false
 			}
 		}
+		for i, t := range trackers {
+			run.Trackers[i] = TrackerState{Failures: t.failures, Inconclusive: t.inconclusive, Passes: t.passes, Consecutive: t.consecutive, Done: t.done}
+		}
 		d.recordRound(rec)
 		if failure != "" {
-			d.log.Warn("Check failed", "step", name, "round", round, "reason", failure)
+			d.log.Warn("Check failed", "step", run.Name, "round", round, "reason", failure)
 			return &checkFailure{reason: failure}
 		}
 		if honourThreshold && allDone && len(list) > 0 {
 			return nil
 		}
-		elapsed := workflow.Now(ctx).Sub(started)
-		if duration > 0 && elapsed >= duration {
+		if duration > 0 && workflow.Now(ctx).Sub(run.StartedAt) >= duration {
 			for _, t := range trackers {
 				if t.passes == 0 {
 					return &checkFailure{reason: fmt.Sprintf("check %s had no conclusive passing measurement in %s", t.check.Name, duration)}
@@ -118,21 +168,34 @@ func (d *deployment) runChecks(ctx workflow.Context, name string, list []runbook
 			}
 			return nil
 		}
-		wait := interval
-		if duration > 0 && duration-elapsed < wait {
-			wait = duration - elapsed
-		}
-		if err := workflow.Sleep(ctx, wait); err != nil {
-			return err
+		if mayContinue && d.historyIsLong(ctx) {
+			return errContinueAsNew
 		}
 	}
 }
 
+// continueAsNewAfter is the history length after which a long verification
+// continues as new (Temporal warns at 10 240 events and stops at 51 200).
+var continueAsNewAfter = 8000
+
+// historyLength reads the current history length (a variable so that unit
+// tests, whose environment does not count events, can simulate one).
+var historyLength = func(ctx workflow.Context) int { return workflow.GetInfo(ctx).GetCurrentHistoryLength() }
+
+func (d *deployment) historyIsLong(ctx workflow.Context) bool {
+	return workflow.GetInfo(ctx).GetContinueAsNewSuggested() || historyLength(ctx) >= continueAsNewAfter
+}
+
 // startAnalysis runs the background analysis from the current step to the
-// end; a failure at any moment stops the deployment.
-func (d *deployment) startAnalysis(ctx workflow.Context, a *runbook.Analysis) {
+// end; a failure at any moment stops the deployment. run is nil on a fresh
+// start, or the analysis state carried over continue-as-new.
+func (d *deployment) startAnalysis(ctx workflow.Context, a *runbook.Analysis, run *CheckRun) {
+	if run == nil {
+		run = newCheckRun(ctx, "analysis", len(a.Checks))
+	}
+	d.analysis = run
 	workflow.Go(ctx, func(c workflow.Context) {
-		err := d.runChecks(c, "analysis", a.Checks, a.Interval.D(), 0, false)
+		err := d.runChecks(c, run, a.Checks, a.Interval.D(), 0, false, false)
 		if err == nil || c.Err() != nil {
 			return
 		}

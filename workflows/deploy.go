@@ -58,6 +58,14 @@ type deployment struct {
 
 	rollbackStarted time.Time
 	rollbackEnded   time.Time
+
+	// analysis is the background analysis's progress, once started.
+	analysis *CheckRun
+	// verify is the running verify step's progress.
+	verify *CheckRun
+	// current is the index of the step the forward phase is in.
+	current    int
+	generation int
 }
 
 // Deploy runs a runbook as a saga: capture → push compensation → apply for
@@ -69,23 +77,46 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 		return Result{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("invalid bundle: %v", err), ErrTypeInvalidBundle, nil)
 	}
 	d := newDeployment(ctx, &in)
+	from := 0
+	if r := in.Resume; r != nil {
+		from = d.resume(r)
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return d.snapshot(), nil }); err != nil {
 		return Result{}, fmt.Errorf("registering the status query: %w", err)
 	}
 	d.listenForSignals(ctx)
-	d.setPhase(ctx, PhaseDeploying)
+	if in.Resume == nil {
+		d.setPhase(ctx, PhaseDeploying)
+	} else {
+		d.updateDetails(ctx)
+	}
 
 	fwd, cancel := workflow.WithCancel(ctx)
 	d.cancelForward = cancel
 	if dl := d.rb.Deadline.D(); dl > 0 {
+		// The deadline counts from the first run's start, across
+		// continue-as-new.
+		left := dl - workflow.Now(ctx).Sub(d.status.StartedAt)
 		workflow.Go(fwd, func(c workflow.Context) {
-			if workflow.Sleep(c, dl) == nil {
+			if left <= 0 || workflow.Sleep(c, left) == nil {
 				d.stop(stopIntent{kind: stopDeadline, reason: fmt.Sprintf("deployment deadline of %s exceeded", d.rb.Deadline)})
 			}
 		})
 	}
+	if r := in.Resume; r != nil && r.Analysis != nil && d.rb.Analysis != nil {
+		d.startAnalysis(fwd, d.rb.Analysis, r.Analysis)
+	}
 
-	err := d.forward(fwd)
+	err := d.forward(fwd, from, in.Resume)
+	if errors.Is(err, errContinueAsNew) {
+		// Yield once so the signal coroutine handles every signal that
+		// already arrived: an abort must not be carried away by the hop.
+		_ = workflow.Sleep(ctx, time.Millisecond)
+		if d.intent == nil && ctx.Err() == nil {
+			cancel()
+			return Result{}, d.continueAsNew(ctx)
+		}
+	}
 	// Stop background analysis and the deadline timer whatever happened.
 	cancel()
 	if err == nil && d.intent == nil {
@@ -116,7 +147,8 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 		outcome = OutcomeRollbackFailed
 		reason += "; rollback incomplete: an operator skipped a compensation"
 	} else if rv := d.rollbackVerify(); rv != nil {
-		if vErr := d.runChecks(rctx, "rollback-verify", rv.Checks, rv.Interval.D(), rv.Duration.D(), true); vErr != nil {
+		run := newCheckRun(rctx, "rollback-verify", len(rv.Checks))
+		if vErr := d.runChecks(rctx, run, rv.Checks, rv.Interval.D(), rv.Duration.D(), true, false); vErr != nil {
 			outcome = OutcomeRollbackFailed
 			reason += "; verification after rollback failed: " + vErr.Error()
 		}
@@ -148,19 +180,25 @@ func newDeployment(ctx workflow.Context, in *Input) *deployment {
 	return d
 }
 
-// forward runs the steps in order. It returns nil when every step passed,
-// or the first error (including cancellation by an intent).
-func (d *deployment) forward(ctx workflow.Context) error {
-	for i := range d.rb.Steps {
+// forward runs the steps in order from step from (0, or the verify step a
+// continued run resumes). It returns nil when every step passed, or the
+// first error (including cancellation by an intent).
+func (d *deployment) forward(ctx workflow.Context, from int, resume *Resume) error {
+	for i := from; i < len(d.rb.Steps); i++ {
 		step := d.rb.Steps[i]
-		if a := d.rb.Analysis; a != nil && a.From == step.Name {
-			d.startAnalysis(ctx, a)
+		if a := d.rb.Analysis; a != nil && a.From == step.Name && d.analysis == nil {
+			d.startAnalysis(ctx, a, nil)
 		}
 		if err := d.waitWhilePaused(ctx); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		resumed := resume != nil && i == from
+		d.current = i
+		if !resumed {
+			d.beginStep(ctx, i)
 		}
 		d.beginStep(ctx, i)
 		var err error
@@ -174,7 +212,14 @@ func (d *deployment) forward(ctx workflow.Context) error {
 		case runbook.KindVerify:
 			d.setPhase(ctx, PhaseVerifying)
 			v := step.Verify
-			err = d.runChecks(ctx, step.Name, v.Checks, v.Interval.D(), v.Duration.D(), true)
+			d.verify = newCheckRun(ctx, step.Name, len(v.Checks))
+			if resumed {
+				d.verify = resume.Verify
+			}
+			err = d.runChecks(ctx, d.verify, v.Checks, v.Interval.D(), v.Duration.D(), true, true)
+			if errors.Is(err, errContinueAsNew) {
+				return err
+			}
 		case runbook.KindPause:
 			err = d.pause(ctx, i)
 		default:
@@ -307,4 +352,33 @@ func (d *deployment) finish(ctx workflow.Context, outcome, reason string) Result
 func isCancel(ctx workflow.Context, err error) bool {
 	var ce *temporal.CanceledError
 	return errors.As(err, &ce) || errors.Is(err, workflow.ErrCanceled) || ctx.Err() != nil
+}
+
+// resume restores the state a previous run carried over continue-as-new and
+// returns the step to continue from.
+func (d *deployment) resume(r *Resume) int {
+	d.status = r.Status
+	d.comps = r.Comps
+	d.pivot = r.Pivot
+	d.paused = r.Paused
+	d.generation = r.Generation
+	return r.StepIndex
+}
+
+// continueAsNew hands the deployment to a fresh run between two rounds of a
+// long verification, carrying everything the next run needs.
+func (d *deployment) continueAsNew(ctx workflow.Context) error {
+	next := Input{Bundle: d.in.Bundle, Resume: &Resume{
+		Generation: d.generation + 1,
+		StepIndex:  d.current,
+		Verify:     d.verify,
+		Analysis:   d.analysis,
+		Status:     d.status,
+		Comps:      d.comps,
+		Pivot:      d.pivot,
+		Paused:     d.paused,
+	}}
+	d.log.Info("Continuing as new during a long verification", "step", d.rb.Steps[d.current].Name, "generation", next.Resume.Generation,
+		"historyLength", workflow.GetInfo(ctx).GetCurrentHistoryLength())
+	return workflow.NewContinueAsNewError(ctx, WorkflowType, next)
 }

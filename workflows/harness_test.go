@@ -56,7 +56,7 @@ func bundleOf(t *testing.T, rb runbook.Runbook) Input {
 	require.NoError(t, err)
 	b.Hash = h
 	require.NoError(t, b.Check())
-	return b
+	return Input{Bundle: b}
 }
 
 // harness runs Deploy in the test environment with mocked activities and

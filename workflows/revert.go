@@ -60,7 +60,7 @@ func Revert(ctx workflow.Context, in RevertInput) (Result, error) {
 	if why := Revertible(in.Deployment); why != "" {
 		return Result{}, temporal.NewNonRetryableApplicationError("cannot revert: "+why, ErrTypeNotRevertible, nil)
 	}
-	b := &Input{Runbook: runbook.Runbook{Service: in.Service, Rollback: in.Rollback}, Version: in.Version}
+	b := &Input{Bundle: runbook.Bundle{Runbook: runbook.Runbook{Service: in.Service, Rollback: in.Rollback}, Version: in.Version}}
 	d := newDeployment(ctx, b)
 	d.status.Steps = append([]StepStatus(nil), in.Deployment.Steps...)
 	for _, c := range in.Deployment.Compensations {

@@ -223,5 +223,25 @@ type Result struct {
 	RollbackEndedAt   time.Time `json:"rollbackEndedAt,omitempty"`
 }
 
-// Input is the workflow input: the bundle the CLI built.
-type Input = runbook.Bundle
+// Input is the workflow input: the bundle the CLI built (its fields are
+// embedded, so the JSON payload is the bundle itself), plus the state a
+// long deployment carries across continue-as-new.
+type Input struct {
+	runbook.Bundle
+	Resume *Resume `json:"resume,omitempty"`
+}
+
+// Resume is the state of a deployment that continued as new in the middle
+// of a long verification: the history restarts, the deployment does not.
+type Resume struct {
+	// Generation counts the continue-as-new hops.
+	Generation int `json:"generation"`
+	// StepIndex is the verify step that was running.
+	StepIndex int            `json:"stepIndex"`
+	Verify    *CheckRun      `json:"verify"`
+	Analysis  *CheckRun      `json:"analysis,omitempty"`
+	Status    Status         `json:"status"`
+	Comps     []Compensation `json:"compensations"`
+	Pivot     string         `json:"pivot,omitempty"`
+	Paused    bool           `json:"paused,omitempty"`
+}

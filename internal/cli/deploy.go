@@ -197,7 +197,8 @@ func (a *app) follow(ctx context.Context, c client.Client, id, runID string, f d
 			return exitf(ExitUnreachable, "detached from %s", id)
 		case <-tick.C:
 			qctx, qcancel := context.WithTimeout(wctx, 2*time.Second)
-			st, err := queryStatus(qctx, c, id, runID)
+			// The latest run: a long verification continues as new.
+			st, err := queryStatus(qctx, c, id, "")
 			qcancel()
 			if err == nil {
 				p.update(st)
