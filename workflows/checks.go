@@ -50,12 +50,12 @@ func measureOptions(summary string, list []runbook.Check) workflow.ActivityOptio
 // CheckRun is the progress of one verification (or the background
 // analysis): everything needed to resume it after continue-as-new.
 type CheckRun struct {
-	Name      string                     `json:"name"`
-	StartedAt time.Time                  `json:"startedAt"`
-	Round     int                        `json:"round"`
-	Trackers  []TrackerState             `json:"trackers"`
-	Prev      []activities.Measurement   `json:"prev,omitempty"`
-	First     []*activities.Measurement  `json:"first,omitempty"`
+	Name      string                    `json:"name"`
+	StartedAt time.Time                 `json:"startedAt"`
+	Round     int                       `json:"round"`
+	Trackers  []TrackerState            `json:"trackers"`
+	Prev      []activities.Measurement  `json:"prev,omitempty"`
+	First     []*activities.Measurement `json:"first,omitempty"`
 }
 
 // TrackerState is one check's tally across rounds.
