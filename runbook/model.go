@@ -30,7 +30,22 @@ type Runbook struct {
 	Steps    []Step           `json:"steps"`
 	Analysis *Analysis        `json:"analysis,omitempty"`
 	Rollback *RollbackOptions `json:"rollback,omitempty"`
+	// Notify posts phase changes to a webhook the worker knows by name.
+	Notify *Notify `json:"notify,omitempty"`
 }
+
+// Notify sends a Slack-compatible JSON message on phase changes.
+type Notify struct {
+	// Webhook is a webhook name from the worker configuration (the URL,
+	// often a secret, never appears in the runbook).
+	Webhook string `json:"webhook"`
+	// Phases limits the notifications to these phases (default: all).
+	Phases []string `json:"phases,omitempty"`
+}
+
+// NotifyPhases are the phases a Notify.Phases list may name.
+var NotifyPhases = []string{"deploying", "verifying", "paused", "rolling-back", "rollback-stuck",
+	"succeeded", "rolled-back", "aborted", "rollback-failed", "failed-after-commit"}
 
 // Route is a named traffic split on a router the worker knows by name.
 type Route struct {

@@ -3,6 +3,7 @@ package runbook
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -118,6 +119,9 @@ func (c *checker) runbook(rb *Runbook) {
 	c.checkOrder(rb.Steps)
 	if rb.Analysis != nil {
 		c.checkAnalysis("analysis", rb.Analysis)
+	}
+	if rb.Notify != nil {
+		c.checkNotify(rb.Notify)
 	}
 	if rb.Rollback != nil {
 		c.checkRollback("rollback", rb.Rollback)
@@ -251,4 +255,23 @@ func hasSpaceOrControl(s string) bool {
 
 func list(xs []string) string {
 	return "[" + strings.Join(xs, ", ") + "]"
+}
+
+func (c *checker) checkNotify(n *Notify) {
+	if n.Webhook == "" {
+		c.addf("notify.webhook", "webhook is required: a webhook name from the worker configuration")
+	} else if !nameRe.MatchString(n.Webhook) {
+		c.addf("notify.webhook", "invalid webhook name %q", n.Webhook)
+	}
+	seen := map[string]bool{}
+	for i, p := range n.Phases {
+		path := fmt.Sprintf("notify.phases[%d]", i)
+		switch {
+		case !slices.Contains(NotifyPhases, p):
+			c.addf(path, "unknown phase %q (one of %s)", p, strings.Join(NotifyPhases, ", "))
+		case seen[p]:
+			c.addf(path, "phase %q is listed twice", p)
+		}
+		seen[p] = true
+	}
 }

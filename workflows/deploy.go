@@ -66,6 +66,11 @@ type deployment struct {
 	// current is the index of the step the forward phase is in.
 	current    int
 	generation int
+
+	// nctx is a disconnected context for notifications, so that the
+	// cancellation of the forward phase does not cancel them.
+	nctx  workflow.Context
+	notes []workflow.Future
 }
 
 // Deploy runs a runbook as a saga: capture → push compensation → apply for
@@ -168,6 +173,7 @@ func newDeployment(ctx workflow.Context, in *Input) *deployment {
 	for _, r := range in.Runbook.Routes {
 		d.routes[r.Name] = r
 	}
+	d.nctx, _ = workflow.NewDisconnectedContext(ctx)
 	d.status = Status{
 		Service:   in.Runbook.Service,
 		Version:   in.Version,
@@ -344,6 +350,7 @@ func (d *deployment) finish(ctx workflow.Context, outcome, reason string) Result
 	if d.intent != nil {
 		r.FailedStep = d.intent.step
 	}
+	d.waitForNotifications(ctx)
 	d.log.Info("Deployment finished", "outcome", outcome, "reason", reason)
 	return r
 }

@@ -76,7 +76,8 @@ type harness struct {
 	restoreWeights func(activities.RestoreWeightsInput) (activities.RestoreResult, error)
 	captureWeights func(activities.TrafficInput) (activities.WeightState, error)
 
-	phases []string
+	phases   []string
+	notified []activities.NotifyInput
 }
 
 func newHarness(t *testing.T) *harness {
@@ -113,7 +114,15 @@ func newHarness(t *testing.T) *harness {
 	var k *activities.KV
 	var tr *activities.Traffic
 	var c *activities.Checks
+	var n *activities.Notifier
 	env := h.env
+	env.RegisterActivity(n)
+	env.OnActivity(n.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NotifyInput) error {
+		h.mu.Lock()
+		h.notified = append(h.notified, in)
+		h.mu.Unlock()
+		return nil
+	})
 	env.RegisterActivity(m)
 	env.RegisterActivity(k)
 	env.RegisterActivity(tr)

@@ -43,6 +43,7 @@ func (d *deployment) setPhase(ctx workflow.Context, phase string) {
 	changed := d.status.Phase != phase
 	d.status.Phase = phase
 	if changed {
+		d.notify(phase)
 		if err := workflow.UpsertTypedSearchAttributes(ctx,
 			SAService.ValueSet(d.rb.Service),
 			SAVersion.ValueSet(d.in.Version),
