@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -24,8 +25,16 @@ func (d *deployment) listenForSignals(ctx workflow.Context) {
 		name := name
 		ch := workflow.GetSignalChannel(sctx, name)
 		sel.AddReceive(ch, func(c workflow.ReceiveChannel, more bool) {
-			var raw json.RawMessage
-			c.Receive(sctx, &raw)
+			// A RawValue always decodes: a payload the JSON converter
+			// cannot read must be recorded as ignored, not dropped by the
+			// SDK (which then blocks this callback and panics the task).
+			var v converter.RawValue
+			c.Receive(sctx, &v)
+			raw, err := signalJSON(v)
+			if err != nil {
+				d.ignore(sctx, name, err.Error())
+				return
+			}
 			d.onSignal(sctx, name, raw)
 		})
 	}
@@ -34,6 +43,23 @@ func (d *deployment) listenForSignals(ctx workflow.Context) {
 			sel.Select(c)
 		}
 	})
+}
+
+// signalJSON returns the JSON of a signal payload: json/plain data as is,
+// nothing for a null or absent payload, an error for any other encoding.
+func signalJSON(v converter.RawValue) (json.RawMessage, error) {
+	p := v.Payload()
+	if p == nil {
+		return nil, nil
+	}
+	switch enc := string(p.GetMetadata()[converter.MetadataEncoding]); enc {
+	case converter.MetadataEncodingJSON:
+		return p.GetData(), nil
+	case converter.MetadataEncodingNil:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("malformed payload: encoding %q is not JSON (send a JSON object)", truncate(enc, 40))
+	}
 }
 
 func decodeSignal(raw json.RawMessage, v any) error {

@@ -189,6 +189,17 @@ func (a *app) sendSignal(ctx context.Context, service, name string, payload any)
 		return exitf(ExitBadInput, "the last deployment of %s already finished (%s); %s changes nothing", service, finishedOutcome(ctx, c, id, info.GetExecution().GetRunId(), info.GetStatus()), name)
 	}
 	runID := info.GetExecution().GetRunId()
+	// Remember which signals were already ignored, so that only this one's
+	// verdict counts afterwards.
+	seen := map[string]bool{}
+	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	before, qerr := queryStatus(qctx, c, id, runID)
+	cancel()
+	if qerr == nil {
+		for _, ig := range before.Ignored {
+			seen[ignoredKey(ig)] = true
+		}
+	}
 	if err := c.SignalWorkflow(ctx, id, runID, name, payload); err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
@@ -197,20 +208,36 @@ func (a *app) sendSignal(ctx context.Context, service, name string, payload any)
 		return exitf(ExitUnreachable, "sending %s to %s: %v", name, id, err)
 	}
 	fmt.Fprintf(a.out, "sent %s to the deployment of %s (run %s)\n", name, service, runID)
+	if qerr != nil {
+		return nil // no worker answered the query: nothing more to tell
+	}
 	// Show whether the workflow accepted it: a signal that makes no sense in
 	// the current phase is recorded as ignored.
-	time.Sleep(300 * time.Millisecond)
-	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if st, err := queryStatus(qctx, c, id, runID); err == nil {
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := queryStatus(qctx, c, id, runID)
+		cancel()
+		if err != nil {
+			return nil
+		}
 		for _, ig := range st.Ignored {
-			if ig.Signal == name && time.Since(ig.At) < 10*time.Second {
+			if ig.Signal == name && !seen[ignoredKey(ig)] {
 				return exitf(ExitBadInput, "the deployment ignored %s: %s", name, ig.Why)
 			}
 		}
-		fmt.Fprintf(a.out, "phase: %s\n", st.Phase)
+		if st.Phase != before.Phase || st.Paused != before.Paused || st.WaitingFor != before.WaitingFor || len(st.Ignored) != len(before.Ignored) {
+			fmt.Fprintf(a.out, "phase: %s\n", st.Phase)
+			return nil
+		}
 	}
+	fmt.Fprintf(a.out, "phase: %s\n", before.Phase)
 	return nil
+}
+
+func ignoredKey(ig workflows.IgnoredSignal) string {
+	return ig.Signal + "\x00" + ig.At.String() + "\x00" + ig.Why
 }
 
 func finishedOutcome(ctx context.Context, c client.Client, id, runID string, status enumspb.WorkflowExecutionStatus) string {

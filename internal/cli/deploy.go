@@ -92,10 +92,11 @@ func (a *app) deploy(ctx context.Context, file string, f deployFlags) error {
 
 	id := workflows.WorkflowID(b.Runbook.Service)
 	opts := client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                a.taskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		ID:                                       id,
+		TaskQueue:                                a.taskQueue,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SAService.ValueSet(b.Runbook.Service),
 			workflows.SAVersion.ValueSet(b.Version),

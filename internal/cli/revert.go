@@ -136,11 +136,12 @@ func (a *app) revert(ctx context.Context, service, reason string, dryRun bool, f
 	in := workflows.RevertInput{Service: service, Version: res.Version, RevertedRunID: runID, By: origin().User, Reason: reason,
 		Rollback: b.Runbook.Rollback, Deployment: res}
 	opts := client.StartWorkflowOptions{
-		ID:                       workflows.WorkflowID(service),
-		TaskQueue:                a.taskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		StaticSummary:            fmt.Sprintf("revert %s %s", service, res.Version),
+		ID:                                       workflows.WorkflowID(service),
+		TaskQueue:                                a.taskQueue,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("revert %s %s", service, res.Version),
 	}
 	run, err := c.ExecuteWorkflow(ctx, opts, workflows.RevertWorkflowType, in)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
