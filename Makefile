@@ -56,7 +56,52 @@ build: ## compile every package and command
 demo: stack-up ## the main job: a good and a rolled-back deployment of payments-api on the dev stack, with a report
 	$(GO) run ./examples/demo --env $(STACK_DIR)/env
 
-# Reserved: defined by the benchmark and durability work (issues 4, 5).
-.PHONY: bench chaos
-bench chaos:
+.PHONY: bench
+bench: tools ## the benchmark (issue 4), a few minutes: writes bench/results/latest.json (BENCH_FLAGS=-env .stack/env, -strict, …)
+	$(GO) run ./bench $(BENCH_FLAGS)
+
+.PHONY: bench-smoke
+bench-smoke: tools ## the benchmark in smoke mode (a few cycles of each measurement; make test runs it too)
+	$(GO) test -count=1 -run '^TestBenchSmoke$$' -v ./bench
+
+# Reserved: defined by the durability work (issue 5).
+.PHONY: chaos
+chaos:
 	@echo "make $@: not implemented yet" >&2; exit 2
+
+.PHONY: schema
+schema: ## regenerate runbooks/rollbook.schema.json (the runbook JSON Schema) from the Go types
+	$(GO) generate ./runbook
+
+.PHONY: schema-check
+schema-check: ## fail if runbooks/rollbook.schema.json is out of date with the types
+	$(GO) run ./runbook/schemagen -check
+
+.PHONY: compose-check
+compose-check: ## structural test of docker-compose.yml (services, mounts, ports, pinned images); no Docker needed
+	$(GO) test ./deploy/compose/
+
+.PHONY: compose-up
+compose-up: ## the whole stack with Docker Compose (needs a Docker engine); README "Docker Compose"
+	docker compose up -d --build
+
+.PHONY: codec-key
+codec-key: ## print a new payload encryption key line (ID:hex) for ROLLBOOK_CODEC_KEY_FILE
+	@printf '%s:%s\n' "$$(date +%Y%m%d)" "$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+# workflowcheck is pinned; `go run pkg@version` builds it once into the Go build cache.
+WORKFLOWCHECK ?= go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
+
+.PHONY: workflowcheck
+workflowcheck: ## static determinism check of the workflow code (false positives: workflowcheck.config.yaml)
+	$(GO) run $(WORKFLOWCHECK) -config workflowcheck.config.yaml -test=false -show-pos ./...
+
+.PHONY: histories
+histories: tools ## re-record tests/testdata/histories/*.json (one run per outcome path, real stack) for the replay tests
+	ROLLBOOK_RECORD_HISTORIES=1 $(GO) test $(TESTFLAGS) -count=1 -run '^TestRecordHistories$$' -v ./tests
+
+FUZZTIME ?= 10m
+.PHONY: fuzz
+fuzz: ## fuzz the runbook parser and the bundle decoder, FUZZTIME each (default 10m); failing inputs land in runbook/testdata/fuzz
+	$(GO) test ./runbook -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -timeout 0
+	$(GO) test ./runbook -run '^$$' -fuzz '^FuzzDecodeBundle$$' -fuzztime $(FUZZTIME) -timeout 0

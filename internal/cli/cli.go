@@ -102,6 +102,7 @@ or gave up waiting.`,
 		a.deployCommand(),
 		a.statusCommand(),
 		a.revertCommand(),
+		a.codecServerCommand(),
 	)
 	for _, c := range a.signalCommands() {
 		root.AddCommand(c)

@@ -13,16 +13,27 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 	"go.temporal.io/sdk/log"
+
+	"github.com/rollbook/rollbook/internal/codec"
 )
 
 // ErrUnreachable wraps every failure to reach the Temporal frontend.
 var ErrUnreachable = errors.New("cannot reach Temporal")
 
 // Options loads client options from the environment and the profile file.
+// When ROLLBOOK_CODEC_KEY_FILE or ROLLBOOK_CODEC_KEY is set, payloads and
+// failure messages are encrypted with those keys (see internal/codec).
 func Options() (client.Options, error) {
 	opts, err := envconfig.LoadDefaultClientOptions()
 	if err != nil {
 		return client.Options{}, fmt.Errorf("loading Temporal client settings (TEMPORAL_* variables, profile file): %w", err)
+	}
+	c, err := codec.FromEnv()
+	if err != nil {
+		return client.Options{}, fmt.Errorf("payload encryption (%s, %s): %w", codec.EnvKeyFile, codec.EnvKey, err)
+	}
+	if c != nil {
+		c.Apply(&opts)
 	}
 	if opts.HostPort == "" {
 		opts.HostPort = client.DefaultHostPort

@@ -34,6 +34,20 @@ type Config struct {
 	Endpoints map[string]AddressConfig `yaml:"endpoints"`
 	Metrics   MetricsConfig            `yaml:"metrics"`
 	Log       LogConfig                `yaml:"log"`
+	// Codec turns payload encryption on. Without it the worker follows
+	// ROLLBOOK_CODEC_KEY_FILE / ROLLBOOK_CODEC_KEY like the CLI does.
+	Codec *CodecConfig `yaml:"codec"`
+}
+
+// CodecConfig says where the AES-256 payload keys are: a file, or an
+// environment variable holding them (exactly one). Each holds ID:KEY
+// entries, newest first (see internal/codec.ParseKeys).
+type CodecConfig struct {
+	KeyFile string `yaml:"keyFile"`
+	KeyEnv  string `yaml:"keyEnv"`
+	// KeyID picks the key that encrypts; default the first listed. The
+	// others only decrypt, so keys can rotate.
+	KeyID string `yaml:"keyID"`
 }
 
 // DatabaseConfig is one migration target.
@@ -148,6 +162,9 @@ func (c *Config) validate() []string {
 				errs = append(errs, fmt.Sprintf("%s.%s: set exactly one of url, urlEnv", group.name, n))
 			}
 		}
+	}
+	if c.Codec != nil && (c.Codec.KeyFile == "") == (c.Codec.KeyEnv == "") {
+		errs = append(errs, "codec: set exactly one of keyFile, keyEnv")
 	}
 	return errs
 }

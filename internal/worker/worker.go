@@ -2,20 +2,18 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/internal/codec"
 	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/internal/router/consulsplit"
 	"github.com/rollbook/rollbook/internal/router/haproxy"
@@ -121,58 +119,141 @@ func Register(w sdkworker.Registry, a *Activities) {
 	w.RegisterActivity(a.Checks)
 }
 
-// Run connects to Temporal, starts polling and serves /metrics until ctx is
-// done, then stops gracefully (in-flight activities get the worker's stop
-// timeout to finish).
-func Run(ctx context.Context, cfg *Config, log *zap.Logger) error {
-	acts, err := BuildActivities(cfg)
-	if err != nil {
-		return err
-	}
-	c, opts, err := temporalconn.Dial(ctx, zapadapter.New(log), 10*time.Second, nil)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{WorkerStopTimeout: 20 * time.Second})
-	Register(w, acts)
+// Options tune Start; the zero value runs a worker as Run does.
+type Options struct {
+	// MetricsListener, when set, serves /metrics and /healthz instead of
+	// cfg.Metrics.Listen (tests pass a listener on a free port). Start owns
+	// it from then on: Stop closes it.
+	MetricsListener net.Listener
+	// ClientOptions, when set, is applied last to the Temporal client
+	// options (for example to point a worker at another server).
+	ClientOptions func(*client.Options)
+	// Activities replaces BuildActivities(cfg) when set.
+	Activities *Activities
+}
 
-	if cfg.Metrics.Listen != "" {
-		srv, err := serveMetrics(cfg.Metrics.Listen, log)
-		if err != nil {
-			return err
+// Running is a started worker.
+type Running struct {
+	// Client is the worker's Temporal client (with the payload codec and
+	// the metrics handler).
+	Client client.Client
+	// MetricsURL is http://host:port/metrics, or "" without a listener.
+	MetricsURL string
+	// Metrics is the registry /metrics serves.
+	Metrics *Metrics
+
+	w       sdkworker.Worker
+	srv     *http.Server
+	log     *zap.Logger
+	stopped bool
+}
+
+// Start builds the activities, connects to Temporal (with the payload codec
+// when configured, and the metrics handler), serves /metrics and starts
+// polling cfg.TaskQueue. Stop undoes all of it.
+func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Running, err error) {
+	closeListener := func() {
+		if o.MetricsListener != nil {
+			_ = o.MetricsListener.Close()
 		}
-		defer srv.Close()
 	}
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("starting worker on task queue %s: %w", cfg.TaskQueue, err)
+	acts := o.Activities
+	if acts == nil {
+		if acts, err = BuildActivities(cfg); err != nil {
+			closeListener()
+			return nil, err
+		}
+	}
+	var cdc *codec.Codec
+	if cfg.Codec != nil {
+		if cdc, err = codec.Load(codec.Source{KeyFile: cfg.Codec.KeyFile, KeyEnv: cfg.Codec.KeyEnv, KeyID: cfg.Codec.KeyID}); err != nil {
+			closeListener()
+			return nil, fmt.Errorf("codec: %w", err)
+		}
+	}
+	m, err := NewMetrics(log)
+	if err != nil {
+		closeListener()
+		return nil, err
+	}
+	c, opts, err := temporalconn.Dial(ctx, zapadapter.New(log), 10*time.Second, func(co *client.Options) {
+		if cdc != nil {
+			// The configuration wins over ROLLBOOK_CODEC_KEY*.
+			cdc.Apply(co)
+		}
+		co.MetricsHandler = m.Handler
+		if o.ClientOptions != nil {
+			o.ClientOptions(co)
+		}
+	})
+	if err != nil {
+		closeListener()
+		return nil, err
+	}
+	r := &Running{Client: c, Metrics: m, log: log}
+	defer func() {
+		if err != nil {
+			r.Stop()
+		}
+	}()
+
+	ln := o.MetricsListener
+	if ln == nil && cfg.Metrics.Listen != "" {
+		if ln, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			return nil, fmt.Errorf("metrics listener %s: %w", cfg.Metrics.Listen, err)
+		}
+	}
+	if ln != nil {
+		r.srv = serveMetrics(ln, m, log)
+		r.MetricsURL = "http://" + ln.Addr().String() + "/metrics"
+	}
+
+	r.w = sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{WorkerStopTimeout: 20 * time.Second})
+	Register(r.w, acts)
+	if err := r.w.Start(); err != nil {
+		r.w = nil
+		return nil, fmt.Errorf("starting worker on task queue %s: %w", cfg.TaskQueue, err)
+	}
+	encryption := "off"
+	if opts.DataConverter != nil {
+		encryption = "on"
 	}
 	log.Info("rollbook worker started", zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace),
 		zap.String("taskQueue", cfg.TaskQueue), zap.Strings("databases", sortedKeys(cfg.Databases)),
-		zap.Strings("routers", sortedKeys(cfg.Routers)))
+		zap.Strings("routers", sortedKeys(cfg.Routers)), zap.String("payloadEncryption", encryption))
+	return r, nil
+}
+
+// Stop stops polling (running activities get the stop timeout to finish),
+// then the metrics server and the client. Stopping twice is a no-op.
+func (r *Running) Stop() {
+	if r.stopped {
+		return
+	}
+	r.stopped = true
+	if r.w != nil {
+		r.w.Stop()
+	}
+	if r.srv != nil {
+		_ = r.srv.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.Metrics.Shutdown(ctx); err != nil {
+		r.log.Warn("stopping metrics", zap.Error(err))
+	}
+	r.Client.Close()
+}
+
+// Run starts a worker (see Start) and runs it until ctx is done, then stops
+// gracefully.
+func Run(ctx context.Context, cfg *Config, log *zap.Logger) error {
+	r, err := Start(ctx, cfg, log, Options{})
+	if err != nil {
+		return err
+	}
 	<-ctx.Done()
 	log.Info("stopping worker")
-	w.Stop()
+	r.Stop()
 	return nil
 }
-
-func serveMetrics(addr string, log *zap.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics listener %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.Handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", zap.Error(err))
-		}
-	}()
-	log.Info("serving metrics", zap.String("addr", "http://"+strings.TrimPrefix(ln.Addr().String(), "http://")+"/metrics"))
-	return srv, nil
-}
-
-// Client options helper for tests and tools that start a worker in-process.
-var _ = client.Options{}

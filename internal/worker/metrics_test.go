@@ -1,0 +1,98 @@
+package worker
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+)
+
+// TestMetricNames pins the names the Prometheus handler gives to metrics
+// recorded through a Temporal MetricsHandler — the SDK's and rollbook's
+// (the workflow records through workflow.GetMetricsHandler, which wraps
+// this same handler).
+func TestMetricNames(t *testing.T) {
+	m, err := NewMetrics(zap.NewNop())
+	require.NoError(t, err)
+	defer m.Shutdown(t.Context())
+
+	h := m.Handler
+	h.WithTags(map[string]string{"outcome": "succeeded", "service": "payments-api"}).Counter("rollbook_deployments_total").Inc(1)
+	h.WithTags(map[string]string{"outcome": "rolled-back", "service": "payments-api"}).Counter("rollbook_deployments_total").Inc(2)
+	h.WithTags(map[string]string{"kind": "traffic"}).Timer("rollbook_step_duration_seconds").Record(1500 * time.Millisecond)
+	h.Timer("rollbook_rollback_duration_seconds").Record(250 * time.Millisecond)
+	h.Counter("rollbook_compensation_retries_total").Inc(3)
+	h.Counter("rollbook_rollback_stuck_total").Inc(1)
+	// SDK-style names, without suffixes.
+	h.WithTags(map[string]string{"task_queue": "q"}).Counter("temporal_workflow_completed").Inc(1)
+	h.Timer("temporal_activity_execution_latency").Record(20 * time.Millisecond)
+	h.Gauge("temporal_num_pollers").Update(2)
+
+	srv := httptest.NewServer(m.HTTPHandler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	text := string(body)
+
+	for _, line := range []string{
+		`rollbook_deployments_total{outcome="succeeded",service="payments-api"} 1`,
+		`rollbook_deployments_total{outcome="rolled-back",service="payments-api"} 2`,
+		`rollbook_step_duration_seconds_bucket{kind="traffic",le="2.5"} 1`,
+		`rollbook_step_duration_seconds_bucket{kind="traffic",le="1"} 0`,
+		`rollbook_step_duration_seconds_sum{kind="traffic"} 1.5`,
+		`rollbook_step_duration_seconds_count{kind="traffic"} 1`,
+		`rollbook_rollback_duration_seconds_count 1`,
+		`rollbook_compensation_retries_total 3`,
+		`rollbook_rollback_stuck_total 1`,
+		`temporal_workflow_completed_total{task_queue="q"} 1`,
+		`temporal_activity_execution_latency_seconds_count 1`,
+		`temporal_num_pollers 2`,
+		"# TYPE rollbook_deployments_total counter",
+		"# TYPE rollbook_step_duration_seconds histogram",
+	} {
+		assert.Contains(t, text, line+"\n")
+	}
+	// Nothing doubled, nothing prefixed, no scope labels.
+	for _, bad := range []string{"_total_total", "_seconds_seconds", "otel_scope", "rollbook_rollbook"} {
+		assert.NotContains(t, text, bad)
+	}
+	// The registry also has the Go runtime, and the whole page parses.
+	assert.Contains(t, text, "go_goroutines ")
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	_, err = parser.TextToMetricFamilies(strings.NewReader(text))
+	require.NoError(t, err)
+}
+
+func TestMetricsRegistriesAreSeparate(t *testing.T) {
+	a, err := NewMetrics(zap.NewNop())
+	require.NoError(t, err)
+	b, err := NewMetrics(zap.NewNop())
+	require.NoError(t, err)
+	a.Handler.Counter("rollbook_only_in_a_total").Inc(1)
+	fa, err := a.Registry.Gather()
+	require.NoError(t, err)
+	fb, err := b.Registry.Gather()
+	require.NoError(t, err)
+	has := func(fams []*dto.MetricFamily, name string) bool {
+		for _, f := range fams {
+			if f.GetName() == name {
+				return true
+			}
+		}
+		return false
+	}
+	assert.True(t, has(fa, "rollbook_only_in_a_total"))
+	assert.False(t, has(fb, "rollbook_only_in_a_total"))
+}
