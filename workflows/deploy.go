@@ -350,6 +350,7 @@ func (d *deployment) finish(ctx workflow.Context, outcome, reason string) Result
 	if d.intent != nil {
 		r.FailedStep = d.intent.step
 	}
+	d.countOutcome(ctx, outcome)
 	d.waitForNotifications(ctx)
 	d.log.Info("Deployment finished", "outcome", outcome, "reason", reason)
 	return r

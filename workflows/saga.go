@@ -56,6 +56,7 @@ func (d *deployment) rollback(ctx workflow.Context) {
 		i = lowest
 	}
 	d.rollbackEnded = workflow.Now(ctx)
+	d.timeRollback(ctx, d.rollbackEnded.Sub(d.rollbackStarted))
 }
 
 // mergeTraffic folds adjacent traffic compensations of the same route into
@@ -119,6 +120,7 @@ func (d *deployment) compensate(ctx workflow.Context, i, lowest int) {
 			break
 		}
 		c.Error = err.Error()
+		d.countRetry(ctx, c.Kind)
 		d.log.Warn("Compensation failed", "step", c.Step, "attempt", c.Attempts, "error", err)
 		if hardFailure(err) || workflow.Now(ctx).Sub(start) >= stuckAfter {
 			if d.waitForOperator(ctx, c) {
@@ -180,6 +182,7 @@ func hardFailure(err error) bool {
 // or skip (false) signal arrives.
 func (d *deployment) waitForOperator(ctx workflow.Context, c *Compensation) bool {
 	c.State = CompStuck
+	d.countStuck(ctx, c.Kind)
 	d.stuckStep = c.Step
 	d.decision = ""
 	d.status.Reason = fmt.Sprintf("compensation of %s is stuck: %s", c.Step, c.Error)

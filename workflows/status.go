@@ -115,6 +115,7 @@ func (d *deployment) endStep(ctx workflow.Context, i int, state, detail string) 
 	st := &d.status.Steps[i]
 	st.State = state
 	st.EndedAt = workflow.Now(ctx)
+	d.timeStep(ctx, st.Kind, state, st.EndedAt.Sub(st.StartedAt))
 	if detail != "" {
 		st.Detail = detail
 	}

@@ -32,6 +32,10 @@ type Config struct {
 	// Endpoints maps the names http checks use (http.endpoint) to base
 	// URLs, so runbooks need not hard-code addresses.
 	Endpoints map[string]AddressConfig `yaml:"endpoints"`
+	// Webhooks maps the names runbooks' notify.webhook uses to URLs
+	// (Slack-compatible incoming webhooks); usually urlEnv, as the URL is a
+	// secret.
+	Webhooks map[string]AddressConfig `yaml:"webhooks"`
 	Metrics   MetricsConfig            `yaml:"metrics"`
 	Log       LogConfig                `yaml:"log"`
 	// Codec turns payload encryption on. Without it the worker follows
@@ -155,7 +159,7 @@ func (c *Config) validate() []string {
 	for _, group := range []struct {
 		name string
 		m    map[string]AddressConfig
-	}{{"prometheus", c.Prometheus}, {"endpoints", c.Endpoints}} {
+	}{{"prometheus", c.Prometheus}, {"endpoints", c.Endpoints}, {"webhooks", c.Webhooks}} {
 		for _, n := range sortedKeys(group.m) {
 			a := group.m[n]
 			if (a.URL == "") == (a.URLEnv == "") {
@@ -199,6 +203,10 @@ func resolveAddress(what string, a AddressConfig) (string, error) {
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if strings.HasPrefix(what, "webhook") {
+			// Webhook URLs carry their secret in the path: never echo them.
+			return "", fmt.Errorf("%s: not an http(s) URL", what)
+		}
 		return "", fmt.Errorf("%s: %q is not an http(s) URL", what, v)
 	}
 	return strings.TrimRight(v, "/"), nil

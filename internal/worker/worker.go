@@ -29,6 +29,7 @@ type Activities struct {
 	KV         *activities.KV
 	Traffic    *activities.Traffic
 	Checks     *activities.Checks
+	Notifier   *activities.Notifier
 }
 
 // BuildActivities resolves every configured name to a client. Secrets are
@@ -106,7 +107,19 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checks: %w", err)
 	}
-	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk}, nil
+	hooks := map[string]string{}
+	for _, n := range sortedKeys(cfg.Webhooks) {
+		u, err := resolveAddress("webhook "+n, cfg.Webhooks[n])
+		if err != nil {
+			return nil, err
+		}
+		hooks[n] = u
+	}
+	nt, err := activities.NewNotifier(hooks, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt}, nil
 }
 
 // Register adds the Deploy workflow and every activity to w.
@@ -117,6 +130,7 @@ func Register(w sdkworker.Registry, a *Activities) {
 	w.RegisterActivity(a.KV)
 	w.RegisterActivity(a.Traffic)
 	w.RegisterActivity(a.Checks)
+	w.RegisterActivity(a.Notifier)
 }
 
 // Options tune Start; the zero value runs a worker as Run does.
