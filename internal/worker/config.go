@@ -36,8 +36,8 @@ type Config struct {
 	// (Slack-compatible incoming webhooks); usually urlEnv, as the URL is a
 	// secret.
 	Webhooks map[string]AddressConfig `yaml:"webhooks"`
-	Metrics   MetricsConfig            `yaml:"metrics"`
-	Log       LogConfig                `yaml:"log"`
+	Metrics  MetricsConfig            `yaml:"metrics"`
+	Log      LogConfig                `yaml:"log"`
 	// Codec turns payload encryption on. Without it the worker follows
 	// ROLLBOOK_CODEC_KEY_FILE / ROLLBOOK_CODEC_KEY like the CLI does.
 	Codec *CodecConfig `yaml:"codec"`
