@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/rollbook/rollbook/internal/devstack"
 	"github.com/rollbook/rollbook/workflows"
@@ -49,7 +49,37 @@ func newFixture(t *testing.T, service string) *fixture {
 	_, err = db.Exec(`DROP SCHEMA public CASCADE; CREATE SCHEMA public`)
 	require.NoError(t, err)
 	f.copyMigrations("migrations", nil)
+	t.Cleanup(f.endDeployment)
 	return f
+}
+
+// endDeployment makes sure no deployment of the test's service outlives the
+// test. A test that fails half-way (its CLI is killed) would otherwise leave
+// a deployment verifying for a minute, whose rollback would then move the
+// weights, delete the keys and migrate down the schema of the tests that
+// follow, and compete with them for goose's lock. It aborts the deployment,
+// so that its own rollback runs, and terminates it if that does not end in
+// 30 s (a stuck rollback waits for an operator).
+func (f *fixture) endDeployment() {
+	id := workflows.WorkflowID(f.service)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	d, err := tclient.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return // never started, or ended
+	}
+	f.t.Logf("the deployment of %s is still running after the test: aborting it", f.service)
+	if err := tclient.SignalWorkflow(ctx, id, "", workflows.SignalAbort, workflows.AbortSignal{Reason: "test ended", By: "e2e cleanup"}); err != nil {
+		f.t.Logf("aborting %s: %v", id, err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := tclient.GetWorkflow(wctx, id, "").Get(wctx, nil); err != nil && wctx.Err() != nil {
+		f.t.Logf("%s did not end within 30 s of the abort: terminating it", id)
+		if err := tclient.TerminateWorkflow(ctx, id, "", "e2e cleanup: still running after its test ended"); err != nil {
+			f.t.Logf("terminating %s: %v", id, err)
+		}
+	}
 }
 
 // copyMigrations copies the example migrations into dir/name, replacing
@@ -186,9 +216,11 @@ func (a *asyncCLI) wait(t *testing.T, timeout time.Duration) (string, int) {
 	return a.out.String(), a.code
 }
 
-// status queries the running deployment of service.
+// status queries the running deployment of service. The timeout is
+// generous: the dev server holds a query until the workflow task in flight
+// completes, and on a loaded machine that task can take seconds.
 func status(service string) (workflows.Status, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var st workflows.Status
 	v, err := tclient.QueryWorkflow(ctx, workflows.WorkflowID(service), "", workflows.QueryStatus)
@@ -217,17 +249,18 @@ func waitPhase(t *testing.T, service, phase string, timeout time.Duration) workf
 	return last
 }
 
-// weights reads the live HAProxy weights of the demo backend's servers.
+// weights reads the live HAProxy weights of the demo backend's servers with
+// one "show servers state": two "get weight" commands can straddle a weight
+// change and report a pair that never existed (stable still 0, canary
+// already 50).
 func weights(t *testing.T) map[string]int {
 	t.Helper()
+	servers := serversState(t, stack)
 	out := map[string]int{}
-	for _, s := range []string{"stable", "canary"} {
-		resp, err := stack.HAProxyCommand(fmt.Sprintf("get weight %s/%s", devstack.Backend, s))
-		require.NoError(t, err)
-		// "100 (initial 100)"
-		n, err := strconv.Atoi(strings.Fields(resp)[0])
-		require.NoError(t, err, "parsing %q", resp)
-		out[s] = n
+	for _, s := range []string{devstack.StableServer, devstack.CanaryServer} {
+		st, ok := servers[s]
+		require.True(t, ok, "server %s/%s missing from show servers state", devstack.Backend, s)
+		out[s] = st[0]
 	}
 	return out
 }

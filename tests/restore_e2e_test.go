@@ -39,6 +39,13 @@ steps:
 
 // weightLog records every distinct weight pair HAProxy reports, polled
 // every few milliseconds independently of rollbook.
+//
+// rollbook writes a route's weights in one batch ("set server …/stable
+// weight 50; set server …/canary weight 50"), but HAProxy runs the commands
+// of a batch one after the other and serves other runtime API connections
+// in between, so a reader can catch a batch half-applied for a few
+// microseconds (stable already 50, canary still 100). Those pairs do not add
+// up to 100 %: they are not stages, and the log leaves them out.
 type weightLog struct {
 	mu   sync.Mutex
 	seen []map[string]int
@@ -57,6 +64,9 @@ func watchWeights(t *testing.T) *weightLog {
 			case <-time.After(5 * time.Millisecond):
 			}
 			cur := weights(t)
+			if cur["stable"]+cur["canary"] != 100 {
+				continue
+			}
 			w.mu.Lock()
 			if n := len(w.seen); n == 0 || fmt.Sprint(w.seen[n-1]) != fmt.Sprint(cur) {
 				w.seen = append(w.seen, cur)

@@ -293,6 +293,15 @@ func (s *Stack) spawn(sp spawnSpec) (*proc, error) {
 	return p, writePids(filepath.Join(s.Dir, "pids"), s.procs)
 }
 
+// forget drops a process that has exited during start from the stack and its pids file,
+// before the component is started again.
+func (s *Stack) forget(p *proc) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.procs = slices.DeleteFunc(s.procs, func(q *proc) bool { return q == p })
+	return writePids(filepath.Join(s.Dir, "pids"), s.procs)
+}
+
 // Env returns the stack's addresses under the keys of the Env* constants.
 func (s *Stack) Env() map[string]string {
 	return map[string]string{

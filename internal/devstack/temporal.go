@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
@@ -16,6 +17,13 @@ import (
 
 // startTemporal runs `temporal server start-dev` with rollbook's search attributes and an
 // SQLite file in the stack directory, and waits for the frontend (and the Web UI when asked).
+//
+// start-dev chooses the ports of its internal services (history, matching, worker and
+// their membership ports) itself: it asks the kernel for a free port and releases it.
+// The other components of this stack, starting at the same time, or another stack on the
+// machine can bind one of them first, and the server then exits with "address already in
+// use". Such a start is tried again (a new server picks new ports), at most tempAttempts
+// times in all.
 func (s *Stack) startTemporal(ctx context.Context, b binaries, pt stackPorts) error {
 	args := []string{
 		"server", "start-dev",
@@ -24,6 +32,20 @@ func (s *Stack) startTemporal(ctx context.Context, b binaries, pt stackPorts) er
 		"--http-port", strconv.Itoa(pt.temporalHTTP),
 		"--metrics-port", strconv.Itoa(pt.temporalMetrics),
 		"--db-filename", filepath.Join(s.Dir, "temporal.db"),
+		// The dev server persists through one SQLite connection. SQLite's
+		// defaults (rollback journal, synchronous=FULL) fsync several times
+		// per commit, and every workflow step is a few commits: on a busy
+		// disk a commit then takes hundreds of milliseconds, the history
+		// service's call to matching times out ("Fail to process task ...
+		// TransferWorkflowTask ... context deadline exceeded") and a
+		// workflow task is lost until its 5 s sticky or 10 s start-to-close
+		// timeout — a rollback that should take 150 ms takes 10–20 s. WAL
+		// with synchronous=NORMAL fsyncs only at checkpoints and still keeps
+		// every committed transaction across a crash or kill of the server
+		// process (only an OS crash can lose the last ones), which is what
+		// the stack's restart tests need.
+		"--sqlite-pragma", "journal_mode=wal",
+		"--sqlite-pragma", "synchronous=normal",
 		"--log-level", "warn",
 	}
 	// The "default" namespace is always created by start-dev; passing it again is not needed.
@@ -36,14 +58,26 @@ func (s *Stack) startTemporal(ctx context.Context, b binaries, pt stackPorts) er
 		args = append(args, "--headless")
 	}
 	args = append(args, s.opts.TemporalArgs...)
-	p, err := s.spawn(spawnSpec{name: "temporal", exe: b.temporal, args: args, dir: s.Dir})
-	if err != nil {
-		return err
-	}
-	if err := waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
-		return temporalReady(ctx, s.TemporalAddress)
-	}); err != nil {
-		return err
+	var p *proc
+	for attempt := 1; ; attempt++ {
+		var err error
+		p, err = s.spawn(spawnSpec{name: "temporal", exe: b.temporal, args: args, dir: s.Dir})
+		if err != nil {
+			return err
+		}
+		err = waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
+			return temporalReady(ctx, s.TemporalAddress)
+		})
+		if err == nil {
+			break
+		}
+		if attempt == tempAttempts || !p.exited() || !strings.Contains(tail(p.log, 40), "address already in use") {
+			return err
+		}
+		s.logf("temporal  exited at start: one of its ports was taken (address already in use); starting it again")
+		if err := s.forget(p); err != nil {
+			return err
+		}
 	}
 	if s.WebUI != "" {
 		return waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
@@ -52,6 +86,10 @@ func (s *Stack) startTemporal(ctx context.Context, b binaries, pt stackPorts) er
 	}
 	return nil
 }
+
+// tempAttempts bounds the starts of the Temporal server that fail on a port taken by
+// another process (see startTemporal).
+const tempAttempts = 3
 
 var silentSDKLogger = sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
 

@@ -10,20 +10,26 @@
 //
 // Every call opens one connection and sends its commands in one write,
 // separated by ";", so that several "set server ... weight" commands take
-// effect together without a reload (HAProxy runs them back to back). The
-// runtime API has no check-and-set: callers read, decide and write in two
-// round trips.
+// effect within microseconds of each other, without a reload. HAProxy runs
+// them one after the other and may serve other connections (requests, other
+// runtime API clients) in between, so a batch is not atomic: the weights are
+// written highest target first, so that no moment of the batch leaves every
+// server of the route at weight 0 (HAProxy would answer 503). The runtime
+// API has no check-and-set: callers read, decide and write in two round
+// trips.
 package haproxy
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -324,8 +330,13 @@ func (r *Router) setRaw(ctx context.Context, backend string, subsets []string, r
 	if err := checkNames(backend, subsets); err != nil {
 		return router.State{}, err
 	}
+	// Highest target first: after the first command one server already has
+	// its (non-zero) share, whatever the order of the others; a flip from
+	// stable=100 to canary=100 in subset order would pass through 0/0.
+	order := slices.Clone(subsets)
+	slices.SortStableFunc(order, func(a, b string) int { return cmp.Compare(raw[b], raw[a]) })
 	cmds := make([]string, 0, len(subsets)+1)
-	for _, s := range subsets {
+	for _, s := range order {
 		w := raw[s]
 		if w < 0 || w > 256 {
 			return router.State{}, fmt.Errorf("server %s/%s: weight %d outside HAProxy's 0–256: %w", backend, s, w, router.ErrRejected)
@@ -355,7 +366,7 @@ func (r *Router) setRaw(ctx context.Context, backend string, subsets []string, r
 
 // Counters reads per-server cumulative counters with "show stat <backend> 4
 // -1" (type 4: servers only). Requests is stot (sessions), Errors5xx
-// hrsp_5xx; ResponseMs/TotalMs are HAProxy's rtime/ttime averages over the
+// hrsp_5xx plus wretr (requests retried elsewhere); ResponseMs/TotalMs are HAProxy's rtime/ttime averages over the
 // last 1024 requests.
 func (r *Router) Counters(ctx context.Context, backend string, subsets []string) (map[string]router.Counters, error) {
 	if err := checkNames(backend, subsets); err != nil {
@@ -376,10 +387,11 @@ func (r *Router) Counters(ctx context.Context, backend string, subsets []string)
 			return nil, fmt.Errorf("show stat: server %s/%s: %w", backend, s, router.ErrNotFound)
 		}
 		c := router.Counters{Status: row["status"]}
+		var retried int64
 		for _, p := range []struct {
 			col string
 			dst *int64
-		}{{"stot", &c.Requests}, {"hrsp_5xx", &c.Errors5xx}, {"rtime", &c.ResponseMs}, {"ttime", &c.TotalMs}} {
+		}{{"stot", &c.Requests}, {"hrsp_5xx", &c.Errors5xx}, {"wretr", &retried}, {"rtime", &c.ResponseMs}, {"ttime", &c.TotalMs}} {
 			v := row[p.col]
 			if v == "" {
 				continue
@@ -390,6 +402,11 @@ func (r *Router) Counters(ctx context.Context, backend string, subsets []string)
 			}
 			*p.dst = n
 		}
+		// With retry-on and redispatch, HAProxy answers a client from
+		// another server after this one failed, and the failure never
+		// reaches hrsp_5xx: count the retries as this server's errors, or a
+		// failing canary looks healthy exactly when clients are protected.
+		c.Errors5xx += retried
 		res[s] = c
 	}
 	return res, nil

@@ -116,6 +116,21 @@ func TestSetWeightsIsOneWrite(t *testing.T) {
 	}
 }
 
+// A flip writes the server that gains traffic first: HAProxy runs the
+// commands of a batch one by one, and stable=0 before canary=100 would leave
+// the backend without a server for a moment.
+func TestSetWeightsNeverEmptiesTheBackend(t *testing.T) {
+	f, path := startFake(t, func(string) string { return "\n\n" + stateLines(0, 100, 2, 0) })
+	r, _ := New(path)
+	if _, err := r.SetWeights(context.Background(), "payments_api", subsets, map[string]int{"stable": 0, "canary": 100}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := "set server payments_api/canary weight 100; set server payments_api/stable weight 0; show servers state payments_api"
+	if len(f.lines) != 1 || f.lines[0] != want {
+		t.Errorf("commands = %q, want %q", f.lines, want)
+	}
+}
+
 func TestCommandErrors(t *testing.T) {
 	_, path := startFake(t, func(line string) string {
 		switch {
