@@ -7,7 +7,7 @@ SHELL      := /bin/bash
 GO         ?= go
 STACK_DIR  ?= .stack
 STACK_FLAGS ?=
-TESTFLAGS  ?= -timeout 20m
+TESTFLAGS  ?= -timeout 20m -count=1
 STACK      := $(GO) run ./internal/devstack/cmd/stack
 
 .DEFAULT_GOAL := help
