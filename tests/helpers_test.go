@@ -105,6 +105,10 @@ type runbookOpts struct {
 	migrations   string        // folder; default "migrations"
 	verifyFor    time.Duration // verify-50 duration
 	maxErrorRate float64
+	// approval adds a pause step waiting for approval before canary-100.
+	approval bool
+	// irreversibleFlags makes the flags step the point of no return.
+	irreversibleFlags bool
 }
 
 func (f *fixture) runbook(o runbookOpts) string {
@@ -117,6 +121,13 @@ func (f *fixture) runbook(o runbookOpts) string {
 	if o.maxErrorRate == 0 {
 		o.maxErrorRate = 0.05
 	}
+	irreversible, approval := "", ""
+	if o.irreversibleFlags {
+		irreversible = "\n    irreversible: true"
+	}
+	if o.approval {
+		approval = "\n  - name: approve-100\n    pause: {approval: true}"
+	}
 	y := fmt.Sprintf(`apiVersion: rollbook/v1
 service: %[1]s
 routes:
@@ -124,7 +135,7 @@ routes:
 steps:
   - name: expand-schema
     migrate: {database: payments, dir: %[2]s}
-  - name: flags
+  - name: flags%[6]s
     consul:
       set:
         %[3]sfeatures/new-ledger: "true"
@@ -139,7 +150,7 @@ steps:
         - name: canary-errors
           router: {route: api, subset: canary, maxErrorRate: %[5]g, minRequests: 3}
         - name: healthz
-          http: {endpoint: edge, path: /healthz, maxLatency: 1s}
+          http: {endpoint: edge, path: /healthz, maxLatency: 1s}%[7]s
   - name: canary-100
     traffic: {route: api, weights: {stable: 0, canary: 100}}
   - name: verify-100
@@ -149,7 +160,7 @@ steps:
       checks:
         - name: api
           http: {endpoint: edge, path: /api/payments}
-`, f.service, o.migrations, f.prefix, o.verifyFor, o.maxErrorRate)
+`, f.service, o.migrations, f.prefix, o.verifyFor, o.maxErrorRate, irreversible, approval)
 	p := filepath.Join(f.dir, f.service+".yaml")
 	require.NoError(f.t, os.WriteFile(p, []byte(y), 0o644))
 	return p

@@ -58,7 +58,7 @@ func TestRecordHistories(t *testing.T) {
 		putKV(t, f.prefix+"config/version", "1")
 		l := startLoad(t, 40)
 		defer l.Stop()
-		d := startCLI(t, "deploy", f.histRunbook(histOpts{verifyFor: 3 * time.Second, approval: true}), "--version", "v2", "--wait")
+		d := startCLI(t, "deploy", f.runbook(runbookOpts{verifyFor: 3 * time.Second, approval: true}), "--version", "v2", "--wait")
 		waitPhase(t, f.service, workflows.PhaseVerifying, 60*time.Second)
 		out, code := cli(t, "pause", f.service)
 		require.Equal(t, 0, code, out)
@@ -93,7 +93,7 @@ func TestRecordHistories(t *testing.T) {
 		defer setCanaryBad(t, 0)
 		l := startLoad(t, 40)
 		defer l.Stop()
-		out, code := cli(t, "deploy", f.histRunbook(histOpts{verifyFor: 4 * time.Second}), "--version", "v3-bad", "--wait")
+		out, code := cli(t, "deploy", f.runbook(runbookOpts{verifyFor: 4 * time.Second}), "--version", "v3-bad", "--wait")
 		require.Equal(t, 2, code, out)
 		require.Contains(t, out, "canary-errors")
 		recordHistory(t, f.service, "rolled-back.json", workflows.WorkflowType)
@@ -105,7 +105,7 @@ func TestRecordHistories(t *testing.T) {
 		f := newFixture(t, "hist-aborted")
 		l := startLoad(t, 40)
 		defer l.Stop()
-		d := startCLI(t, "deploy", f.histRunbook(histOpts{verifyFor: 60 * time.Second}), "--version", "v2", "--wait")
+		d := startCLI(t, "deploy", f.runbook(runbookOpts{verifyFor: 60 * time.Second}), "--version", "v2", "--wait")
 		waitPhase(t, f.service, workflows.PhaseVerifying, 60*time.Second)
 		out, code := cli(t, "approve", f.service)
 		require.Equal(t, 1, code, out)
@@ -122,7 +122,7 @@ func TestRecordHistories(t *testing.T) {
 		f := newFixture(t, "hist-stuck-retry")
 		l := startLoad(t, 40)
 		defer l.Stop()
-		d := startCLI(t, "deploy", f.histRunbook(histOpts{verifyFor: 60 * time.Second}), "--version", "v2", "--wait")
+		d := startCLI(t, "deploy", f.runbook(runbookOpts{verifyFor: 60 * time.Second}), "--version", "v2", "--wait")
 		waitPhase(t, f.service, workflows.PhaseVerifying, 60*time.Second)
 		setStable(t, "maint")
 		defer setStable(t, "ready")
@@ -148,7 +148,7 @@ func TestRecordHistories(t *testing.T) {
 		f := newFixture(t, "hist-rollback-failed")
 		l := startLoad(t, 40)
 		defer l.Stop()
-		d := startCLI(t, "deploy", f.histRunbook(histOpts{verifyFor: 60 * time.Second}), "--version", "v2", "--wait")
+		d := startCLI(t, "deploy", f.runbook(runbookOpts{verifyFor: 60 * time.Second}), "--version", "v2", "--wait")
 		waitPhase(t, f.service, workflows.PhaseVerifying, 60*time.Second)
 		putKV(t, f.prefix+"features/new-ledger", "hand-edited")
 		out, code := cli(t, "abort", f.service, "--reason", "recording the skip path")
@@ -171,66 +171,11 @@ func TestRecordHistories(t *testing.T) {
 		defer setCanaryBad(t, 0)
 		l := startLoad(t, 40)
 		defer l.Stop()
-		out, code := cli(t, "deploy", f.histRunbook(histOpts{verifyFor: 4 * time.Second, irreversibleFlags: true}), "--version", "v3-bad", "--wait")
+		out, code := cli(t, "deploy", f.runbook(runbookOpts{verifyFor: 4 * time.Second, irreversibleFlags: true}), "--version", "v3-bad", "--wait")
 		require.Equal(t, 4, code, out)
 		require.Contains(t, out, "failed-after-commit")
 		recordHistory(t, f.service, "failed-after-commit.json", workflows.WorkflowType)
 	})
-}
-
-// histOpts shape the recorder's runbook.
-type histOpts struct {
-	verifyFor         time.Duration // verify-50 duration
-	approval          bool          // a pause step waiting for approval before canary-100
-	irreversibleFlags bool          // the flags step is the point of no return
-}
-
-// histRunbook is the e2e runbook with every step kind, kept short so the
-// recorded histories stay small.
-func (f *fixture) histRunbook(o histOpts) string {
-	irreversible, approval := "", ""
-	if o.irreversibleFlags {
-		irreversible = "\n    irreversible: true"
-	}
-	if o.approval {
-		approval = "\n  - name: approve-100\n    pause: {approval: true}"
-	}
-	y := fmt.Sprintf(`apiVersion: rollbook/v1
-service: %[1]s
-routes:
-  - {name: api, router: edge, backend: payments_api, subsets: [stable, canary], stable: stable, canary: canary}
-steps:
-  - name: expand-schema
-    migrate: {database: payments, dir: migrations}
-  - name: flags%[2]s
-    consul:
-      set:
-        %[3]sfeatures/new-ledger: "true"
-        %[3]sconfig/version: "2"
-  - name: canary-50
-    traffic: {route: api, weights: {stable: 50, canary: 50}}
-  - name: verify-50
-    verify:
-      duration: %[4]s
-      interval: 1s
-      checks:
-        - name: canary-errors
-          router: {route: api, subset: canary, maxErrorRate: 0.05, minRequests: 3}
-        - name: healthz
-          http: {endpoint: edge, path: /healthz, maxLatency: 1s}%[5]s
-  - name: canary-100
-    traffic: {route: api, weights: {stable: 0, canary: 100}}
-  - name: verify-100
-    verify:
-      duration: 2s
-      interval: 1s
-      checks:
-        - name: api
-          http: {endpoint: edge, path: /api/payments}
-`, f.service, irreversible, f.prefix, o.verifyFor, approval)
-	p := filepath.Join(f.dir, f.service+".yaml")
-	require.NoError(f.t, os.WriteFile(p, []byte(y), 0o644))
-	return p
 }
 
 // histWaitStatus polls the status query until ok accepts it.

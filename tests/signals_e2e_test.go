@@ -212,7 +212,7 @@ func TestE2EApproveAfterAnIgnoredApprove(t *testing.T) {
 	f := newFixture(t, "e2e-approve")
 	l := startLoad(t, 40)
 	defer l.Stop()
-	d := startCLI(t, "deploy", f.histRunbook(histOpts{verifyFor: 2 * time.Second, approval: true}), "--version", "v2", "--wait")
+	d := startCLI(t, "deploy", f.runbook(runbookOpts{verifyFor: 2 * time.Second, approval: true}), "--version", "v2", "--wait")
 	histWaitStatus(t, f.service, "waiting for approval", func(st workflows.Status) bool {
 		return st.WaitingFor == "approval of step approve-100"
 	})
