@@ -1,8 +1,10 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -183,7 +185,36 @@ var continueAsNewAfter = 8000
 var historyLength = func(ctx workflow.Context) int { return workflow.GetInfo(ctx).GetCurrentHistoryLength() }
 
 func (d *deployment) historyIsLong(ctx workflow.Context) bool {
-	return workflow.GetInfo(ctx).GetContinueAsNewSuggested() || historyLength(ctx) >= continueAsNewAfter
+	if !workflow.GetInfo(ctx).GetContinueAsNewSuggested() && historyLength(ctx) < continueAsNewAfter {
+		return false
+	}
+	// The next run's input is the bundle plus the carried state. Past
+	// Temporal's payload limit the server would refuse the hop and
+	// terminate the deployment with its changes in place; a longer history
+	// is the lesser harm (a verify round adds about a kilobyte).
+	if n := d.nextInputSize(); n > maxContinueAsNewInput {
+		if !d.canWarned {
+			d.canWarned = true
+			d.log.Warn("Not continuing as new: the next run's input would be too large; the history keeps growing",
+				"bytes", n, "limit", maxContinueAsNewInput)
+		}
+		return false
+	}
+	return true
+}
+
+// maxContinueAsNewInput keeps the continue-as-new input well below
+// Temporal's default 2 MiB blob limit (a variable for tests).
+var maxContinueAsNewInput = 3 << 19 // 1.5 MiB
+
+// nextInputSize is the JSON size of the input continueAsNew would send
+// (json.Marshal is deterministic: struct order, sorted map keys).
+func (d *deployment) nextInputSize() int {
+	b, err := json.Marshal(d.nextInput())
+	if err != nil {
+		return math.MaxInt
+	}
+	return len(b)
 }
 
 // startAnalysis runs the background analysis from the current step to the

@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +110,14 @@ func TestRollbackAfterContinueAsNew(t *testing.T) {
 	for hops := 0; r == nil; hops++ {
 		require.Less(t, hops, 40)
 		h := newHarness(t)
+		h.migrateDown = func(in activities.MigrateDownInput) (activities.RestoreResult, error) {
+			// The compensation record carries no files; the workflow
+			// takes them from the bundle, also after a hop.
+			if len(in.Files) != 2 {
+				return activities.RestoreResult{}, fmt.Errorf("MigrateDown got %d files, want the bundle's 2", len(in.Files))
+			}
+			return activities.RestoreResult{}, nil
+		}
 		h.measure = func(mi activities.MeasureInput) (activities.MeasureResult, error) {
 			if mi.Step != "soak" {
 				return healthy(mi), nil
@@ -123,6 +133,11 @@ func TestRollbackAfterContinueAsNew(t *testing.T) {
 		var next *Input
 		r, next = hop(t, h, in, &clock)
 		if next != nil {
+			for _, c := range next.Resume.Comps {
+				if c.Migrate != nil {
+					assert.Empty(t, c.Migrate.Files, "the files travel once, in the bundle")
+				}
+			}
 			in = *next
 		}
 		last = h
@@ -131,4 +146,36 @@ func TestRollbackAfterContinueAsNew(t *testing.T) {
 	assert.Equal(t, "soak", r.FailedStep)
 	assert.Contains(t, r.Reason, "3 failed measurements, failureLimit 2", "the tally survives the hops")
 	assert.Equal(t, undoAll, last.calls(false), "the last run undoes what the first applied")
+}
+
+// A deployment whose next input would pass the payload limit does not
+// continue as new (the server would refuse the hop and terminate the
+// deployment with its changes in place): it verifies on in one run.
+func TestNoContinueAsNewPastThePayloadLimit(t *testing.T) {
+	rounds := simulateHistory(t)
+	in := bundleOf(t, longRunbook())
+	// The limit scaled down with the bundle: a 200 KiB migration against a
+	// 100 KiB limit, as a 1 MiB bundle with a large carried state against
+	// the real 1.5 MiB.
+	old := maxContinueAsNewInput
+	maxContinueAsNewInput = 100 << 10
+	t.Cleanup(func() { maxContinueAsNewInput = old })
+	big := "-- +goose Up\nSELECT 1;\n-- " + strings.Repeat("x", 200<<10) + "\n-- +goose Down\nSELECT 1;\n"
+	in.Files = append(in.Files, runbook.File{Path: "m/00003_big.sql", Content: big})
+	h, err := in.ContentHash()
+	require.NoError(t, err)
+	in.Hash = h
+
+	harn := newHarness(t)
+	harn.measure = func(mi activities.MeasureInput) (activities.MeasureResult, error) {
+		if mi.Step == "soak" {
+			*rounds++
+		}
+		return healthy(mi), nil
+	}
+	var clock time.Time
+	r, next := hop(t, harn, in, &clock)
+	require.True(t, next == nil, "no continue-as-new with an input over the limit")
+	assert.Equal(t, OutcomeSucceeded, r.Outcome)
+	assert.Greater(t, *rounds*12, continueAsNewAfter, "the history passed the continue-as-new length")
 }

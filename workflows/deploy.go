@@ -34,11 +34,13 @@ type stopIntent struct {
 // intents here; the main coroutine acts on them in one place (the
 // argo-rollouts pattern), so ordering stays deterministic.
 type deployment struct {
-	in     *Input
-	rb     *runbook.Runbook
-	log    log.Logger
-	id     string
-	routes map[string]runbook.Route
+	// canWarned: the warning that continue-as-new was refused was logged.
+	canWarned bool
+	in        *Input
+	rb        *runbook.Runbook
+	log       log.Logger
+	id        string
+	routes    map[string]runbook.Route
 
 	status Status
 	comps  []Compensation
@@ -376,7 +378,15 @@ func (d *deployment) resume(r *Resume) int {
 // continueAsNew hands the deployment to a fresh run between two rounds of a
 // long verification, carrying everything the next run needs.
 func (d *deployment) continueAsNew(ctx workflow.Context) error {
-	next := Input{Bundle: d.in.Bundle, Resume: &Resume{
+	next := d.nextInput()
+	d.log.Info("Continuing as new during a long verification", "step", d.rb.Steps[d.current].Name, "generation", next.Resume.Generation,
+		"historyLength", workflow.GetInfo(ctx).GetCurrentHistoryLength())
+	return workflow.NewContinueAsNewError(ctx, WorkflowType, next)
+}
+
+// nextInput is the input of the run that continues this one.
+func (d *deployment) nextInput() Input {
+	return Input{Bundle: d.in.Bundle, Resume: &Resume{
 		Generation: d.generation + 1,
 		StepIndex:  d.current,
 		Verify:     d.verify,
@@ -386,7 +396,4 @@ func (d *deployment) continueAsNew(ctx workflow.Context) error {
 		Pivot:      d.pivot,
 		Paused:     d.paused,
 	}}
-	d.log.Info("Continuing as new during a long verification", "step", d.rb.Steps[d.current].Name, "generation", next.Resume.Generation,
-		"historyLength", workflow.GetInfo(ctx).GetCurrentHistoryLength())
-	return workflow.NewContinueAsNewError(ctx, WorkflowType, next)
 }

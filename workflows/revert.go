@@ -35,6 +35,9 @@ type RevertInput struct {
 	Rollback *runbook.RollbackOptions `json:"rollback,omitempty"`
 	// Deployment is the reverted run's result.
 	Deployment Result `json:"deployment"`
+	// Files are the reverted run's migration files (from its bundle): the
+	// compensations in its result name their folder but do not carry them.
+	Files []runbook.File `json:"files,omitempty"`
 }
 
 // Revertible says why a deployment result cannot be reverted, or "".
@@ -60,7 +63,7 @@ func Revert(ctx workflow.Context, in RevertInput) (Result, error) {
 	if why := Revertible(in.Deployment); why != "" {
 		return Result{}, temporal.NewNonRetryableApplicationError("cannot revert: "+why, ErrTypeNotRevertible, nil)
 	}
-	b := &Input{Bundle: runbook.Bundle{Runbook: runbook.Runbook{Service: in.Service, Rollback: in.Rollback}, Version: in.Version}}
+	b := &Input{Bundle: runbook.Bundle{Runbook: runbook.Runbook{Service: in.Service, Rollback: in.Rollback}, Version: in.Version, Files: in.Files}}
 	d := newDeployment(ctx, b)
 	d.status.Steps = append([]StepStatus(nil), in.Deployment.Steps...)
 	for _, c := range in.Deployment.Compensations {

@@ -230,6 +230,9 @@ func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, sta
 	switch {
 	case c.Migrate != nil:
 		in := *c.Migrate
+		if len(in.Files) == 0 { // recorded without them (see migrate)
+			in.Files = runbook.FilesUnder(d.in.Files, in.Dir)
+		}
 		actx := workflow.WithActivityOptions(ctx, compOptions(fmt.Sprintf("undo %s: migrate %s down to %d", c.Step, in.Database, in.Captured.Version), true))
 		err := workflow.ExecuteActivity(actx, migrations.MigrateDown, in).Get(ctx, &res)
 		return res, err

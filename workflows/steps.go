@@ -91,8 +91,16 @@ func (d *deployment) migrate(ctx workflow.Context, i int) error {
 	// An irreversible migration may have no Down section: it gets no
 	// compensation, and a failure half-way is reported for a human.
 	if !step.Irreversible {
+		// The record leaves the files out: they are in the bundle once, and
+		// execCompensation takes them from there. A copy per compensation
+		// would be repeated in every status answer, in the result and in
+		// the continue-as-new input, where a bundle near MaxBundleBytes
+		// passed Temporal's 2 MiB payload limit and the server terminated
+		// the deployment half-way.
+		rec := in
+		rec.Files = nil
 		d.push(Compensation{Step: step.Name, Kind: runbook.KindMigrate,
-			Migrate: &activities.MigrateDownInput{MigrateInput: in, Captured: captured}})
+			Migrate: &activities.MigrateDownInput{MigrateInput: rec, Captured: captured}})
 	}
 	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: migrate %s from %d to %d", step.Name, m.Database, captured.Version, target), true))
 	var res activities.MigrateResult

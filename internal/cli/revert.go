@@ -134,7 +134,7 @@ func (a *app) revert(ctx context.Context, service, reason string, dryRun bool, f
 		return nil
 	}
 	in := workflows.RevertInput{Service: service, Version: res.Version, RevertedRunID: runID, By: origin().User, Reason: reason,
-		Rollback: b.Runbook.Rollback, Deployment: res}
+		Rollback: b.Runbook.Rollback, Deployment: res, Files: b.Files}
 	opts := client.StartWorkflowOptions{
 		ID:                                       workflows.WorkflowID(service),
 		TaskQueue:                                a.taskQueue,
