@@ -20,6 +20,8 @@ import (
 	"go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+
+	"github.com/rollbook/rollbook/internal/haproxywatch"
 )
 
 // moduleRoot walks up from the working directory to rollbook's go.mod.
@@ -247,7 +249,7 @@ func startBenchHAProxy(ctx context.Context, dir, stableURL, canaryURL string, co
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		out, err := haproxyCmd(h.socket, "show servers state be_retry_on")
+		out, err := haproxywatch.Command(h.socket, "show servers state be_retry_on")
 		if err == nil && strings.Contains(out, " canary ") {
 			return h, nil
 		}

@@ -47,6 +47,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/internal/devstack"
+	"github.com/rollbook/rollbook/internal/haproxywatch"
 	"github.com/rollbook/rollbook/internal/zapadapter"
 )
 
@@ -176,7 +177,7 @@ type bench struct {
 	bh            *benchHAProxy
 	worker        *child
 	bareTQ        string
-	edgeObs       *observer
+	edgeObs       *haproxywatch.Observer
 	canaryVersion string
 	res           *Results
 }
@@ -294,13 +295,13 @@ func (b *bench) run(ctx context.Context) (err error) {
 	if err := b.resetEdge(); err != nil {
 		return err
 	}
-	b.edgeObs, err = startObserver(b.st.HAProxySocket, devstack.Backend, b.cfg.ObserveEvery)
+	b.edgeObs, err = haproxywatch.Start(b.st.HAProxySocket, devstack.Backend, b.cfg.ObserveEvery)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if b.edgeObs != nil {
-			b.res.Observer = b.edgeObs.stop()
+			b.res.Observer = b.edgeObs.Stop()
 		}
 	}()
 
@@ -324,7 +325,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 		}
 		b.logf("  done in %.0f s", time.Since(t).Seconds())
 	}
-	b.res.Observer = b.edgeObs.stop()
+	b.res.Observer = b.edgeObs.Stop()
 	b.edgeObs = nil
 
 	if b.cfg.Only != nil && !b.cfg.Only["concurrent"] {

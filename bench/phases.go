@@ -17,6 +17,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/rollbook/rollbook/internal/devstack"
+	"github.com/rollbook/rollbook/internal/haproxywatch"
+	"github.com/rollbook/rollbook/internal/loadgen"
 	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
 )
@@ -32,7 +34,7 @@ func (b *bench) logf(format string, args ...any) {
 // resetEdge puts the dev stack's route at stable 100 % and the canary in
 // good health.
 func (b *bench) resetEdge() error {
-	if _, err := haproxyCmd(b.st.HAProxySocket, fmt.Sprintf("set server %[1]s/stable weight 100; set server %[1]s/canary weight 0", devstack.Backend)); err != nil {
+	if _, err := haproxywatch.Command(b.st.HAProxySocket, fmt.Sprintf("set server %[1]s/stable weight 100; set server %[1]s/canary weight 0", devstack.Backend)); err != nil {
 		return err
 	}
 	return setCanary(b.st.DemoCanaryURL, 0)
@@ -168,7 +170,7 @@ func (b *bench) abortOnce(ctx context.Context, i int) (s abortSample, err error)
 		return s, err
 	}
 	defer b.abandon(ctx, run, &err)
-	if _, err := b.edgeObs.waitFor(ctx, tStart, 20*time.Second, func(w weights) bool { return w.canaryPct() == 50 }); err != nil {
+	if _, err := b.edgeObs.WaitFor(ctx, tStart, 20*time.Second, func(w haproxywatch.Weights) bool { return w.CanaryPct() == 50 }); err != nil {
 		return s, err
 	}
 	// Land anywhere in a verification round: during a measurement or
@@ -178,7 +180,7 @@ func (b *bench) abortOnce(ctx context.Context, i int) (s abortSample, err error)
 	if err := abort(ctx, b.tc, spec.service, "benchmark abort"); err != nil {
 		return s, err
 	}
-	tR, err := b.edgeObs.waitFor(ctx, t0, 20*time.Second, weights.restored)
+	tR, err := b.edgeObs.WaitFor(ctx, t0, 20*time.Second, haproxywatch.Weights.Restored)
 	if err != nil {
 		return s, err
 	}
@@ -225,8 +227,8 @@ func (b *bench) floorAndAbort(ctx context.Context) error {
 	if err := b.resetEdge(); err != nil {
 		return err
 	}
-	ld := startLoad(b.st.HAProxyURL+"/api/payments", b.cfg.BackgroundRPS, false)
-	defer ld.stop()
+	ld := loadgen.Start(b.st.HAProxyURL+"/api/payments", b.cfg.BackgroundRPS, false)
+	defer ld.Stop()
 	var floor, toAct, aborts []float64
 	floorBD, abortBD := map[string][]float64{}, map[string][]float64{}
 	firstTraffic, wftsOne := 0, 0
@@ -269,7 +271,7 @@ func (b *bench) floorAndAbort(ctx context.Context) error {
 	}
 	b.res.AbortFirstTraffic = fmt.Sprintf("%d/%d", firstTraffic, len(aborts))
 	b.res.AbortWFTs = fmt.Sprintf("1 in %d/%d", wftsOne, len(aborts))
-	c, _, _ := ld.stop()
+	c, _, _ := ld.Stop()
 	if c.Errors > 0 {
 		b.logf("  note: %d client errors during the floor/abort runs (healthy canary)", c.Errors)
 	}
@@ -305,7 +307,7 @@ type detectSample struct {
 
 // detectOnce deploys spec, turns the canary bad at a known instant once the
 // verification has its baseline, and times the restore seen by obs.
-func (b *bench) detectOnce(ctx context.Context, spec runbookSpec, version string, obs *observer, canaryURL string, beforeBad func() error) (s detectSample, err error) {
+func (b *bench) detectOnce(ctx context.Context, spec runbookSpec, version string, obs *haproxywatch.Observer, canaryURL string, beforeBad func() error) (s detectSample, err error) {
 	bun, err := b.dep.bundle(spec, version)
 	if err != nil {
 		return s, err
@@ -317,7 +319,7 @@ func (b *bench) detectOnce(ctx context.Context, spec runbookSpec, version string
 	}
 	defer b.abandon(ctx, run, &err)
 	want := spec.stages[len(spec.stages)-1]
-	if _, err := obs.waitFor(ctx, tStart, 20*time.Second, func(w weights) bool { return w.canaryPct() == want }); err != nil {
+	if _, err := obs.WaitFor(ctx, tStart, 20*time.Second, func(w haproxywatch.Weights) bool { return w.CanaryPct() == want }); err != nil {
 		return s, err
 	}
 	// The first measurement is the counters' baseline; turn bad after it,
@@ -332,14 +334,14 @@ func (b *bench) detectOnce(ctx context.Context, spec runbookSpec, version string
 	if err := setCanary(canaryURL, b.cfg.BadErrorRate); err != nil {
 		return s, err
 	}
-	tR, err := obs.waitFor(ctx, tBad, b.cfg.DetectTimeout, weights.restored)
+	tR, err := obs.WaitFor(ctx, tBad, b.cfg.DetectTimeout, haproxywatch.Weights.Restored)
 	if err != nil {
 		// Not detected: end it by hand so the next run can start.
 		b.logf("  %s: not rolled back within %s; aborting it", spec.service, b.cfg.DetectTimeout)
 		if aerr := abort(ctx, b.tc, spec.service, "benchmark: bad canary not detected"); aerr != nil {
 			return s, errors.Join(err, aerr)
 		}
-		if _, werr := obs.waitFor(ctx, tBad, 20*time.Second, weights.restored); werr != nil {
+		if _, werr := obs.WaitFor(ctx, tBad, 20*time.Second, haproxywatch.Weights.Restored); werr != nil {
 			return s, errors.Join(err, werr)
 		}
 		_, _ = result(ctx, run, 30*time.Second)
@@ -390,8 +392,8 @@ func (b *bench) detect(ctx context.Context) error {
 	if err := b.resetEdge(); err != nil {
 		return err
 	}
-	ld := startLoad(b.st.HAProxyURL+"/api/payments", b.cfg.BackgroundRPS, false)
-	defer ld.stop()
+	ld := loadgen.Start(b.st.HAProxyURL+"/api/payments", b.cfg.BackgroundRPS, false)
+	defer ld.Stop()
 	var totals, gaps []float64
 	bds := map[string][]float64{}
 	for i := 0; i < b.cfg.DetectN; i++ {
@@ -428,18 +430,18 @@ func (b *bench) switching(ctx context.Context) error {
 		return err
 	}
 	spec := runbookSpec{service: "bench-switch", route: edgeRoute, stages: []int{10, 50, 100}, hold: true}
-	ld := startLoad(b.st.HAProxyURL+"/api/payments", b.cfg.SwitchRPS, true)
+	ld := loadgen.Start(b.st.HAProxyURL+"/api/payments", b.cfg.SwitchRPS, true)
 	stopped := false
 	defer func() {
 		if !stopped {
-			ld.stop()
+			ld.Stop()
 		}
 	}()
 	deadline := time.Now().Add(b.cfg.SwitchMaxTime)
 	cycles, incomplete := 0, 0
-	for cycles < b.cfg.SwitchCycles || ld.snapshot().Requests < b.cfg.SwitchMinRequests {
+	for cycles < b.cfg.SwitchCycles || ld.Snapshot().Requests < b.cfg.SwitchMinRequests {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("switching: only %d cycles and %d requests after %s", cycles, ld.snapshot().Requests, b.cfg.SwitchMaxTime)
+			return fmt.Errorf("switching: only %d cycles and %d requests after %s", cycles, ld.Snapshot().Requests, b.cfg.SwitchMaxTime)
 		}
 		bun, err := b.dep.bundle(spec, fmt.Sprintf("v2.switch.%d", cycles))
 		if err != nil {
@@ -450,14 +452,14 @@ func (b *bench) switching(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := b.edgeObs.waitFor(ctx, tStart, 20*time.Second, func(w weights) bool { return w.canaryPct() == 100 }); err != nil {
+		if _, err := b.edgeObs.WaitFor(ctx, tStart, 20*time.Second, func(w haproxywatch.Weights) bool { return w.CanaryPct() == 100 }); err != nil {
 			return fmt.Errorf("switching cycle %d: %w", cycles, err)
 		}
 		t0 := time.Now()
 		if err := abort(ctx, b.tc, spec.service, "benchmark: roll back a healthy canary"); err != nil {
 			return err
 		}
-		if _, err := b.edgeObs.waitFor(ctx, t0, 20*time.Second, weights.restored); err != nil {
+		if _, err := b.edgeObs.WaitFor(ctx, t0, 20*time.Second, haproxywatch.Weights.Restored); err != nil {
 			return fmt.Errorf("switching cycle %d: %w", cycles, err)
 		}
 		r, err := result(ctx, run, 30*time.Second)
@@ -469,18 +471,18 @@ func (b *bench) switching(ctx context.Context) error {
 		}
 		// Every stage really reached the gateway.
 		seen := map[int]bool{}
-		for _, s := range b.edgeObs.changesSince(tStart) {
-			seen[s.w.canaryPct()] = true
+		for _, s := range b.edgeObs.ChangesSince(tStart) {
+			seen[s.W.CanaryPct()] = true
 		}
 		if !seen[10] || !seen[50] || !seen[100] || !seen[0] {
 			incomplete++
 		}
 		cycles++
 		if cycles%10 == 0 {
-			b.logf("  %d cycles, %d requests", cycles, ld.snapshot().Requests)
+			b.logf("  %d cycles, %d requests", cycles, ld.Snapshot().Requests)
 		}
 	}
-	c, elapsed, samples := ld.stop()
+	c, elapsed, samples := ld.Stop()
 	stopped = true
 	if incomplete > 0 {
 		b.logf("  note: in %d cycles the observer missed a stage", incomplete)
@@ -503,7 +505,7 @@ func (b *bench) switching(ctx context.Context) error {
 // serverStot reads a server's cumulative request count (stot) from
 // HAProxy: the requests the gateway sent it, retried ones included.
 func serverStot(socket, backend, server string) (int64, error) {
-	out, err := haproxyCmd(socket, "show stat "+backend+" 4 -1")
+	out, err := haproxywatch.Command(socket, "show stat "+backend+" 4 -1")
 	if err != nil {
 		return 0, err
 	}
@@ -512,7 +514,7 @@ func serverStot(socket, backend, server string) (int64, error) {
 
 // serverStat returns a few counters of a server for the evidence line.
 func serverStat(socket, backend, server string) string {
-	out, err := haproxyCmd(socket, "show stat "+backend+" 4 -1")
+	out, err := haproxywatch.Command(socket, "show stat "+backend+" 4 -1")
 	if err != nil {
 		return err.Error()
 	}
@@ -577,24 +579,24 @@ func (b *bench) badCanary(ctx context.Context) error {
 		if side.probe {
 			side.out.Checks += " + http probe of the canary"
 		}
-		obs, err := startObserver(b.bh.socket, side.backend, b.cfg.ObserveEvery)
+		obs, err := haproxywatch.Start(b.bh.socket, side.backend, b.cfg.ObserveEvery)
 		if err != nil {
 			return err
 		}
-		ld := startLoad(side.url+"/api/payments", b.cfg.BadRPS, false)
+		ld := loadgen.Start(side.url+"/api/payments", b.cfg.BadRPS, false)
 		fail := func(err error) error {
-			obs.stop()
-			ld.stop()
+			obs.Stop()
+			ld.Stop()
 			return fmt.Errorf("bad canary (%s): %w", side.name, err)
 		}
 		var detectS float64
 		for i := 0; i < b.cfg.BadRuns; i++ {
 			var before int64
-			var snap loadCounts
+			var snap loadgen.Counts
 			s, err := b.detectOnce(ctx, spec, fmt.Sprintf("v2.bad-%s.%d", side.name, i), obs, b.st.DemoCanaryURL, func() error {
 				var err error
 				before, err = serverStot(b.bh.socket, side.backend, "canary")
-				snap = ld.snapshot()
+				snap = ld.Snapshot()
 				return err
 			})
 			if err != nil {
@@ -613,7 +615,7 @@ func (b *bench) badCanary(ctx context.Context) error {
 			if err != nil {
 				return fail(err)
 			}
-			win := ld.snapshot().minus(snap)
+			win := ld.Snapshot().Minus(snap)
 			side.out.Runs++
 			side.out.Requests += win.Requests
 			side.out.ReachedBad += after - before
@@ -631,8 +633,8 @@ func (b *bench) badCanary(ctx context.Context) error {
 			side.out.RestoredMs = append(side.out.RestoredMs, round1(ms(s.total)))
 			restored = append(restored, ms(s.total))
 		}
-		c, elapsed, _ := ld.stop()
-		obs.stop()
+		c, elapsed, _ := ld.Stop()
+		obs.Stop()
 		rate := float64(c.Requests) / elapsed.Seconds()
 		rps = append(rps, rate)
 		side.out.LeastPossible = round1(float64(b.cfg.BadCanaryPct) / 100 * detectS * rate)

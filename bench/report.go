@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/rollbook/rollbook/internal/haproxywatch"
 )
 
 // Dist is a latency distribution in milliseconds (nearest-rank percentiles).
@@ -48,6 +50,8 @@ func median(s []float64) float64 {
 func round1(v float64) float64 { return math.Round(v*10) / 10 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
 
 // BadCanary is the blast radius of a failing canary. The top-level numbers
 // add up the retry-on and retry-off runs, which use the same runbook as the
@@ -133,16 +137,9 @@ type Results struct {
 	DetectRoundGapMs  Dist               `json:"detect_check_round_gap_ms"`
 	SwitchLatencyP99  float64            `json:"switch_latency_p99_ms"`
 	SwitchErrorSample []string           `json:"switch_error_samples,omitempty"`
-	Observer          ObserverStats      `json:"observer"`
+	Observer          haproxywatch.Stats `json:"observer"`
 	Targets           []Target           `json:"targets"`
 	Run               RunInfo            `json:"run"`
-}
-
-// ObserverStats says how finely the independent observer saw the gateway.
-type ObserverStats struct {
-	PollEveryMs  float64 `json:"poll_every_ms"`
-	MeanPeriodMs float64 `json:"mean_poll_period_ms"`
-	Polls        int64   `json:"polls"`
 }
 
 // RunInfo describes the run and the machine.

@@ -20,8 +20,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -32,6 +30,8 @@ import (
 
 	"github.com/rollbook/rollbook/internal/cli"
 	"github.com/rollbook/rollbook/internal/devstack"
+	"github.com/rollbook/rollbook/internal/haproxywatch"
+	"github.com/rollbook/rollbook/internal/loadgen"
 	"github.com/rollbook/rollbook/internal/worker"
 	"github.com/rollbook/rollbook/internal/zapadapter"
 	"github.com/rollbook/rollbook/workflows"
@@ -58,8 +58,8 @@ type demo struct {
 	tc    client.Client
 	kv    *consulapi.Client
 	db    *sql.DB
-	obs   *observer
-	load  *loadGen
+	obs   *haproxywatch.Observer
+	load  *loadgen.Load
 }
 
 func run(envFile, runbookPath string, rps int) error {
@@ -93,10 +93,12 @@ func run(envFile, runbookPath string, rps int) error {
 	if err := d.reset(); err != nil {
 		return fmt.Errorf("resetting the demo state: %w", err)
 	}
-	d.obs = startObserver(st)
-	defer d.obs.stop()
-	d.load = startLoad(st.HAProxyURL+"/api/payments", rps)
-	defer d.load.stop()
+	if d.obs, err = haproxywatch.Start(st.HAProxySocket, devstack.Backend, 5*time.Millisecond); err != nil {
+		return err
+	}
+	defer d.obs.Stop()
+	d.load = loadgen.Start(st.HAProxyURL+"/api/payments", rps, false)
+	defer d.load.Stop()
 	time.Sleep(time.Second)
 
 	fmt.Printf("== rollbook demo: %d requests/s through HAProxy at %s ==\n\n", rps, st.HAProxyURL)
@@ -106,7 +108,7 @@ func run(envFile, runbookPath string, rps int) error {
 	fmt.Println("-- deployment 1: payments-api v2 (healthy canary) --")
 	goodCode, goodOut := d.deploy(runbookPath, "v2")
 	goodAfter := d.snapshot()
-	goodReq, goodFail := d.load.take()
+	good := d.load.Take()
 
 	// Back to the starting point, so the second deployment shows a full
 	// rollback of schema, keys and weights.
@@ -114,23 +116,33 @@ func run(envFile, runbookPath string, rps int) error {
 		return fmt.Errorf("resetting between deployments: %w", err)
 	}
 	time.Sleep(500 * time.Millisecond)
-	d.load.take()
+	d.load.Take()
 
 	// 2. A bad release: the canary starts failing once it takes traffic.
 	badBefore := d.snapshot()
 	fmt.Println("\n-- deployment 2: payments-api v3 (the canary starts returning errors) --")
-	var badAt time.Time
+	badCh := make(chan time.Time, 1)
 	go func() {
-		d.obs.waitFor(func(w weights) bool { return w.canary > 0 })
+		for d.obs.Current().Canary == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
 		setBad(st.DemoCanaryURL, 0.5)
-		badAt = time.Now()
-		fmt.Printf("   %s   demo: canary v3 now fails 50%% of requests\n", badAt.Format("15:04:05"))
+		at := time.Now()
+		fmt.Printf("   %s   demo: canary v3 now fails 50%% of requests\n", at.Format("15:04:05"))
+		badCh <- at
 	}()
 	badCode, badOut := d.deploy(runbookPath, "v3")
 	badAfter := d.snapshot()
-	badReq, badFail := d.load.take()
+	bad := d.load.Take()
 	setBad(st.DemoCanaryURL, 0)
-	restoredAt := d.obs.firstAfter(badAt, func(w weights) bool { return w.canary == 0 })
+	var badAt, restoredAt time.Time
+	select {
+	case badAt = <-badCh:
+	default: // the canary never took traffic
+	}
+	if !badAt.IsZero() {
+		restoredAt = d.obs.FirstAfter(badAt, func(w haproxywatch.Weights) bool { return w.Canary == 0 })
+	}
 
 	fmt.Println("\n== report ==")
 	fmt.Printf("deployment 1 (v2): exit %d, outcome %s\n", goodCode, outcome(goodOut))
@@ -150,7 +162,7 @@ func run(envFile, runbookPath string, rps int) error {
 		fmt.Printf(" (%s)", strings.Join(diffs, "; "))
 	}
 	fmt.Printf("\nclient requests: deployment 1: %d sent, %d failed; deployment 2: %d sent, %d failed\n",
-		goodReq, goodFail, badReq, badFail)
+		good.Requests, good.Errors, bad.Requests, bad.Errors)
 	fmt.Println("\nWeb UI:")
 	for _, o := range []string{goodOut, badOut} {
 		if l := webLink(o); l != "" {
@@ -237,8 +249,8 @@ func (d *demo) snapshot() snapshot {
 	// No goose table yet means version 0, as goose itself reports it.
 	_ = d.db.QueryRow(`SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&v)
 	s.schema = strconv.FormatInt(v.Int64, 10)
-	w := d.obs.current()
-	s.weights = fmt.Sprintf("%d / %d", w.stable, w.canary)
+	w := d.obs.Current()
+	s.weights = fmt.Sprintf("%d / %d", w.Stable, w.Canary)
 	pairs, _, err := d.kv.KV().List(keyPrefix, nil)
 	if err == nil {
 		for _, p := range pairs {
@@ -294,154 +306,6 @@ func setBad(canaryURL string, rate float64) {
 	if resp, err := http.Post(u, "application/json", nil); err == nil {
 		resp.Body.Close()
 	}
-}
-
-// weights are the live HAProxy weights of the two servers.
-type weights struct{ stable, canary int }
-
-// observer polls the HAProxy runtime API independently of rollbook, so the
-// times it reports are what really happened at the gateway.
-type observer struct {
-	st   *devstack.Stack
-	mu   sync.Mutex
-	log  []sample
-	done chan struct{}
-	wg   sync.WaitGroup
-}
-
-type sample struct {
-	at time.Time
-	w  weights
-}
-
-func startObserver(st *devstack.Stack) *observer {
-	o := &observer{st: st, done: make(chan struct{})}
-	o.wg.Add(1)
-	go func() {
-		defer o.wg.Done()
-		for {
-			select {
-			case <-o.done:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			w, err := o.read()
-			if err != nil {
-				continue
-			}
-			o.mu.Lock()
-			if n := len(o.log); n == 0 || o.log[n-1].w != w {
-				o.log = append(o.log, sample{time.Now(), w})
-			}
-			o.mu.Unlock()
-		}
-	}()
-	return o
-}
-
-func (o *observer) read() (weights, error) {
-	out, err := o.st.HAProxyCommand("get weight payments_api/stable; get weight payments_api/canary")
-	if err != nil {
-		return weights{}, err
-	}
-	f := strings.Fields(out)
-	// "100 (initial 256)\n0 (initial 0)"
-	if len(f) < 5 {
-		return weights{}, fmt.Errorf("unexpected answer %q", out)
-	}
-	s, err1 := strconv.Atoi(f[0])
-	c, err2 := strconv.Atoi(f[3])
-	if err1 != nil || err2 != nil {
-		return weights{}, fmt.Errorf("unexpected answer %q", out)
-	}
-	return weights{s, c}, nil
-}
-
-func (o *observer) current() weights {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.log) == 0 {
-		w, _ := o.read()
-		return w
-	}
-	return o.log[len(o.log)-1].w
-}
-
-func (o *observer) waitFor(cond func(weights) bool) {
-	for !cond(o.current()) {
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-func (o *observer) firstAfter(t time.Time, cond func(weights) bool) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, s := range o.log {
-		if s.at.After(t) && cond(s.w) {
-			return s.at
-		}
-	}
-	return time.Time{}
-}
-
-func (o *observer) stop() {
-	close(o.done)
-	o.wg.Wait()
-}
-
-// loadGen sends GET requests at a steady rate and counts client-visible
-// failures (non-2xx, connection errors, timeouts).
-type loadGen struct {
-	requests, failures atomic.Int64
-	done               chan struct{}
-	wg                 sync.WaitGroup
-}
-
-func startLoad(url string, rps int) *loadGen {
-	l := &loadGen{done: make(chan struct{})}
-	c := &http.Client{Timeout: 2 * time.Second}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		t := time.NewTicker(time.Second / time.Duration(rps))
-		defer t.Stop()
-		for {
-			select {
-			case <-l.done:
-				return
-			case <-t.C:
-				l.wg.Add(1)
-				go func() {
-					defer l.wg.Done()
-					l.requests.Add(1)
-					resp, err := c.Get(url)
-					if err != nil {
-						l.failures.Add(1)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode >= 300 {
-						l.failures.Add(1)
-					}
-				}()
-			}
-		}
-	}()
-	return l
-}
-
-// take returns the counters since the last take and resets them.
-func (l *loadGen) take() (int64, int64) {
-	return l.requests.Swap(0), l.failures.Swap(0)
-}
-
-func (l *loadGen) stop() {
-	close(l.done)
-	l.wg.Wait()
 }
 
 var _ = workflows.WorkflowID
