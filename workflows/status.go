@@ -33,6 +33,15 @@ func (d *deployment) waitingFor() string {
 	case d.paused:
 		return "resume"
 	}
+	// A compensation that failed and is being retried (Consul or the database
+	// down): without this the status and the Web UI's current details only
+	// said "rolling-back" for minutes, and an operator could not tell an
+	// outage from a hang. Neither is recorded in history, so replay is safe.
+	for i := range d.comps {
+		if c := &d.comps[i]; c.State == CompRunning && c.Error != "" {
+			return fmt.Sprintf("the compensation of step %s to succeed (%s): %s", c.Step, c.Detail, truncate(c.Error, 300))
+		}
+	}
 	return ""
 }
 

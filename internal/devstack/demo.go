@@ -36,8 +36,8 @@ func (s *Stack) startDemo(ctx context.Context, b binaries, pt stackPorts) error 
 		name, version, url string
 		port               int
 	}{
-		{"demo-stable", s.opts.StableVersion, s.DemoStableURL, pt.demoStable},
-		{"demo-canary", s.opts.CanaryVersion, s.DemoCanaryURL, pt.demoCanary},
+		{"demo-stable", s.opts.StableVersion, s.DemoStableURL, pt.DemoStable},
+		{"demo-canary", s.opts.CanaryVersion, s.DemoCanaryURL, pt.DemoCanary},
 	}
 	procs := make([]*proc, len(instances))
 	for i, in := range instances {

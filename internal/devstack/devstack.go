@@ -3,7 +3,8 @@
 //
 //   - the Temporal dev server (temporal server start-dev) with rollbook's search attributes,
 //     an SQLite file for persistence and, optionally, the Web UI;
-//   - a Consul dev agent;
+//   - Consul, a single server that bootstraps itself, with its data in <Dir>/consul (not a
+//     -dev agent, which would lose every key when restarted);
 //   - a private PostgreSQL 15 cluster (initdb + postgres under the stack directory; never the
 //     system cluster) with the database "payments";
 //   - the demo API (examples/demoapi) twice: stable (v1) and canary (v2);
@@ -13,6 +14,11 @@
 // The e2e tests' TestMain, `make stack-up`, the demo and the benchmarks all use it. Start
 // writes the addresses to <Dir>/env (KEY=VALUE lines) and the PIDs to <Dir>/pids, so another
 // process can Attach to the stack or stop it. Each process logs to <Dir>/logs/<name>.log.
+//
+// StopComponent, StartComponent and Restart stop and start the stateful components
+// (temporal, consul, postgres, haproxy) on the same ports with the same data, for outage
+// tests (tests/durability_e2e_test.go) and drills (`stack restart`); <Dir>/ports keeps the
+// ports for a Stack from Load.
 //
 // The Temporal CLI and Consul are built by scripts/tools.sh (make tools); HAProxy and
 // PostgreSQL come from Debian packages. A missing one is an error wrapping ErrMissingTool
@@ -136,6 +142,13 @@ type Stack struct {
 	mu     sync.Mutex
 	procs  []*proc
 	pgUser *osUser
+	// ports and bins are kept so that a component can be started again on the same ports
+	// (StartComponent); ports is also written to <Dir>/ports for a Stack from Load.
+	ports *stackPorts
+	bins  *binaries
+	// up is set once Start has finished: processes spawned later (StartComponent) append
+	// to their log instead of truncating it.
+	up bool
 }
 
 // Start starts a stack in opts.Dir and waits until every component answers. On error,
@@ -186,11 +199,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	// Remove what describes a previous run before anything else can read it.
-	for _, f := range []string{"env", "pids", "haproxy.state"} {
+	for _, f := range []string{"env", "pids", "ports", "haproxy.state"} {
 		_ = os.Remove(filepath.Join(dir, f))
 	}
 	if opts.Fresh {
 		_ = os.Remove(filepath.Join(dir, "temporal.db"))
+		_ = os.RemoveAll(filepath.Join(dir, "consul"))
 	}
 
 	// temporal: grpc, http, metrics, ui; consul: http, serf lan, serf wan, server;
@@ -199,24 +213,25 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Dir: dir, opts: opts}
+	s := &Stack{Dir: dir, opts: opts, bins: &bins}
 	pt := stackPorts{
-		temporal: ports[0], temporalHTTP: ports[1], temporalMetrics: ports[2], temporalUI: ports[3],
-		consulHTTP: ports[4], consulSerfLAN: ports[5], consulSerfWAN: ports[6], consulServer: ports[7],
-		pg:         ports[8],
-		demoStable: ports[9], demoCanary: ports[10],
-		haproxy: ports[11], haproxyAdmin: ports[12], haproxyStats: ports[13],
+		Temporal: ports[0], TemporalHTTP: ports[1], TemporalMetrics: ports[2], TemporalUI: ports[3],
+		ConsulHTTP: ports[4], ConsulSerfLAN: ports[5], ConsulSerfWAN: ports[6], ConsulServer: ports[7],
+		PG:         ports[8],
+		DemoStable: ports[9], DemoCanary: ports[10],
+		HAProxy: ports[11], HAProxyAdmin: ports[12], HAProxyStats: ports[13],
 	}
-	s.TemporalAddress = hostPort(pt.temporal)
+	s.ports = &pt
+	s.TemporalAddress = hostPort(pt.Temporal)
 	if opts.WebUI {
-		s.WebUI = "http://" + hostPort(pt.temporalUI)
+		s.WebUI = "http://" + hostPort(pt.TemporalUI)
 	}
-	s.ConsulHTTPAddr = "http://" + hostPort(pt.consulHTTP)
-	s.DemoStableURL = "http://" + hostPort(pt.demoStable)
-	s.DemoCanaryURL = "http://" + hostPort(pt.demoCanary)
-	s.HAProxyURL = "http://" + hostPort(pt.haproxy)
-	s.HAProxyAdmin = hostPort(pt.haproxyAdmin)
-	s.HAProxyStatsURL = "http://" + hostPort(pt.haproxyStats) + "/"
+	s.ConsulHTTPAddr = "http://" + hostPort(pt.ConsulHTTP)
+	s.DemoStableURL = "http://" + hostPort(pt.DemoStable)
+	s.DemoCanaryURL = "http://" + hostPort(pt.DemoCanary)
+	s.HAProxyURL = "http://" + hostPort(pt.HAProxy)
+	s.HAProxyAdmin = hostPort(pt.HAProxyAdmin)
+	s.HAProxyStatsURL = "http://" + hostPort(pt.HAProxyStats) + "/"
 	s.HAProxySocket = filepath.Join(dir, "haproxy.sock")
 
 	defer func() {
@@ -253,14 +268,32 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.WriteEnv(filepath.Join(dir, "env")); err != nil {
 		return nil, err
 	}
+	// After the start: startTemporal may have moved the server to other ports.
+	if err := writePorts(filepath.Join(dir, "ports"), *s.ports); err != nil {
+		return nil, err
+	}
 	s.logf("stack up in %.1fs: env in %s", time.Since(start).Seconds(), filepath.Join(dir, "env"))
+	s.mu.Lock()
+	s.up = true
+	s.mu.Unlock()
 	return s, nil
 }
 
 type stackPorts struct {
-	temporal, temporalHTTP, temporalMetrics, temporalUI             int
-	consulHTTP, consulSerfLAN, consulSerfWAN, consulServer          int
-	pg, demoStable, demoCanary, haproxy, haproxyAdmin, haproxyStats int
+	Temporal        int `json:"temporal"`
+	TemporalHTTP    int `json:"temporalHTTP"`
+	TemporalMetrics int `json:"temporalMetrics"`
+	TemporalUI      int `json:"temporalUI"`
+	ConsulHTTP      int `json:"consulHTTP"`
+	ConsulSerfLAN   int `json:"consulSerfLAN"`
+	ConsulSerfWAN   int `json:"consulSerfWAN"`
+	ConsulServer    int `json:"consulServer"`
+	PG              int `json:"pg"`
+	DemoStable      int `json:"demoStable"`
+	DemoCanary      int `json:"demoCanary"`
+	HAProxy         int `json:"haproxy"`
+	HAProxyAdmin    int `json:"haproxyAdmin"`
+	HAProxyStats    int `json:"haproxyStats"`
 }
 
 func hostPort(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
@@ -283,6 +316,9 @@ func (s *Stack) logf(format string, args ...any) {
 // even a half-started stack can be stopped from another process.
 func (s *Stack) spawn(sp spawnSpec) (*proc, error) {
 	sp.detach = s.opts.Detach
+	s.mu.Lock()
+	sp.appendLog = s.up
+	s.mu.Unlock()
 	p, err := spawn(filepath.Join(s.Dir, "logs"), sp)
 	if err != nil {
 		return nil, err
@@ -394,6 +430,17 @@ func (s *Stack) Stop() error {
 	procs := slices.Clone(s.procs)
 	s.mu.Unlock()
 
+	// Like a graceful HAProxy restart: the state file then holds the weights of the moment
+	// the stack stopped, for whoever inspects it. (Start begins from the configured weights
+	// all the same: a new stack starts with stable at 100 %.)
+	for _, p := range procs {
+		if p.name == ComponentHAProxy && p.alive() {
+			if err := s.SaveHAProxyState(); err != nil {
+				s.logf("%v", err)
+			}
+		}
+	}
+
 	var wg sync.WaitGroup
 	errs := make([]error, len(procs))
 	for i, p := range procs {
@@ -448,7 +495,19 @@ func Load(dir string) (*Stack, error) {
 	}
 	s := stackFromEnv(env)
 	s.Dir, s.opts.Dir, s.procs, s.Attached = dir, dir, procs, true
+	s.loaded(dir)
 	return s, nil
+}
+
+// loaded prepares a Stack read from dir for StartComponent: its ports, and detached
+// processes, since the stack belongs to the process that started it (or to nobody, after
+// `stack up`), not to this one.
+func (s *Stack) loaded(dir string) {
+	s.opts.Detach = true
+	s.up = true
+	if pt, err := readPorts(filepath.Join(dir, "ports")); err == nil {
+		s.ports = pt
+	}
 }
 
 func stackFromEnv(env map[string]string) *Stack {
@@ -493,6 +552,7 @@ func Attach(envFile string) (*Stack, error) {
 		loaded := s
 		s = stackFromEnv(env)
 		s.Dir, s.opts.Dir, s.procs, s.Attached = loaded.Dir, loaded.Dir, loaded.procs, true
+		s.loaded(s.Dir)
 	}
 	if dead := s.Dead(); len(dead) > 0 {
 		return nil, fmt.Errorf("%w: %s: not running: %s", ErrNotRunning, s.Dir, strings.Join(dead, ", "))

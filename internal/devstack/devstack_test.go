@@ -331,3 +331,165 @@ func TestToolVersionsMatchScript(t *testing.T) {
 		t.Errorf("tools/consul/go.mod does not require consul %s", ConsulVersion)
 	}
 }
+
+// TestRestartComponents stops and starts each stateful component of one stack and checks
+// that it comes back on the same address with its data (a workflow, a Consul key and config
+// entry, a table), that the pids file follows, and that HAProxy's runtime weights survive a
+// restart only when they were saved to the server-state-file first.
+func TestRestartComponents(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, Options{Dir: t.TempDir(), Log: testLog{t}, RemoveOnStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+
+	restart := func(name string, stopStart bool) {
+		t.Helper()
+		before := s.PIDs()[name]
+		begin := time.Now()
+		if stopStart {
+			if err := s.StopComponent(name); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := s.PIDs()[name]; ok {
+				t.Fatalf("%s still listed after StopComponent: %v", name, s.PIDs())
+			}
+			if err := syscall.Kill(before, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Fatalf("%s (pid %d) still exists after StopComponent", name, before)
+			}
+			if err := s.StartComponent(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := s.Restart(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		after := s.PIDs()[name]
+		if after == 0 || after == before {
+			t.Fatalf("%s: pid %d before, %d after the restart", name, before, after)
+		}
+		onDisk, err := readPids(filepath.Join(s.Dir, "pids"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, p := range onDisk {
+			found = found || (p.name == name && p.pid == after && p.alive())
+		}
+		if !found || len(onDisk) != 6 {
+			t.Fatalf("pids file after restarting %s: %d entries, new pid %d listed and alive: %v", name, len(onDisk), after, found)
+		}
+		t.Logf("%s restarted in %v (pid %d → %d)", name, time.Since(begin).Round(time.Millisecond), before, after)
+	}
+
+	t.Run("unknown", func(t *testing.T) {
+		if err := s.StopComponent("demo-stable"); !errors.Is(err, ErrUnknownComponent) {
+			t.Fatalf("err %v, want ErrUnknownComponent", err)
+		}
+		if err := s.StartComponent(ctx, ComponentConsul); err == nil || !strings.Contains(err.Error(), "already running") {
+			t.Fatalf("starting a running component: %v", err)
+		}
+	})
+
+	t.Run("temporal", func(t *testing.T) {
+		c, err := client.DialContext(ctx, client.Options{HostPort: s.TemporalAddress, Namespace: Namespace, Logger: silentSDKLogger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// No worker polls this queue: the workflow just waits in the server's database.
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "devstack-restart", TaskQueue: "nobody"}, "Nothing")
+		if err != nil {
+			t.Fatal(err)
+		}
+		restart(ComponentTemporal, false)
+		d, err := c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := d.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			t.Fatalf("workflow after the restart: %v, want running", st)
+		}
+	})
+
+	t.Run("consul", func(t *testing.T) {
+		c, err := consul.NewClient(&consul.Config{Address: s.ConsulHTTPAddr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.KV().Put(&consul.KVPair{Key: "rollbook/restart", Value: []byte("kept")}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.ConfigEntries().Set(&consul.ServiceConfigEntry{Kind: consul.ServiceDefaults, Name: "restart-svc", Protocol: "http"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		restart(ComponentConsul, true)
+		kv, _, err := c.KV().Get("rollbook/restart", nil)
+		if err != nil || kv == nil || string(kv.Value) != "kept" {
+			t.Fatalf("key after the restart: %v %v (a -dev agent would have lost it)", kv, err)
+		}
+		e, _, err := c.ConfigEntries().Get(consul.ServiceDefaults, "restart-svc", nil)
+		if err != nil || e.(*consul.ServiceConfigEntry).Protocol != "http" {
+			t.Fatalf("config entry after the restart: %v %v", e, err)
+		}
+	})
+
+	t.Run("postgres", func(t *testing.T) {
+		db, err := sql.Open("pgx", s.PGDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)"); err != nil {
+			t.Fatal(err)
+		}
+		dsn := s.PGDSN
+		restart(ComponentPostgres, true)
+		if s.PGDSN != dsn {
+			t.Fatalf("DSN changed: %s → %s", dsn, s.PGDSN)
+		}
+		var v int
+		// The pool's old connections died with the server; database/sql opens new ones.
+		if err := db.QueryRowContext(ctx, "SELECT v FROM kept").Scan(&v); err != nil || v != 7 {
+			t.Fatalf("after the restart: %d %v", v, err)
+		}
+	})
+
+	t.Run("haproxy", func(t *testing.T) {
+		set := func(stable, canary int) {
+			t.Helper()
+			if _, err := s.HAProxyCommand(fmt.Sprintf("set server %s/%s weight %d; set server %s/%s weight %d",
+				Backend, StableServer, stable, Backend, CanaryServer, canary)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := func(stable, canary string) {
+			t.Helper()
+			out, err := s.HAProxyCommand("show servers state " + Backend)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := serverWeights(t, out); w[StableServer] != stable || w[CanaryServer] != canary {
+				t.Fatalf("weights %v, want stable %s canary %s", w, stable, canary)
+			}
+		}
+		// Without saving: back at the configuration's weights.
+		set(50, 50)
+		restart(ComponentHAProxy, true)
+		want("256", "0")
+		// Restart saves the state file first: the weights survive.
+		set(30, 70)
+		restart(ComponentHAProxy, false)
+		want("30", "70")
+		getVersion(t, s.HAProxyURL+"/healthz", 200)
+	})
+
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("after the restarts: %v", err)
+	}
+	log, err := os.ReadFile(filepath.Join(s.Dir, "logs", "consul.log"))
+	if err != nil || !strings.Contains(string(log), "consul started again") {
+		t.Errorf("consul.log does not keep the first run's log with a restart marker (%v)", err)
+	}
+}

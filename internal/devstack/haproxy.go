@@ -30,14 +30,14 @@ func (s *Stack) startHAProxy(ctx context.Context, b binaries, pt stackPorts) err
 	if err := haproxyTmpl.Execute(&cfg, map[string]any{
 		"Socket":       s.HAProxySocket,
 		"AdminAddr":    s.HAProxyAdmin,
-		"StateFile":    filepath.Join(s.Dir, "haproxy.state"),
-		"FrontendAddr": hostPort(pt.haproxy),
-		"StatsAddr":    hostPort(pt.haproxyStats),
+		"StateFile":    s.HAProxyStateFile(),
+		"FrontendAddr": hostPort(pt.HAProxy),
+		"StatsAddr":    hostPort(pt.HAProxyStats),
 		"Backend":      Backend,
 		"Stable":       StableServer,
 		"Canary":       CanaryServer,
-		"StableAddr":   hostPort(pt.demoStable),
-		"CanaryAddr":   hostPort(pt.demoCanary),
+		"StableAddr":   hostPort(pt.DemoStable),
+		"CanaryAddr":   hostPort(pt.DemoCanary),
 	}); err != nil {
 		return err
 	}
@@ -45,10 +45,14 @@ func (s *Stack) startHAProxy(ctx context.Context, b binaries, pt stackPorts) err
 	if err := os.WriteFile(cfgPath, cfg.Bytes(), 0o644); err != nil {
 		return err
 	}
-	// An empty state file (format version 1, no servers): a fresh start begins at the
-	// configured weights, and HAProxy does not warn about a missing file.
-	if err := os.WriteFile(filepath.Join(s.Dir, "haproxy.state"), []byte("1\n"), 0o644); err != nil {
-		return err
+	// Start removed the state file of an earlier stack, so a fresh start begins at the
+	// configured weights; an empty one (format version 1, no servers) keeps HAProxy from
+	// warning about a missing file. A restart of HAProxy alone (StartComponent) keeps what
+	// SaveHAProxyState wrote, or an older save: HAProxy loads whatever the file holds.
+	if _, err := os.Stat(s.HAProxyStateFile()); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(s.HAProxyStateFile(), []byte("1\n"), 0o644); err != nil {
+			return err
+		}
 	}
 	_ = os.Remove(s.HAProxySocket)
 	p, err := s.spawn(spawnSpec{name: "haproxy", exe: b.haproxy, args: []string{"-db", "-f", cfgPath}, dir: s.Dir})

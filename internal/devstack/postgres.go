@@ -82,7 +82,7 @@ func (s *Stack) startPostgres(ctx context.Context, b binaries, pt stackPorts) er
 	}
 	args := []string{
 		"-D", data,
-		"-p", strconv.Itoa(pt.pg),
+		"-p", strconv.Itoa(pt.PG),
 		"-k", sockDir,
 		"-c", "listen_addresses=127.0.0.1",
 		// A throwaway dev cluster: durability against OS crashes is not needed, speed is.
@@ -95,8 +95,8 @@ func (s *Stack) startPostgres(ctx context.Context, b binaries, pt stackPorts) er
 	if err != nil {
 		return err
 	}
-	s.PGAdminDSN = pgDSN(password, pt.pg, "postgres")
-	s.PGDSN = pgDSN(password, pt.pg, s.opts.Databases[0])
+	s.PGAdminDSN = pgDSN(password, pt.PG, "postgres")
+	s.PGDSN = pgDSN(password, pt.PG, s.opts.Databases[0])
 	if err := waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
 		return pgPing(ctx, s.PGAdminDSN)
 	}); err != nil {
@@ -188,11 +188,13 @@ func chownTo(path string, u *osUser) error {
 // is a symlink to it.
 func (s *Stack) postgresDir(u *osUser) (string, error) {
 	inDir := filepath.Join(s.Dir, "postgres")
+	// Fresh is for Start only: a restart of PostgreSQL alone (StartComponent) keeps its data.
+	fresh := s.opts.Fresh && !s.up
 	if fi, err := os.Lstat(inDir); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		_ = os.Remove(inDir)
 	}
 	if u == nil || traversable(s.Dir, u) {
-		if s.opts.Fresh {
+		if fresh {
 			if err := os.RemoveAll(inDir); err != nil {
 				return "", err
 			}
@@ -201,7 +203,7 @@ func (s *Stack) postgresDir(u *osUser) (string, error) {
 	}
 	sum := sha256.Sum256([]byte(s.Dir))
 	alt := filepath.Join(os.TempDir(), "rollbook-pg-"+hex.EncodeToString(sum[:6]))
-	if s.opts.Fresh {
+	if fresh {
 		if err := os.RemoveAll(alt); err != nil {
 			return "", err
 		}

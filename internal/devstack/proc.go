@@ -36,6 +36,9 @@ type spawnSpec struct {
 	env    []string // added to the environment
 	cred   *syscall.Credential
 	detach bool
+	// appendLog keeps the log of an earlier run of the same process (a component
+	// restarted), after a marker line.
+	appendLog bool
 }
 
 // spawn starts a process with stdout and stderr going to its own log file in logDir.
@@ -48,11 +51,18 @@ func spawn(logDir string, sp spawnSpec) (*proc, error) {
 		return nil, fmt.Errorf("%s: %w", sp.name, err)
 	}
 	logPath := filepath.Join(logDir, sp.name+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if sp.appendLog {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logf, err := os.OpenFile(logPath, flags, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
+	if sp.appendLog {
+		fmt.Fprintf(logf, "\n==== devstack: %s started again at %s ====\n", sp.name, time.Now().Format(time.RFC3339))
+	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err

@@ -23,14 +23,53 @@ import (
 // The other components of this stack, starting at the same time, or another stack on the
 // machine can bind one of them first, and the server then exits with "address already in
 // use". Such a start is tried again (a new server picks new ports), at most tempAttempts
-// times in all.
+// times in all. The ports the stack chose (frontend, HTTP, metrics, UI) can be taken the same
+// way between freePorts and the server's bind when many stacks start at once (parallel test
+// packages): during Start they are chosen again for the next attempt; a restart
+// (StartComponent) must keep them.
 func (s *Stack) startTemporal(ctx context.Context, b binaries, pt stackPorts) error {
+	for attempt := 1; ; attempt++ {
+		p, err := s.startTemporalOnce(ctx, b, pt)
+		if err == nil {
+			if s.WebUI != "" {
+				return waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
+					return httpOK(ctx, s.WebUI+"/")
+				})
+			}
+			return nil
+		}
+		if attempt == tempAttempts || p == nil || !p.exited() || !strings.Contains(tail(p.log, 40), "address already in use") {
+			return err
+		}
+		s.logf("temporal  exited at start: one of its ports was taken (address already in use); starting it again")
+		if err := s.forget(p); err != nil {
+			return err
+		}
+		if !s.up {
+			ports, err := freePorts(4)
+			if err != nil {
+				return err
+			}
+			pt.Temporal, pt.TemporalHTTP, pt.TemporalMetrics, pt.TemporalUI = ports[0], ports[1], ports[2], ports[3]
+			s.mu.Lock()
+			s.ports.Temporal, s.ports.TemporalHTTP, s.ports.TemporalMetrics, s.ports.TemporalUI = pt.Temporal, pt.TemporalHTTP, pt.TemporalMetrics, pt.TemporalUI
+			s.TemporalAddress = hostPort(pt.Temporal)
+			if s.WebUI != "" {
+				s.WebUI = "http://" + hostPort(pt.TemporalUI)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// startTemporalOnce spawns the server and waits for its frontend.
+func (s *Stack) startTemporalOnce(ctx context.Context, b binaries, pt stackPorts) (*proc, error) {
 	args := []string{
 		"server", "start-dev",
 		"--ip", "127.0.0.1",
-		"--port", strconv.Itoa(pt.temporal),
-		"--http-port", strconv.Itoa(pt.temporalHTTP),
-		"--metrics-port", strconv.Itoa(pt.temporalMetrics),
+		"--port", strconv.Itoa(pt.Temporal),
+		"--http-port", strconv.Itoa(pt.TemporalHTTP),
+		"--metrics-port", strconv.Itoa(pt.TemporalMetrics),
 		"--db-filename", filepath.Join(s.Dir, "temporal.db"),
 		// The dev server persists through one SQLite connection. SQLite's
 		// defaults (rollback journal, synchronous=FULL) fsync several times
@@ -53,38 +92,18 @@ func (s *Stack) startTemporal(ctx context.Context, b binaries, pt stackPorts) er
 		args = append(args, "--search-attribute", sa+"=Keyword")
 	}
 	if s.opts.WebUI {
-		args = append(args, "--ui-ip", "127.0.0.1", "--ui-port", strconv.Itoa(pt.temporalUI))
+		args = append(args, "--ui-ip", "127.0.0.1", "--ui-port", strconv.Itoa(pt.TemporalUI))
 	} else {
 		args = append(args, "--headless")
 	}
 	args = append(args, s.opts.TemporalArgs...)
-	var p *proc
-	for attempt := 1; ; attempt++ {
-		var err error
-		p, err = s.spawn(spawnSpec{name: "temporal", exe: b.temporal, args: args, dir: s.Dir})
-		if err != nil {
-			return err
-		}
-		err = waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
-			return temporalReady(ctx, s.TemporalAddress)
-		})
-		if err == nil {
-			break
-		}
-		if attempt == tempAttempts || !p.exited() || !strings.Contains(tail(p.log, 40), "address already in use") {
-			return err
-		}
-		s.logf("temporal  exited at start: one of its ports was taken (address already in use); starting it again")
-		if err := s.forget(p); err != nil {
-			return err
-		}
+	p, err := s.spawn(spawnSpec{name: "temporal", exe: b.temporal, args: args, dir: s.Dir})
+	if err != nil {
+		return nil, err
 	}
-	if s.WebUI != "" {
-		return waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
-			return httpOK(ctx, s.WebUI+"/")
-		})
-	}
-	return nil
+	return p, waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
+		return temporalReady(ctx, s.TemporalAddress)
+	})
 }
 
 // tempAttempts bounds the starts of the Temporal server that fail on a port taken by

@@ -3,10 +3,14 @@
 //	go run ./internal/devstack/cmd/stack up     [--dir .stack] [--headless] [--fresh]
 //	go run ./internal/devstack/cmd/stack status [--dir .stack]
 //	go run ./internal/devstack/cmd/stack down   [--dir .stack] [--purge]
+//	go run ./internal/devstack/cmd/stack restart [--dir .stack] [--lose-state] temporal|consul|postgres|haproxy
 //
 // up starts the stack detached (it keeps running after this command exits), writes
 // <dir>/env as KEY=VALUE lines and prints them. When a live stack is already in <dir>, up
-// only prints its env. down stops exactly the processes listed in <dir>/pids.
+// only prints its env. down stops exactly the processes listed in <dir>/pids, after saving
+// HAProxy's server state. restart stops one component and starts it again on the same ports
+// with the same data (for outage drills); HAProxy's runtime weights are saved to its
+// server-state-file first unless --lose-state.
 package main
 
 import (
@@ -20,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +37,7 @@ commands:
   up      start the dev stack in the background and write <dir>/env
   status  show the stack's processes and whether each component answers
   down    stop the stack's processes
+  restart restart one component (temporal, consul, postgres, haproxy) on the same ports and data
 
 run "stack <command> -h" for the flags of a command
 `
@@ -49,6 +55,8 @@ func main() {
 		err = down(args)
 	case "status":
 		err = status(args)
+	case "restart":
+		err = restart(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -171,5 +179,41 @@ func status(args []string) error {
 		return fmt.Errorf("not healthy:\n%v", err)
 	}
 	fmt.Println("all components answer; env:", filepath.Join(s.Dir, "env"))
+	return nil
+}
+
+func restart(args []string) error {
+	fs := flag.NewFlagSet("stack restart", flag.ExitOnError)
+	dir := fs.String("dir", ".stack", "the stack's directory")
+	loseState := fs.Bool("lose-state", false, "haproxy: do not save the server state first (the runtime weights are lost, as in a crash)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: stack restart [flags] %s\n", strings.Join(devstack.Components, "|"))
+		fs.PrintDefaults()
+	}
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 {
+		fs.Usage()
+		os.Exit(2)
+	}
+	name := fs.Arg(0)
+	s, err := devstack.Load(*dir)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	if *loseState && name == devstack.ComponentHAProxy {
+		if err := s.StopComponent(name); err != nil {
+			return err
+		}
+		err = s.StartComponent(ctx, name)
+	} else {
+		err = s.Restart(ctx, name)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "stack: %s restarted in %.1fs (pid %d)\n", name, time.Since(start).Seconds(), s.PIDs()[name])
 	return nil
 }
