@@ -64,10 +64,9 @@ bench: tools ## the benchmark (issue 4), a few minutes: writes bench/results/lat
 bench-smoke: tools ## the benchmark in smoke mode (a few cycles of each measurement; make test runs it too)
 	$(GO) test -count=1 -run '^TestBenchSmoke$$' -v ./bench
 
-# Reserved: defined by the durability work (issue 5).
 .PHONY: chaos
-chaos:
-	@echo "make $@: not implemented yet" >&2; exit 2
+chaos: tools ## crash campaign (issue 5), ~15 min: kill -9 the worker at 32 points of the example runbook, check schema/keys/weights; writes tests/results/chaos.json (CHAOS_FLAGS=-points …, -list)
+	$(GO) run ./tests/chaos $(CHAOS_FLAGS)
 
 .PHONY: schema
 schema: ## regenerate runbooks/rollbook.schema.json (the runbook JSON Schema) from the Go types

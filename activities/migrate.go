@@ -18,6 +18,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"github.com/rollbook/rollbook/internal/faults"
 	"github.com/rollbook/rollbook/runbook"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -155,6 +156,9 @@ func (m *Migrations) provider(in MigrateInput) (*goose.Provider, *sql.DB, Databa
 	}
 	dialect := goose.DialectPostgres
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	// Only with ROLLBOOK_CRASHPOINT set (the crash campaign): a hook between
+	// migration files. Nil otherwise.
+	opts = append(opts, faults.GooseOptions()...)
 	if t.Dialect == DialectSQLite {
 		dialect = goose.DialectSQLite3
 	} else {

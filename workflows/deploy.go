@@ -208,7 +208,6 @@ func (d *deployment) forward(ctx workflow.Context, from int, resume *Resume) err
 		if !resumed {
 			d.beginStep(ctx, i)
 		}
-		d.beginStep(ctx, i)
 		var err error
 		switch step.Kind() {
 		case runbook.KindMigrate:

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -470,6 +471,31 @@ func TestGradualRestore(t *testing.T) {
 	assert.Equal(t, map[string]int{"stable": 50, "canary": 50}, got[1].Expect)
 	assert.Nil(t, got[2].Target, "the last stage restores the captured weights")
 	assert.True(t, got[2].CheckCapacity)
+	require.Len(t, r.Compensations, 3)
+	assert.Equal(t, CompDone, r.Compensations[2].State)
+}
+
+// A first stage that finds its weights already set (a retry after a lost
+// answer) does not make the whole gradual restore "already restored" when
+// the later stages wrote.
+func TestGradualRestoreThatWroteIsDone(t *testing.T) {
+	h := newHarness(t)
+	rb := testRunbook()
+	rb.Steps[2].Traffic.Weights = map[string]int{"stable": 20, "canary": 80}
+	rb.Rollback = &runbook.RollbackOptions{Traffic: &runbook.GradualRestore{Steps: []int{50, 10}, Interval: runbook.Duration(5 * time.Second)}}
+	h.measure = func(in activities.MeasureInput) (activities.MeasureResult, error) { return failing(in), nil }
+	n := 0
+	h.restoreWeights = func(in activities.RestoreWeightsInput) (activities.RestoreResult, error) {
+		n++
+		return activities.RestoreResult{AlreadyRestored: n == 1, Detail: fmt.Sprintf("stage %d", n)}, nil
+	}
+	r := h.run(rb)
+	assert.Equal(t, OutcomeRolledBack, r.Outcome)
+	require.Len(t, r.Compensations, 3)
+	c := r.Compensations[2]
+	assert.Equal(t, "canary-10", c.Step)
+	assert.Equal(t, CompDone, c.State, "the later stages wrote")
+	assert.Equal(t, "stage 3", c.Detail)
 }
 
 func TestInvalidBundleIsRefused(t *testing.T) {

@@ -21,7 +21,7 @@ const maxCompBackoff = 15 * time.Second
 
 func compOptions(summary string, long bool) workflow.ActivityOptions {
 	o := workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
+		StartToCloseTimeout: quickTimeout, // see quickTimeout: a crashed worker must not stall the rollback
 		Summary:             summary,
 		// A few quick attempts inside the activity; slower retries happen
 		// in the workflow so the status can say what we are waiting on.
@@ -35,7 +35,7 @@ func compOptions(summary string, long bool) workflow.ActivityOptions {
 	}
 	if long {
 		o.StartToCloseTimeout = 30 * time.Minute
-		o.HeartbeatTimeout = 30 * time.Second
+		o.HeartbeatTimeout = heartbeatTimeout
 	}
 	return o
 }
@@ -248,6 +248,10 @@ func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, sta
 		if d.rb.Rollback != nil && d.rb.Rollback.Traffic != nil {
 			interval = d.rb.Rollback.Traffic.Interval.D()
 		}
+		// The compensation is "already restored" only when no stage wrote
+		// anything: each stage's answer is read on its own, because a
+		// decoded true does not reset to false in a reused struct.
+		wrote := false
 		for ; *stage <= len(stages); *stage++ {
 			s := in
 			if *stage > 0 {
@@ -259,13 +263,17 @@ func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, sta
 				target = s.Target
 			}
 			actx := workflow.WithActivityOptions(ctx, compOptions(fmt.Sprintf("undo %s: set %s to %s", c.Step, in.Route.Name, weightsString(target)), false))
-			if err := workflow.ExecuteActivity(actx, traffic.RestoreWeights, s).Get(ctx, &res); err != nil {
-				return res, err
+			var r activities.RestoreResult
+			if err := workflow.ExecuteActivity(actx, traffic.RestoreWeights, s).Get(ctx, &r); err != nil {
+				return r, err
 			}
+			wrote = wrote || !r.AlreadyRestored
+			res = r
 			if *stage < len(stages) && interval > 0 {
 				_ = workflow.Sleep(ctx, interval)
 			}
 		}
+		res.AlreadyRestored = !wrote
 		return res, nil
 	}
 	return res, fmt.Errorf("compensation of %s has no action", c.Step)

@@ -20,12 +20,26 @@ var (
 	checks     *activities.Checks
 )
 
+// Activity timeouts. Temporal notices that a worker died (kill -9, OOM, a
+// lost node) only through them, so they bound how long a crashed worker
+// delays a deployment or, worse, its rollback: the abort of a step whose
+// apply ran on a dead worker waits for the apply to time out
+// (WaitForCancellation). Quick activities are one or two round trips to
+// Consul, HAProxy (the driver bounds each at 5 s) or the database; long ones
+// (migrations) heartbeat every 2 s, so 10 s without a heartbeat means the
+// worker is gone. The crash campaign (tests/chaos, make chaos) exercises
+// both; 30 s made every crash cost half a minute.
+const (
+	quickTimeout     = 10 * time.Second
+	heartbeatTimeout = 10 * time.Second
+)
+
 // nonRetryable are the activity error types that retrying cannot fix.
 var nonRetryable = []string{activities.ErrInvalid, activities.ErrConflict, activities.ErrMismatch, activities.ErrNoCapacity}
 
 func captureOptions(summary string) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
+		StartToCloseTimeout: quickTimeout,
 		Summary:             summary,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        500 * time.Millisecond,
@@ -41,7 +55,7 @@ func captureOptions(summary string) workflow.ActivityOptions {
 // runs must not let the step's compensation race the apply.
 func applyOptions(summary string, long bool) workflow.ActivityOptions {
 	o := workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
+		StartToCloseTimeout: quickTimeout,
 		WaitForCancellation: true,
 		Summary:             summary,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -54,7 +68,7 @@ func applyOptions(summary string, long bool) workflow.ActivityOptions {
 	}
 	if long {
 		o.StartToCloseTimeout = 30 * time.Minute
-		o.HeartbeatTimeout = 30 * time.Second
+		o.HeartbeatTimeout = heartbeatTimeout
 	}
 	return o
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rollbook/rollbook/activities"
 	"github.com/rollbook/rollbook/internal/codec"
+	"github.com/rollbook/rollbook/internal/faults"
 	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/internal/router/consulsplit"
 	"github.com/rollbook/rollbook/internal/router/haproxy"
@@ -222,7 +223,14 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 		r.MetricsURL = "http://" + ln.Addr().String() + "/metrics"
 	}
 
-	r.w = sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{WorkerStopTimeout: 20 * time.Second})
+	wopts := sdkworker.Options{WorkerStopTimeout: 20 * time.Second}
+	if ic := faults.Interceptor(); ic != nil {
+		// Only when ROLLBOOK_CRASHPOINT is set (the crash campaign).
+		wopts.Interceptors = append(wopts.Interceptors, ic)
+		p, _ := faults.Active()
+		log.Warn("crash point armed: this worker stops at it and waits to be killed", zap.String("point", p.String()))
+	}
+	r.w = sdkworker.New(c, cfg.TaskQueue, wopts)
 	Register(r.w, acts)
 	if err := r.w.Start(); err != nil {
 		r.w = nil

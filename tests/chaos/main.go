@@ -1,0 +1,327 @@
+// Command chaos is rollbook's crash campaign (`make chaos`, issue 5): it runs
+// the example canary runbook (runbooks/payments-api.yaml, durations
+// shortened) against the real dev stack — Temporal dev server, Consul,
+// PostgreSQL, HAProxy and the demo API, started privately under /tmp — with
+// the worker as a separate OS process, and kill -9s that worker at one
+// precise point per run: before and after each capture, apply and
+// compensate of every mutating step kind, between the files of a migration,
+// during a verification, during the gradual traffic restore, and while
+// paused at an approval. Then it starts a new worker and checks that the
+// deployment ends as planned (succeeded, rolled-back or aborted) and that the
+// schema version, every Consul key of the runbook and the HAProxy weights are
+// exactly what that outcome implies.
+//
+// Precise points come from internal/faults: the killed worker runs with
+// ROLLBOOK_CRASHPOINT set, announces the point on stdout and blocks there
+// until the harness kills it by PID. The paused point is driven by the
+// harness (kill once the status query says "paused at approval").
+//
+//	go run ./tests/chaos                     # every point; writes tests/results/chaos.json
+//	go run ./tests/chaos -list               # the kill points
+//	go run ./tests/chaos -points mid2:MigrateUp,RestoreKV -out /tmp/chaos.json
+//
+// It exits 1 when a run is inconsistent.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/rollbook/rollbook/internal/devstack"
+	"github.com/rollbook/rollbook/internal/loadgen"
+	"github.com/rollbook/rollbook/internal/zapadapter"
+)
+
+const taskQueue = "rollbook-chaos"
+
+type options struct {
+	points string
+	out    string
+	env    string
+	rps    int
+	keep   bool
+	// log receives progress lines; the table goes to stdout.
+	log io.Writer
+}
+
+func main() {
+	var o options
+	list := flag.Bool("list", false, "list the kill points and exit")
+	flag.StringVar(&o.points, "points", "all", "comma-separated kill points to run (exact names or substrings; see -list)")
+	flag.StringVar(&o.out, "out", "tests/results/chaos.json", "where to write the JSON report")
+	flag.StringVar(&o.env, "env", "", "env file of a running dev stack to use instead of a private one (its payments-api deployment, keys and weights are reset!)")
+	flag.IntVar(&o.rps, "rps", 100, "client requests per second through HAProxy during the campaign (the router checks need traffic)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (worker logs) after the campaign")
+	flag.Parse()
+	if *list {
+		for i, p := range catalogue {
+			fmt.Printf("%2d  %-40s %-8s %-8s %s\n", i+1, p.Name, p.Kind, p.Path, p.Why)
+		}
+		return
+	}
+	o.log = os.Stderr
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := campaign(ctx, o, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(2)
+	}
+	if rep.Inconsistent > 0 {
+		os.Exit(1)
+	}
+}
+
+// report is tests/results/chaos.json.
+type report struct {
+	KillPoints   int         `json:"kill_points"`
+	Runs         int         `json:"runs"`
+	Consistent   int         `json:"consistent"`
+	Inconsistent int         `json:"inconsistent"`
+	RollbackRuns int         `json:"rollback_path_runs"`
+	Runbook      string      `json:"runbook"`
+	Shortened    string      `json:"runbook_changes"`
+	StartedAt    time.Time   `json:"started_at"`
+	DurationS    float64     `json:"duration_s"`
+	Load         loadSummary `json:"client_load"`
+	Details      []runResult `json:"details"`
+}
+
+type loadSummary struct {
+	RPS      int    `json:"rps"`
+	Requests int64  `json:"requests"`
+	Failed   int64  `json:"failed"`
+	Note     string `json:"note"`
+}
+
+type harness struct {
+	root, dir   string
+	runbookPath string
+	taskQueue   string
+	stack       *devstack.Stack
+	tc          client.Client
+	state       *stateReader
+	bin, cfg    string
+	env         map[string]string
+	log         io.Writer
+}
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(h.log, "chaos: "+format+"\n", args...)
+}
+
+// campaign runs the selected points one after the other, prints the table to
+// out and writes the JSON report.
+func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
+	points, err := selectPoints(o.points)
+	if err != nil {
+		return nil, err
+	}
+	if o.log == nil {
+		o.log = io.Discard
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	// Short: HAProxy's unix socket lives in the stack directory.
+	dir, err := os.MkdirTemp("", "rbchaos-")
+	if err != nil {
+		return nil, err
+	}
+	h := &harness{root: root, dir: dir, runbookPath: filepath.Join(root, "runbooks", "payments-api.yaml"), taskQueue: taskQueue, log: o.log}
+	defer func() {
+		if o.keep {
+			h.logf("work directory kept: %s", dir)
+		} else {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+
+	h.logf("building the worker (./workers)")
+	if h.bin, err = buildWorker(root, dir); err != nil {
+		return nil, err
+	}
+	if h.cfg, err = writeWorkerConfig(root, dir, taskQueue); err != nil {
+		return nil, err
+	}
+	if o.env != "" {
+		if h.stack, err = devstack.Attach(o.env); err != nil {
+			return nil, fmt.Errorf("no dev stack at %s: %w", o.env, err)
+		}
+	} else {
+		h.logf("starting a private dev stack in %s", filepath.Join(dir, "stack"))
+		h.stack, err = devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), ModuleRoot: root, Log: o.log, RemoveOnStop: true})
+		if err != nil {
+			return nil, fmt.Errorf("starting the dev stack: %w", err)
+		}
+		defer func() {
+			if err := h.stack.Stop(); err != nil {
+				h.logf("stopping the dev stack: %v", err)
+			}
+		}()
+	}
+	h.env = h.stack.Env()
+	h.tc, err = client.Dial(client.Options{HostPort: h.stack.TemporalAddress, Namespace: devstack.Namespace, Logger: zapadapter.New(zap.NewNop())})
+	if err != nil {
+		return nil, fmt.Errorf("temporal client: %w", err)
+	}
+	defer h.tc.Close()
+	if h.state, err = newStateReader(h.stack); err != nil {
+		return nil, err
+	}
+	defer h.state.close()
+	if _, err := h.bundle("chaos-check"); err != nil {
+		return nil, err
+	}
+
+	// The router checks need requests to judge; -rps 0 runs without load.
+	var load *loadgen.Load
+	if o.rps > 0 {
+		load = loadgen.Start(h.stack.HAProxyURL+"/api/payments", o.rps, false)
+		defer load.Stop()
+	}
+
+	rep := &report{KillPoints: len(points), Runbook: "runbooks/payments-api.yaml", Shortened: shortenedNote, StartedAt: time.Now().UTC()}
+	fmt.Fprintf(out, "rollbook crash campaign: %d kill points, runbook %s\n%s\n\n", len(points), rep.Runbook, shortenedNote)
+	printHeader(out)
+	for i, p := range points {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		h.logf("run %d/%d: %s (%s path%s)", i+1, len(points), p.Name, p.Path, prefixed(", ", p.trigger()))
+		r := h.runOne(ctx, i+1, p)
+		rep.Details = append(rep.Details, r)
+		printRow(out, r)
+		if !r.Consistent {
+			for _, c := range r.Checks {
+				if !c.OK {
+					fmt.Fprintf(out, "      ✗ %s: want %s, got %s\n", c.Name, c.Want, c.Got)
+				}
+			}
+			if !o.keep {
+				// The logs are the only way to see why.
+				o.keep = true
+				h.logf("run %d is inconsistent: keeping the worker logs in %s", i+1, filepath.Join(dir, "logs"))
+			}
+		}
+	}
+	rep.Runs = len(rep.Details)
+	for _, r := range rep.Details {
+		if r.Consistent {
+			rep.Consistent++
+		} else {
+			rep.Inconsistent++
+		}
+		if r.Path != pathSuccess {
+			rep.RollbackRuns++
+		}
+	}
+	if !o.keep {
+		for i := range rep.Details {
+			rep.Details[i].Logs = nil
+		}
+	}
+	rep.DurationS = time.Since(rep.StartedAt).Seconds()
+	var reqs, failed int64
+	if load != nil {
+		c := load.Snapshot()
+		reqs, failed = c.Requests, c.Errors
+	}
+	rep.Load = loadSummary{RPS: o.rps, Requests: reqs, Failed: failed,
+		Note: "GET /api/payments through HAProxy during the whole campaign, so the router checks have traffic; informational (HAProxy retries a failed GET on the other server)"}
+	fmt.Fprintf(out, "\nkill points %d, runs %d (%d on the rollback/abort path), consistent %d, inconsistent %d, %.0fs; client requests %d, failed %d\n",
+		rep.KillPoints, rep.Runs, rep.RollbackRuns, rep.Consistent, rep.Inconsistent, rep.DurationS, reqs, failed)
+	if o.out != "" {
+		path := o.out
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(root, path)
+		}
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return rep, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return rep, err
+		}
+		if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+			return rep, err
+		}
+		fmt.Fprintf(out, "report: %s\n", path)
+	}
+	return rep, nil
+}
+
+func prefixed(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
+}
+
+const rowFormat = "%-3s %-38s %-8s %-12s %-12s %-10s %8s  %s\n"
+
+func printHeader(out io.Writer) {
+	fmt.Fprintf(out, rowFormat, "#", "point", "path", "outcome", "expected", "consistent", "duration", "notes")
+	fmt.Fprintln(out, strings.Repeat("-", 140))
+}
+
+func printRow(out io.Writer, r runResult) {
+	consistent := "yes"
+	if !r.Consistent {
+		consistent = "NO"
+	}
+	got := r.Got
+	if got == "" {
+		got = "-"
+	}
+	var notes []string
+	if r.Trigger != "" {
+		notes = append(notes, r.Trigger)
+	}
+	if len(r.Kills) > 0 {
+		k := r.Kills[0]
+		where := k.Step
+		if k.Phase != "" {
+			where = k.Phase + " at " + k.Step
+		}
+		notes = append(notes, fmt.Sprintf("pid %d killed at %.1fs (%s)", k.Pid, float64(k.SinceStartMs)/1000, where))
+	}
+	notes = append(notes, r.Notes...)
+	fmt.Fprintf(out, rowFormat, fmt.Sprint(r.Index), r.Point, r.Path, got, r.Expected, consistent,
+		fmt.Sprintf("%.1fs", float64(r.DurationMs)/1000), strings.Join(notes, "; "))
+}
+
+// moduleRoot walks up from the working directory to rollbook's go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		data, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && bytes.Contains(data, []byte("module github.com/rollbook/rollbook\n")) {
+			return d, nil
+		}
+		if d == filepath.Dir(d) {
+			return "", errors.New("run the crash campaign from the rollbook repository (no go.mod of github.com/rollbook/rollbook above " + dir + ")")
+		}
+	}
+}
