@@ -568,6 +568,44 @@ func (d *durable) testHAProxyRestart(t *testing.T) {
 		assertFixtureRestored(f)
 	})
 
+	// The deployment goes on after the restart: the next traffic step's
+	// capture finds 256/0 where canary-50 left 50/50, writes nothing and
+	// fails the deployment; the rollback then stops at the same mismatch.
+	t.Run("StateLostForward", func(t *testing.T) {
+		f := d.fixture(t, "durable-haproxy-fwd")
+		require.NoError(t, os.WriteFile(d.st.HAProxyStateFile(), []byte("1\n"), 0o644))
+		cli := f.deploy(f.runbook("migrations", 8*time.Second))
+		f.waitStepRunning("verify-50")
+		require.NoError(t, d.st.StopComponent(devstack.ComponentHAProxy))
+		require.NoError(t, d.st.StartComponent(context.Background(), devstack.ComponentHAProxy))
+		require.Equal(t, map[string]int{"stable": 256, "canary": 0}, f.weights())
+
+		st := f.waitFor("rollback-stuck", time.Minute, func(st workflows.Status) bool { return st.Phase == workflows.PhaseRollbackStuck })
+		assert.Contains(t, st.Reason, "compensation of canary-50 is stuck")
+		var step workflows.StepStatus
+		for _, s := range st.Steps {
+			if s.Name == "canary-100" {
+				step = s
+			}
+		}
+		assert.Equal(t, workflows.StepFailed, step.State, "canary-100")
+		assert.Contains(t, step.Detail, "route api is at canary=0% stable=100%, but step canary-50 left it at canary=50% stable=50%")
+		assert.Equal(t, map[string]int{"stable": 256, "canary": 0}, f.weights(), "nothing was written over the restarted router")
+
+		f.haproxy(fmt.Sprintf("set server %[1]s/stable weight 50; set server %[1]s/canary weight 50", devstack.Backend))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, d.tc.SignalWorkflow(ctx, workflows.WorkflowID(f.service), "", workflows.SignalRetry, workflows.OperatorSignal{By: "durability test"}))
+		out, code := cli.wait(t, time.Minute)
+		require.Equal(t, 2, code, "rolled back after the retry:\n%s", out)
+		r := f.result(10 * time.Second)
+		assert.Equal(t, "canary-100", r.FailedStep)
+		byStep := assertCompensations(t, r.Compensations, "canary-50", "flags", "schema")
+		assert.Equal(t, workflows.CompDone, byStep["canary-50"].State)
+		assert.Equal(t, map[string]int{"stable": 100, "canary": 0}, f.weights())
+		assertFixtureRestored(f)
+	})
+
 	t.Run("StateSaved", func(t *testing.T) {
 		f := d.fixture(t, "durable-haproxy-saved")
 		cli := f.deploy(f.runbook("migrations", 60*time.Second))

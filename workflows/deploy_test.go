@@ -508,3 +508,22 @@ func TestInvalidBundleIsRefused(t *testing.T) {
 	assert.Contains(t, err.Error(), "invalid bundle")
 	assert.Empty(t, h.calls(true), "nothing is touched")
 }
+
+// A traffic step that captures weights other than those the previous
+// traffic step on its route left (HAProxy restarted without its saved
+// state) writes nothing and fails the deployment instead of building on
+// the wrong state.
+func TestTrafficCaptureDetectsLostWeights(t *testing.T) {
+	h := newHarness(t)
+	h.at(40*time.Second, func() { h.signal(SignalApprove, nil) })
+	h.captureWeights = func(in activities.TrafficInput) (activities.WeightState, error) {
+		// canary-10 left 90/10; the router came back at its configuration.
+		return activities.WeightState{Weights: map[string]int{"stable": 100, "canary": 0}}, nil
+	}
+	r := h.run(testRunbook())
+	assert.Equal(t, OutcomeRolledBack, r.Outcome)
+	assert.Equal(t, "canary-100", r.FailedStep)
+	assert.Contains(t, r.Reason, "route api is at canary=0% stable=100%, but step canary-10 left it at canary=10% stable=90%")
+	assert.NotContains(t, h.calls(false), "SetWeights:canary-100", "nothing was written")
+	assert.Equal(t, seq(forwardAll[:6], []string{"CaptureWeights:canary-100"}, undoAll), h.calls(false))
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +76,7 @@ type harness struct {
 	setWeights     func(activities.SetWeightsInput) (activities.WeightState, error)
 	restoreWeights func(activities.RestoreWeightsInput) (activities.RestoreResult, error)
 	captureWeights func(activities.TrafficInput) (activities.WeightState, error)
+	live           map[string]int // the weights the mocked router holds
 
 	phases   []string
 	notified []activities.NotifyInput
@@ -100,8 +102,13 @@ func newHarness(t *testing.T) *harness {
 	h.restoreKV = func(activities.KVRestoreInput) (activities.RestoreResult, error) {
 		return activities.RestoreResult{}, nil
 	}
+	// The router remembers what the last successful SetWeights wrote, as a
+	// real one does: the next traffic step captures it.
+	h.live = map[string]int{"stable": 100, "canary": 0}
 	h.captureWeights = func(activities.TrafficInput) (activities.WeightState, error) {
-		return activities.WeightState{Weights: map[string]int{"stable": 100, "canary": 0}}, nil
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return activities.WeightState{Weights: maps.Clone(h.live)}, nil
 	}
 	h.setWeights = func(in activities.SetWeightsInput) (activities.WeightState, error) {
 		return activities.WeightState{Weights: in.Weights}, nil
@@ -146,7 +153,13 @@ func newHarness(t *testing.T) *harness {
 		return h.captureWeights(in)
 	})
 	env.OnActivity(tr.SetWeights, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetWeightsInput) (activities.WeightState, error) {
-		return h.setWeights(in)
+		res, err := h.setWeights(in)
+		if err == nil {
+			h.mu.Lock()
+			h.live = maps.Clone(in.Weights)
+			h.mu.Unlock()
+		}
+		return res, err
 	})
 	env.OnActivity(tr.RestoreWeights, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RestoreWeightsInput) (activities.RestoreResult, error) {
 		return h.restoreWeights(in)

@@ -166,6 +166,16 @@ func (d *deployment) traffic(ctx workflow.Context, i int) error {
 		return fmt.Errorf("capturing weights of route %s: %w", route.Name, err)
 	}
 	d.status.Steps[i].Captured = &Captured{Weights: &captured, WeightsSet: t.Weights}
+	if prev, left := d.lastTrafficApplied(route); prev != "" && !sameWeights(route.Subsets, left, captured.Weights) {
+		// HAProxy forgets runtime weights on a restart without saved
+		// state and comes back at its configured ones: building on those
+		// would treat a capture of the wrong state as the truth, and the
+		// rollback would then "restore" it. Stop before writing anything;
+		// the rollback's own checks find the same mismatch and ask a human.
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"route %s is at %s, but step %s left it at %s: the router was restarted without its saved state, or someone changed the weights since; nothing was written",
+			route.Name, weightsString(captured.Weights), prev, weightsString(left)), activities.ErrMismatch, nil)
+	}
 	ci := d.push(Compensation{Step: step.Name, Kind: runbook.KindTraffic,
 		Traffic: &activities.RestoreWeightsInput{TrafficInput: in, Captured: captured, Applied: t.Weights}})
 	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: set %s to %s", step.Name, route.Name, weightsString(t.Weights)), false))
@@ -176,6 +186,28 @@ func (d *deployment) traffic(ctx workflow.Context, i int) error {
 	d.comps[ci].ApplyDone = true
 	d.status.Steps[i].Detail = fmt.Sprintf("%s: %s → %s", route.Name, weightsString(captured.Weights), weightsString(t.Weights))
 	return nil
+}
+
+// lastTrafficApplied returns the latest step whose weights were applied to
+// route, and those weights ("" when none was).
+func (d *deployment) lastTrafficApplied(route runbook.Route) (string, map[string]int) {
+	for j := len(d.comps) - 1; j >= 0; j-- {
+		c := d.comps[j]
+		if c.Traffic != nil && c.ApplyDone && c.Traffic.Route.Name == route.Name {
+			return c.Step, c.Traffic.Applied
+		}
+	}
+	return "", nil
+}
+
+// sameWeights compares percentages over the route's subsets (missing = 0).
+func sameWeights(subsets []string, a, b map[string]int) bool {
+	for _, s := range subsets {
+		if a[s] != b[s] {
+			return false
+		}
+	}
+	return true
 }
 
 func weightsString(w map[string]int) string {
