@@ -54,7 +54,8 @@ func TestE2EGoodDeployment(t *testing.T) {
 	assert.Equal(t, "true", v)
 	v, _ = kv(t, f.prefix+"config/version")
 	assert.Equal(t, "2", v)
-	assert.Zero(t, l.failures.Load(), "no client saw an error (of %d requests)", l.requests.Load())
+	c := l.Snapshot()
+	assert.Zero(t, c.Errors, "no client saw an error (of %d requests)", c.Requests)
 }
 
 func TestE2EBadReleaseRollsBack(t *testing.T) {

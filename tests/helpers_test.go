@@ -11,8 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/rollbook/rollbook/internal/devstack"
+	"github.com/rollbook/rollbook/internal/loadgen"
 	"github.com/rollbook/rollbook/workflows"
 )
 
@@ -344,54 +343,15 @@ func setCanaryBad(t *testing.T, errorRate float64) {
 }
 
 // load sends steady GET traffic through HAProxy until stopped, counting
-// client-visible failures.
-type load struct {
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	requests atomic.Int64
-	failures atomic.Int64
-}
+// client-visible failures (internal/loadgen, as the demo and the benchmark).
+type load struct{ *loadgen.Load }
 
 func startLoad(t *testing.T, rps int) *load {
 	t.Helper()
-	l := &load{stop: make(chan struct{})}
-	c := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(time.Second / time.Duration(rps))
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer tick.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-tick.C:
-				l.wg.Add(1)
-				go func() {
-					defer l.wg.Done()
-					l.requests.Add(1)
-					resp, err := c.Get(stack.HAProxyURL + "/api/payments")
-					if err != nil {
-						l.failures.Add(1)
-						return
-					}
-					resp.Body.Close()
-					if resp.StatusCode >= 300 {
-						l.failures.Add(1)
-					}
-				}()
-			}
-		}
-	}()
+	l := &load{loadgen.Start(stack.HAProxyURL+"/api/payments", rps, false)}
 	t.Cleanup(l.Stop)
 	return l
 }
 
-func (l *load) Stop() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
+// Stop ends the load; stopping twice is safe.
+func (l *load) Stop() { l.Load.Stop() }
