@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/rollbook/rollbook/activities"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -72,7 +73,13 @@ type deployment struct {
 	// nctx is a disconnected context for notifications, so that the
 	// cancellation of the forward phase does not cancel them.
 	nctx  workflow.Context
-	notes []workflow.Future
+	notes []workflow.Future // runs from before ordered notifications
+	// Ordered notifications (see notify): the queue, whether its sender
+	// runs, and the GetVersion answer, asked once.
+	noteQueue       []activities.NotifyInput
+	noteSender      bool
+	notifyVersioned bool
+	notifyOrdered   bool
 }
 
 // Deploy runs a runbook as a saga: capture → push compensation → apply for

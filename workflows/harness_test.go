@@ -80,6 +80,8 @@ type harness struct {
 
 	phases   []string
 	notified []activities.NotifyInput
+	// notifyDelay, when set, makes the mocked webhook slow for some phases.
+	notifyDelay func(activities.NotifyInput) time.Duration
 }
 
 func newHarness(t *testing.T) *harness {
@@ -125,6 +127,9 @@ func newHarness(t *testing.T) *harness {
 	env := h.env
 	env.RegisterActivity(n)
 	env.OnActivity(n.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NotifyInput) error {
+		if h.notifyDelay != nil {
+			time.Sleep(h.notifyDelay(in))
+		}
 		h.mu.Lock()
 		h.notified = append(h.notified, in)
 		h.mu.Unlock()

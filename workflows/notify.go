@@ -17,22 +17,15 @@ var notifier *activities.Notifier
 const notifyWait = 30 * time.Second
 
 // notify posts a phase change to the runbook's webhook, without waiting:
-// the abort path must not wait on a chat server.
+// the abort path must not wait on a chat server. Notifications go out one
+// at a time, in the order of the phase changes: sent side by side, a
+// retried "rolling-back" could reach the channel after "rolled-back".
 func (d *deployment) notify(phase string) {
 	n := d.rb.Notify
 	if n == nil || (len(n.Phases) > 0 && !slices.Contains(n.Phases, phase)) {
 		return
 	}
-	ctx := workflow.WithActivityOptions(d.nctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 15 * time.Second,
-		Summary:             "notify " + n.Webhook + ": " + phase,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{activities.ErrInvalid},
-		},
-	})
-	d.notes = append(d.notes, workflow.ExecuteActivity(ctx, notifier.Notify, activities.NotifyInput{
+	in := activities.NotifyInput{
 		StepRef: d.ref(d.status.CurrentStep),
 		Webhook: n.Webhook,
 		Service: d.rb.Service,
@@ -40,14 +33,63 @@ func (d *deployment) notify(phase string) {
 		Phase:   phase,
 		Step:    d.status.CurrentStep,
 		Reason:  truncate(d.status.Reason, 500),
-		At:      workflow.Now(ctx),
-	}))
+		At:      workflow.Now(d.nctx),
+	}
+	if !d.notifyVersioned {
+		// Runs started before notifications were ordered sent each one at
+		// once; they keep doing so when replayed.
+		d.notifyVersioned = true
+		d.notifyOrdered = workflow.GetVersion(d.nctx, "ordered-notifications", workflow.DefaultVersion, 1) >= 1
+	}
+	if !d.notifyOrdered {
+		d.notes = append(d.notes, workflow.ExecuteActivity(d.notifyOptions(phase), notifier.Notify, in))
+		return
+	}
+	d.noteQueue = append(d.noteQueue, in)
+	if !d.noteSender {
+		d.noteSender = true
+		workflow.Go(d.nctx, d.sendNotifications)
+	}
+}
+
+func (d *deployment) notifyOptions(phase string) workflow.Context {
+	return workflow.WithActivityOptions(d.nctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Second,
+		Summary:             "notify " + d.rb.Notify.Webhook + ": " + phase,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{activities.ErrInvalid},
+		},
+	})
+}
+
+// sendNotifications sends the queued notifications in order, each after
+// the previous one has been delivered or has failed for good; it runs in
+// the disconnected context, so neither an abort nor a rollback stops it.
+func (d *deployment) sendNotifications(ctx workflow.Context) {
+	for {
+		if err := workflow.Await(ctx, func() bool { return len(d.noteQueue) > 0 }); err != nil {
+			return
+		}
+		in := d.noteQueue[0]
+		if err := workflow.ExecuteActivity(d.notifyOptions(in.Phase), notifier.Notify, in).Get(ctx, nil); err != nil {
+			d.log.Warn("Notification failed", "phase", in.Phase, "error", err)
+		}
+		d.noteQueue = d.noteQueue[1:]
+	}
 }
 
 // waitForNotifications lets the last notifications (the outcome) go out
 // before the workflow completes; a failed notification is logged, never
 // fatal.
 func (d *deployment) waitForNotifications(ctx workflow.Context) {
+	if d.notifyOrdered {
+		if ok, _ := workflow.AwaitWithTimeout(d.nctx, notifyWait, func() bool { return len(d.noteQueue) == 0 }); !ok {
+			d.log.Warn("Notifications still pending at the end of the deployment", "pending", len(d.noteQueue))
+		}
+		return
+	}
 	if len(d.notes) == 0 {
 		return
 	}

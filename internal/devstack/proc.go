@@ -164,6 +164,15 @@ func (p *proc) waitGone(d time.Duration) bool {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if !p.alive() {
+			// A child of ours that has exited is a zombie until cmd.Wait
+			// reaps it, and its PID still answers kill(pid, 0): wait for
+			// the reaping so that "stopped" means the PID is gone.
+			if p.done != nil {
+				select {
+				case <-p.done:
+				case <-time.After(2 * time.Second):
+				}
+			}
 			return true
 		}
 		if time.Now().After(deadline) {
