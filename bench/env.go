@@ -24,24 +24,6 @@ import (
 	"github.com/rollbook/rollbook/internal/haproxywatch"
 )
 
-// moduleRoot walks up from the working directory to rollbook's go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte("module github.com/rollbook/rollbook\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("rollbook's go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // child is a process this benchmark started; it gets SIGTERM if we die.
 type child struct {
 	name string

@@ -205,7 +205,7 @@ func run(ctx context.Context, cfg Config) (*Results, []string, error) {
 }
 
 func (b *bench) run(ctx context.Context) (err error) {
-	root, err := moduleRoot()
+	root, err := devstack.FindModuleRoot()
 	if err != nil {
 		return err
 	}

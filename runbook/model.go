@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -195,6 +196,16 @@ func SortedWeights(w map[string]int) []SubsetWeight {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Subset < out[j].Subset })
 	return out
+}
+
+// FormatWeights renders percentages as "canary=10% stable=90%", in subset
+// order, for status lines and plans.
+func FormatWeights(w map[string]int) string {
+	parts := make([]string, 0, len(w))
+	for _, sw := range SortedWeights(w) {
+		parts = append(parts, fmt.Sprintf("%s=%d%%", sw.Subset, sw.Percent))
+	}
+	return strings.Join(parts, " ")
 }
 
 // SubsetWeight is one entry of a weight map.

@@ -262,7 +262,7 @@ func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, sta
 				s.Target = stages[*stage]
 				target = s.Target
 			}
-			actx := workflow.WithActivityOptions(ctx, compOptions(fmt.Sprintf("undo %s: set %s to %s", c.Step, in.Route.Name, weightsString(target)), false))
+			actx := workflow.WithActivityOptions(ctx, compOptions(fmt.Sprintf("undo %s: set %s to %s", c.Step, in.Route.Name, runbook.FormatWeights(target)), false))
 			var r activities.RestoreResult
 			if err := workflow.ExecuteActivity(actx, traffic.RestoreWeights, s).Get(ctx, &r); err != nil {
 				return r, err

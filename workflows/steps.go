@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -166,7 +167,7 @@ func (d *deployment) traffic(ctx workflow.Context, i int) error {
 		return fmt.Errorf("capturing weights of route %s: %w", route.Name, err)
 	}
 	d.status.Steps[i].Captured = &Captured{Weights: &captured, WeightsSet: t.Weights}
-	if prev, left := d.lastTrafficApplied(route); prev != "" && !sameWeights(route.Subsets, left, captured.Weights) {
+	if prev, left := d.lastTrafficApplied(route); prev != "" && !router.EqualWeights(route.Subsets, left, captured.Weights) {
 		// HAProxy forgets runtime weights on a restart without saved
 		// state and comes back at its configured ones: building on those
 		// would treat a capture of the wrong state as the truth, and the
@@ -174,17 +175,17 @@ func (d *deployment) traffic(ctx workflow.Context, i int) error {
 		// the rollback's own checks find the same mismatch and ask a human.
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"route %s is at %s, but step %s left it at %s: the router was restarted without its saved state, or someone changed the weights since; nothing was written",
-			route.Name, weightsString(captured.Weights), prev, weightsString(left)), activities.ErrMismatch, nil)
+			route.Name, runbook.FormatWeights(captured.Weights), prev, runbook.FormatWeights(left)), activities.ErrMismatch, nil)
 	}
 	ci := d.push(Compensation{Step: step.Name, Kind: runbook.KindTraffic,
 		Traffic: &activities.RestoreWeightsInput{TrafficInput: in, Captured: captured, Applied: t.Weights}})
-	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: set %s to %s", step.Name, route.Name, weightsString(t.Weights)), false))
+	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: set %s to %s", step.Name, route.Name, runbook.FormatWeights(t.Weights)), false))
 	var after activities.WeightState
 	if err := workflow.ExecuteActivity(actx, traffic.SetWeights, activities.SetWeightsInput{TrafficInput: in, Weights: t.Weights, Captured: captured}).Get(ctx, &after); err != nil {
 		return fmt.Errorf("setting weights of route %s: %w", route.Name, err)
 	}
 	d.comps[ci].ApplyDone = true
-	d.status.Steps[i].Detail = fmt.Sprintf("%s: %s → %s", route.Name, weightsString(captured.Weights), weightsString(t.Weights))
+	d.status.Steps[i].Detail = fmt.Sprintf("%s: %s → %s", route.Name, runbook.FormatWeights(captured.Weights), runbook.FormatWeights(t.Weights))
 	return nil
 }
 
@@ -198,25 +199,4 @@ func (d *deployment) lastTrafficApplied(route runbook.Route) (string, map[string
 		}
 	}
 	return "", nil
-}
-
-// sameWeights compares percentages over the route's subsets (missing = 0).
-func sameWeights(subsets []string, a, b map[string]int) bool {
-	for _, s := range subsets {
-		if a[s] != b[s] {
-			return false
-		}
-	}
-	return true
-}
-
-func weightsString(w map[string]int) string {
-	s := ""
-	for i, sw := range runbook.SortedWeights(w) {
-		if i > 0 {
-			s += " "
-		}
-		s += fmt.Sprintf("%s=%d%%", sw.Subset, sw.Percent)
-	}
-	return s
 }

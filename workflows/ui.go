@@ -44,7 +44,7 @@ func Details(b *runbook.Bundle) string {
 		case runbook.KindConsul:
 			what = fmt.Sprintf("%d Consul keys", len(s.Consul.Ops()))
 		case runbook.KindTraffic:
-			what = fmt.Sprintf("route `%s`: %s", s.Traffic.Route, weightsString(s.Traffic.Weights))
+			what = fmt.Sprintf("route `%s`: %s", s.Traffic.Route, runbook.FormatWeights(s.Traffic.Weights))
 		case runbook.KindVerify:
 			what = fmt.Sprintf("%d checks for %s", len(s.Verify.Checks), s.Verify.Duration)
 		case runbook.KindPause:

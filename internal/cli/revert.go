@@ -165,18 +165,7 @@ func describeUndo(c workflows.Compensation) string {
 	case c.KV != nil:
 		return fmt.Sprintf("restore %d Consul keys to their values before the deployment", len(c.KV.Ops))
 	case c.Traffic != nil:
-		return fmt.Sprintf("set route %s back to %s", c.Traffic.Route.Name, weightsText(c.Traffic.Captured.Weights))
+		return fmt.Sprintf("set route %s back to %s", c.Traffic.Route.Name, runbook.FormatWeights(c.Traffic.Captured.Weights))
 	}
 	return "nothing"
-}
-
-func weightsText(w map[string]int) string {
-	s := ""
-	for i, sw := range runbook.SortedWeights(w) {
-		if i > 0 {
-			s += " "
-		}
-		s += fmt.Sprintf("%s=%d%%", sw.Subset, sw.Percent)
-	}
-	return s
 }

@@ -21,8 +21,8 @@ func (s *Stack) startDemo(ctx context.Context, b binaries, pt stackPorts) error 
 		root := s.opts.ModuleRoot
 		if root == "" {
 			var err error
-			if root, err = findModuleRoot(); err != nil {
-				return err
+			if root, err = FindModuleRoot(); err != nil {
+				return fmt.Errorf("building examples/demoapi: %w (or set Options.ModuleRoot / Options.DemoBinary)", err)
 			}
 		}
 		bin = filepath.Join(s.Dir, "bin", "demoapi")
@@ -59,8 +59,9 @@ func (s *Stack) startDemo(ctx context.Context, b binaries, pt stackPorts) error 
 	return nil
 }
 
-// findModuleRoot walks up from the working directory to the go.mod of this module.
-func findModuleRoot() (string, error) {
+// FindModuleRoot walks up from the working directory to rollbook's go.mod and returns its
+// directory (the demo API, the benchmark and the crash campaign build from there).
+func FindModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -71,8 +72,7 @@ func findModuleRoot() (string, error) {
 			return d, nil
 		}
 		if d == filepath.Dir(d) {
-			return "", errors.New("cannot find the rollbook module (go.mod of " + modulePath + ") above " + dir +
-				" to build examples/demoapi: run from the repository or set Options.ModuleRoot / Options.DemoBinary")
+			return "", errors.New("cannot find the rollbook module (go.mod of " + modulePath + ") above " + dir + ": run from the repository")
 		}
 	}
 }

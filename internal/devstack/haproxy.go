@@ -6,13 +6,13 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/rollbook/rollbook/internal/haproxywatch"
 )
 
 //go:embed haproxy.cfg.tmpl
@@ -77,18 +77,5 @@ func (s *Stack) HAProxyCommand(cmd string) (string, error) {
 	if s.HAProxySocket == "" {
 		return "", errors.New("no HAProxy socket")
 	}
-	conn, err := net.DialTimeout("unix", s.HAProxySocket, 2*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(conn, strings.TrimRight(cmd, "\n")+"\n"); err != nil {
-		return "", err
-	}
-	out, err := io.ReadAll(conn)
-	if err != nil {
-		return string(out), err
-	}
-	return string(out), nil
+	return haproxywatch.Command(s.HAProxySocket, cmd)
 }

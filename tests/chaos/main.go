@@ -24,10 +24,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -134,7 +132,7 @@ func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
 	if o.log == nil {
 		o.log = io.Discard
 	}
-	root, err := moduleRoot()
+	root, err := devstack.FindModuleRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -307,21 +305,4 @@ func printRow(out io.Writer, r runResult) {
 	notes = append(notes, r.Notes...)
 	fmt.Fprintf(out, rowFormat, fmt.Sprint(r.Index), r.Point, r.Path, got, r.Expected, consistent,
 		fmt.Sprintf("%.1fs", float64(r.DurationMs)/1000), strings.Join(notes, "; "))
-}
-
-// moduleRoot walks up from the working directory to rollbook's go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		data, err := os.ReadFile(filepath.Join(d, "go.mod"))
-		if err == nil && bytes.Contains(data, []byte("module github.com/rollbook/rollbook\n")) {
-			return d, nil
-		}
-		if d == filepath.Dir(d) {
-			return "", errors.New("run the crash campaign from the rollbook repository (no go.mod of github.com/rollbook/rollbook above " + dir + ")")
-		}
-	}
 }
