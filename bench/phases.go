@@ -202,7 +202,13 @@ func (b *bench) abortOnce(ctx context.Context, i int) (s abortSample, err error)
 	if !ok {
 		return s, fmt.Errorf("abort run %d: no abort signal in history", i)
 	}
-	first, _ := firstAfter(evs, sig.id, isType(enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED))
+	// Only compensations count: a verification round whose timer fired in
+	// the same workflow task as the signal schedules its Measure first,
+	// and the abort cancels it in that same task.
+	first, _ := firstAfter(evs, sig.id, func(e event) bool {
+		return e.typ == enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED &&
+			(e.activity == "RestoreWeights" || e.activity == "RestoreKV" || e.activity == "MigrateDown")
+	})
 	s.firstTraffic = first.activity == "RestoreWeights"
 	rs, ok := firstAfter(evs, sig.id, isActivity("RestoreWeights"))
 	if !ok {
