@@ -25,6 +25,10 @@ type Bundle struct {
 	// files); the workflow recomputes it to refuse a tampered or truncated
 	// bundle.
 	Hash string `json:"hash"`
+	// Signature, when present, signs SigningMessage (see sign.go); a worker
+	// whose configuration requires signed bundles refuses bundles without a
+	// valid one from a trusted key.
+	Signature *Signature `json:"signature,omitempty"`
 }
 
 // File is one migration file carried in the bundle.

@@ -98,7 +98,8 @@ func startDurable(t *testing.T) *durable {
 	nt, err := activities.NewNotifier(nil, nil)
 	require.NoError(t, err)
 	w := sdkworker.New(d.tc, durableQueue, sdkworker.Options{})
-	worker.Register(w, &worker.Activities{Migrations: mig, KV: kvActs, Traffic: tr, Checks: chk, Notifier: nt})
+	worker.Register(w, &worker.Activities{Migrations: mig, KV: kvActs, Traffic: tr, Checks: chk, Notifier: nt,
+		Preflight: &activities.Preflight{Migrations: mig, KV: kvActs, Traffic: tr}})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	return d

@@ -107,6 +107,15 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 
 	fwd, cancel := workflow.WithCancel(ctx)
 	d.cancelForward = cancel
+	problems, err := d.preflight(fwd)
+	if err != nil {
+		cancel()
+		return Result{}, err
+	}
+	if len(problems) > 0 {
+		cancel()
+		return d.refuse(ctx, problems), nil
+	}
 	if dl := d.rb.Deadline.D(); dl > 0 {
 		// The deadline counts from the first run's start, across
 		// continue-as-new.
@@ -121,7 +130,7 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 		d.startAnalysis(fwd, d.rb.Analysis, r.Analysis)
 	}
 
-	err := d.forward(fwd, from, in.Resume)
+	err = d.forward(fwd, from, in.Resume)
 	if errors.Is(err, errContinueAsNew) {
 		// Yield once so the signal coroutine handles every signal that
 		// already arrived: an abort must not be carried away by the hop.
@@ -354,6 +363,8 @@ func (d *deployment) finish(ctx workflow.Context, outcome, reason string) Result
 		EndedAt:           workflow.Now(ctx),
 		RollbackStartedAt: d.rollbackStarted,
 		RollbackEndedAt:   d.rollbackEnded,
+		Problems:          d.status.Problems,
+		SignedBy:          d.status.SignedBy,
 	}
 	if d.intent != nil {
 		r.FailedStep = d.intent.step

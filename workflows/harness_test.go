@@ -76,6 +76,8 @@ type harness struct {
 	setWeights     func(activities.SetWeightsInput) (activities.WeightState, error)
 	restoreWeights func(activities.RestoreWeightsInput) (activities.RestoreResult, error)
 	captureWeights func(activities.TrafficInput) (activities.WeightState, error)
+	preflight      func(activities.PreflightInput) (activities.PreflightResult, error)
+	captureKV      func(activities.KVInput) (activities.KVState, error)
 	live           map[string]int // the weights the mocked router holds
 
 	phases   []string
@@ -118,6 +120,13 @@ func newHarness(t *testing.T) *harness {
 	h.restoreWeights = func(activities.RestoreWeightsInput) (activities.RestoreResult, error) {
 		return activities.RestoreResult{}, nil
 	}
+	h.preflight = func(activities.PreflightInput) (activities.PreflightResult, error) {
+		return activities.PreflightResult{}, nil
+	}
+	h.captureKV = func(activities.KVInput) (activities.KVState, error) {
+		return activities.KVState{Entries: []activities.KVEntry{
+			{Key: "app/flag", Exists: true, Value: []byte("off"), ModifyIndex: 5}, {Key: "app/old", Exists: true, Value: []byte("x"), ModifyIndex: 6}}}, nil
+	}
 
 	var m *activities.Migrations
 	var k *activities.KV
@@ -146,8 +155,14 @@ func newHarness(t *testing.T) *harness {
 	env.OnActivity(m.MigrateDown, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.MigrateDownInput) (activities.RestoreResult, error) {
 		return h.migrateDown(in)
 	})
-	env.OnActivity(k.CaptureKV, mock.Anything, mock.Anything).Return(activities.KVState{Entries: []activities.KVEntry{
-		{Key: "app/flag", Exists: true, Value: []byte("off"), ModifyIndex: 5}, {Key: "app/old", Exists: true, Value: []byte("x"), ModifyIndex: 6}}}, nil)
+	env.OnActivity(k.CaptureKV, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.KVInput) (activities.KVState, error) {
+		return h.captureKV(in)
+	})
+	var pf *activities.Preflight
+	env.RegisterActivity(pf)
+	env.OnActivity(pf.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PreflightInput) (activities.PreflightResult, error) {
+		return h.preflight(in)
+	})
 	env.OnActivity(k.ApplyKV, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.KVApplyInput) (activities.KVState, error) {
 		return h.applyKV(in)
 	})
@@ -236,7 +251,8 @@ func (h *harness) calls(withMeasure bool) []string {
 	defer h.mu.Unlock()
 	var out []string
 	for _, c := range h.log {
-		if !withMeasure && strings.HasPrefix(c, "Measure:") {
+		// The preflight has its own tests (preflight_test.go).
+		if strings.HasPrefix(c, "Preflight:") || !withMeasure && strings.HasPrefix(c, "Measure:") {
 			continue
 		}
 		out = append(out, c)

@@ -203,6 +203,11 @@ type Status struct {
 	Compensations []Compensation  `json:"compensations,omitempty"`
 	Ignored       []IgnoredSignal `json:"ignoredSignals,omitempty"`
 	Outcome       string          `json:"outcome,omitempty"`
+	// Problems are what the preflight refused the deployment for.
+	Problems []string `json:"problems,omitempty"`
+	// SignedBy is the ID of the trusted key whose bundle signature the
+	// preflight verified.
+	SignedBy string `json:"signedBy,omitempty"`
 }
 
 // Result is the Deploy workflow's result.
@@ -221,6 +226,10 @@ type Result struct {
 	// RollbackStartedAt and RollbackEndedAt time the rollback, if any.
 	RollbackStartedAt time.Time `json:"rollbackStartedAt,omitempty"`
 	RollbackEndedAt   time.Time `json:"rollbackEndedAt,omitempty"`
+	// Problems are what the preflight refused the deployment for
+	// (outcome refused).
+	Problems []string `json:"problems,omitempty"`
+	SignedBy string   `json:"signedBy,omitempty"`
 }
 
 // Input is the workflow input: the bundle the CLI built (its fields are

@@ -41,6 +41,17 @@ type Config struct {
 	// Codec turns payload encryption on. Without it the worker follows
 	// ROLLBOOK_CODEC_KEY_FILE / ROLLBOOK_CODEC_KEY like the CLI does.
 	Codec *CodecConfig `yaml:"codec"`
+	// Signing lists the public keys bundle signatures are checked against.
+	Signing *SigningConfig `yaml:"signing"`
+}
+
+// SigningConfig: the Ed25519 public keys (PEM files) whose bundle signatures
+// this worker trusts. With Require, the preflight refuses a bundle that is
+// unsigned, signed by another key, or changed after signing; without it, a
+// signature that is present is still checked.
+type SigningConfig struct {
+	TrustedKeys []string `yaml:"trustedKeys"`
+	Require     bool     `yaml:"require"`
 }
 
 // CodecConfig says where the AES-256 payload keys are: a file, or an
@@ -72,6 +83,9 @@ type RouterConfig struct {
 	// or tcp://host:port. Or AddressEnv names a variable holding it.
 	Address    string `yaml:"address"`
 	AddressEnv string `yaml:"addressEnv"`
+	// AllowedBackends, when set, are the only backends (HAProxy backends,
+	// Consul services) runbooks may route on this router.
+	AllowedBackends []string `yaml:"allowedBackends"`
 }
 
 // ConsulConfig: the agent address and ACL token come from the standard
@@ -169,6 +183,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Codec != nil && (c.Codec.KeyFile == "") == (c.Codec.KeyEnv == "") {
 		errs = append(errs, "codec: set exactly one of keyFile, keyEnv")
+	}
+	if c.Signing != nil && len(c.Signing.TrustedKeys) == 0 {
+		errs = append(errs, "signing.trustedKeys: list at least one public key file")
 	}
 	return errs
 }

@@ -18,8 +18,10 @@ import (
 	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/internal/router/consulsplit"
 	"github.com/rollbook/rollbook/internal/router/haproxy"
+	"github.com/rollbook/rollbook/internal/signing"
 	"github.com/rollbook/rollbook/internal/temporalconn"
 	"github.com/rollbook/rollbook/internal/zapadapter"
+	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
 )
 
@@ -31,6 +33,9 @@ type Activities struct {
 	Traffic    *activities.Traffic
 	Checks     *activities.Checks
 	Notifier   *activities.Notifier
+	// Preflight checks a runbook's names, the live systems and the bundle
+	// signature before the first change.
+	Preflight *activities.Preflight
 }
 
 // BuildActivities resolves every configured name to a client. Secrets are
@@ -120,7 +125,28 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt}, nil
+	pf, err := buildPreflight(cfg, mig, kv, tr)
+	if err != nil {
+		return nil, err
+	}
+	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt, Preflight: pf}, nil
+}
+
+// buildPreflight binds the names check to cfg, lends the preflight the
+// other activities' clients and loads the trusted signing keys.
+func buildPreflight(cfg *Config, mig *activities.Migrations, kv *activities.KV, tr *activities.Traffic) (*activities.Preflight, error) {
+	pf := &activities.Preflight{
+		Names:      func(rb *runbook.Runbook) []string { return CheckNames(cfg, rb) },
+		Migrations: mig, KV: kv, Traffic: tr,
+	}
+	if s := cfg.Signing; s != nil {
+		t, err := signing.LoadTrusted(s.TrustedKeys)
+		if err != nil {
+			return nil, fmt.Errorf("signing.trustedKeys: %w", err)
+		}
+		pf.Trusted, pf.RequireSignature = t, s.Require
+	}
+	return pf, nil
 }
 
 // Register adds the Deploy workflow and every activity to w.
@@ -132,6 +158,9 @@ func Register(w sdkworker.Registry, a *Activities) {
 	w.RegisterActivity(a.Traffic)
 	w.RegisterActivity(a.Checks)
 	w.RegisterActivity(a.Notifier)
+	if a.Preflight != nil {
+		w.RegisterActivity(a.Preflight)
+	}
 }
 
 // Options tune Start; the zero value runs a worker as Run does.

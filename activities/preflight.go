@@ -1,0 +1,260 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rollbook/rollbook/internal/router"
+	"github.com/rollbook/rollbook/internal/signing"
+	"github.com/rollbook/rollbook/runbook"
+)
+
+// MaxCapturedKVBytes bounds the Consul values one deployment captures (the
+// values its consul steps overwrite or delete, summed over its steps). The
+// captured values travel in workflow history and in every continue-as-new
+// input next to a bundle of up to runbook.MaxBundleBytes; with this bound
+// the worst case stays under the workflow's continue-as-new limit (1.5 MiB,
+// below Temporal's 2 MiB payload limit). The workflow measures it in
+// TestContinueAsNewWorstCaseFitsTheLimit.
+const MaxCapturedKVBytes = 256 << 10
+
+// maxProblemText bounds one problem's text: problems echo names and driver
+// errors, and they end up in history, status and CI logs.
+const maxProblemText = 400
+
+// defaultProbeTimeout bounds each live probe of the preflight.
+const defaultProbeTimeout = 5 * time.Second
+
+// PreflightInput is what the preflight checks: the deployment's bundle,
+// without its migration files (the workflow has checked them and the hash;
+// the names and the signature are what is left).
+type PreflightInput struct {
+	StepRef
+	Bundle runbook.Bundle `json:"bundle"`
+	// SignatureOnly: a run that continued as new re-checks only the
+	// signature of its input; its names and live systems were checked when
+	// the deployment started, and refusing half-way would strand its
+	// changes.
+	SignatureOnly bool `json:"signatureOnly,omitempty"`
+}
+
+// PreflightResult lists every problem found; none means the deployment may
+// start.
+type PreflightResult struct {
+	Problems []string `json:"problems,omitempty"`
+	// SignedBy is the ID of the trusted key whose signature verified.
+	SignedBy string `json:"signedBy,omitempty"`
+	// CapturedKVBytes is the projected size of the Consul values the
+	// deployment's consul steps will capture.
+	CapturedKVBytes int `json:"capturedKVBytes,omitempty"`
+}
+
+// Preflight checks, before a deployment changes anything, that the worker
+// knows every name the runbook uses and that the live systems have them: the
+// databases answer, the routes' backends and subsets exist on their routers,
+// the Consul keys are allowed and their captured values fit the history, and
+// the bundle is signed by a trusted key when the configuration asks for it.
+type Preflight struct {
+	// Names checks the runbook's names against the worker configuration
+	// (internal/worker.CheckNames bound to the worker's config).
+	Names func(*runbook.Runbook) []string
+	// The other activity structs lend their clients; nil skips their
+	// live checks.
+	Migrations *Migrations
+	Traffic    *Traffic
+	KV         *KV
+	// Trusted are the keys bundle signatures are checked against; nil
+	// when the worker has no signing configuration.
+	Trusted *signing.Trusted
+	// RequireSignature refuses unsigned bundles.
+	RequireSignature bool
+	// ProbeTimeout bounds each live probe (default 5s).
+	ProbeTimeout time.Duration
+}
+
+// Preflight runs every check and returns all problems at once. Problems are
+// the result, not an error: the workflow refuses the deployment and shows
+// them. It returns an error only when cancelled.
+func (p *Preflight) Preflight(ctx context.Context, in PreflightInput) (PreflightResult, error) {
+	var res PreflightResult
+	add := func(format string, args ...any) {
+		res.Problems = append(res.Problems, clipText(fmt.Sprintf(format, args...), maxProblemText))
+	}
+	p.checkSignature(&in.Bundle, &res, add)
+	if in.SignatureOnly {
+		return res, ctx.Err()
+	}
+	rb := &in.Bundle.Runbook
+	if p.Names != nil {
+		for _, pr := range p.Names(rb) {
+			add("%s", pr)
+		}
+	}
+	p.pingDatabases(ctx, rb, add)
+	p.probeRoutes(ctx, rb, add)
+	res.CapturedKVBytes = p.projectKV(ctx, rb, add)
+	if err := ctx.Err(); err != nil {
+		return PreflightResult{}, err
+	}
+	logger(ctx).Info("preflight done", "service", rb.Service, "problems", len(res.Problems), "signedBy", res.SignedBy)
+	return res, nil
+}
+
+func (p *Preflight) checkSignature(b *runbook.Bundle, res *PreflightResult, add func(string, ...any)) {
+	if p.Trusted == nil {
+		if p.RequireSignature {
+			add("signature: this worker requires signed bundles but trusts no keys (signing.trustedKeys)")
+		}
+		return
+	}
+	err := p.Trusted.Verify(b)
+	switch {
+	case err == nil:
+		res.SignedBy = b.Signature.KeyID
+	case errors.Is(err, signing.ErrUnsigned) && !p.RequireSignature:
+	case errors.Is(err, signing.ErrUnsigned):
+		add("signature: this worker requires signed bundles (signing.require); sign with `rollbook deploy --sign-key FILE` or %s", signing.EnvKeyFile)
+	default:
+		add("signature: %v", err)
+	}
+}
+
+func (p *Preflight) probeTimeout() time.Duration {
+	if p.ProbeTimeout > 0 {
+		return p.ProbeTimeout
+	}
+	return defaultProbeTimeout
+}
+
+// pingDatabases asks every database a migrate step names to answer.
+func (p *Preflight) pingDatabases(ctx context.Context, rb *runbook.Runbook, add func(string, ...any)) {
+	if p.Migrations == nil {
+		return
+	}
+	pinged := map[string]bool{}
+	for i, s := range rb.Steps {
+		if s.Migrate == nil || pinged[s.Migrate.Database] {
+			continue
+		}
+		name := s.Migrate.Database
+		pinged[name] = true
+		if _, ok := p.Migrations.Targets[name]; !ok {
+			continue // an unknown name is the names check's problem
+		}
+		db, _, err := p.Migrations.db(name)
+		if err == nil {
+			pctx, cancel := context.WithTimeout(ctx, p.probeTimeout())
+			err = db.PingContext(pctx)
+			cancel()
+		}
+		if err != nil {
+			add("steps[%d].migrate.database: database %q does not answer: %v", i, name, err)
+		}
+	}
+}
+
+// probeRoutes reads each route's weights: the driver answers ErrNotFound
+// when the backend or one of the subsets does not exist.
+func (p *Preflight) probeRoutes(ctx context.Context, rb *runbook.Runbook, add func(string, ...any)) {
+	if p.Traffic == nil {
+		return
+	}
+	for i, route := range rb.Routes {
+		r, ok := p.Traffic.Routers[route.Router]
+		if !ok {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, p.probeTimeout())
+		_, err := r.Weights(pctx, route.Backend, route.Subsets)
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, router.ErrNotFound):
+			add("routes[%d]: backend %q or one of its subsets (%s) does not exist on router %s: %v", i, route.Backend, strings.Join(route.Subsets, ", "), route.Router, err)
+		default:
+			add("routes[%d]: router %s does not answer for backend %q: %v", i, route.Router, route.Backend, err)
+		}
+	}
+}
+
+// projectKV reads the current size of every key the consul steps touch and
+// projects the values each step will capture (a key an earlier step set is
+// captured with that step's value), so a deployment whose rollback state
+// would not fit the history is refused before it starts.
+func (p *Preflight) projectKV(ctx context.Context, rb *runbook.Runbook, add func(string, ...any)) int {
+	if p.KV == nil || p.KV.Client == nil {
+		return 0
+	}
+	size := map[string]int{}
+	total := 0
+	for i, s := range rb.Steps {
+		if s.Consul == nil {
+			continue
+		}
+		ops := s.Consul.Ops()
+		// Only keys the worker may touch are read: a runbook must not
+		// learn anything about the rest of the KV store.
+		if p.KV.checkOps(ops) != nil {
+			continue
+		}
+		var unread []runbook.KVOp
+		for _, op := range ops {
+			if _, seen := size[op.Key]; !seen {
+				unread = append(unread, op)
+			}
+		}
+		if len(unread) > 0 {
+			pctx, cancel := context.WithTimeout(ctx, p.probeTimeout())
+			st, err := p.KV.read(pctx, unread)
+			cancel()
+			if err != nil {
+				add("steps[%d].consul: Consul does not answer: %v", i, err)
+				return total
+			}
+			for _, e := range st.Entries {
+				size[e.Key] = len(e.Value)
+			}
+		}
+		for _, op := range ops {
+			total += size[op.Key]
+			if op.Delete {
+				size[op.Key] = 0
+			} else {
+				size[op.Key] = len(op.Value)
+			}
+		}
+		if total > MaxCapturedKVBytes {
+			add("steps[%d].consul: the keys the consul steps change hold %d bytes up to here; a deployment captures at most %d bytes of Consul values (they travel in workflow history)", i, total, MaxCapturedKVBytes)
+			return total
+		}
+	}
+	return total
+}
+
+// CapturedKVBytes is the size of the values a KV capture holds, the
+// measure MaxCapturedKVBytes bounds.
+func CapturedKVBytes(st KVState) int {
+	n := 0
+	for _, e := range st.Entries {
+		n += len(e.Value)
+	}
+	return n
+}
+
+// clipText bounds s to n bytes on a rune boundary, with a marker.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "… (truncated)"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
