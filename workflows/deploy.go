@@ -90,6 +90,9 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 		// Nothing has been touched yet: refuse the bundle as a whole.
 		return Result{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("invalid bundle: %v", err), ErrTypeInvalidBundle, nil)
 	}
+	if err := checkResume(&in); err != nil {
+		return Result{}, err
+	}
 	d := newDeployment(ctx, &in)
 	from := 0
 	if r := in.Resume; r != nil {
