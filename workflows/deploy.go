@@ -80,6 +80,10 @@ type deployment struct {
 	noteSender      bool
 	notifyVersioned bool
 	notifyOrdered   bool
+	// kvVersioned, kvOneCopyOn: the GetVersion answer of kvOneCopyChange,
+	// asked once (see kvvalues.go).
+	kvVersioned bool
+	kvOneCopyOn bool
 }
 
 // Deploy runs a runbook as a saga: capture → push compensation → apply for
@@ -361,7 +365,7 @@ func (d *deployment) finish(ctx workflow.Context, outcome, reason string) Result
 		Reason:            reason,
 		PointOfNoReturn:   d.pivot,
 		Steps:             d.status.Steps,
-		Compensations:     d.comps,
+		Compensations:     d.resultComps(),
 		StartedAt:         d.status.StartedAt,
 		EndedAt:           workflow.Now(ctx),
 		RollbackStartedAt: d.rollbackStarted,

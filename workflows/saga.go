@@ -237,9 +237,12 @@ func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, sta
 		err := workflow.ExecuteActivity(actx, migrations.MigrateDown, in).Get(ctx, &res)
 		return res, err
 	case c.KV != nil:
-		in := *c.KV
+		in, err := d.kvRestoreInput(c)
+		if err != nil {
+			return res, err
+		}
 		actx := workflow.WithActivityOptions(ctx, compOptions(fmt.Sprintf("undo %s: restore %d Consul keys", c.Step, len(in.Ops)), false))
-		err := workflow.ExecuteActivity(actx, kv.RestoreKV, in).Get(ctx, &res)
+		err = workflow.ExecuteActivity(actx, kv.RestoreKV, in).Get(ctx, &res)
 		return res, err
 	case c.Traffic != nil:
 		in := *c.Traffic

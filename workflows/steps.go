@@ -137,20 +137,40 @@ func (d *deployment) consul(ctx workflow.Context, i int) error {
 	if err := workflow.ExecuteActivity(cctx, kv.CaptureKV, in).Get(ctx, &captured); err != nil {
 		return fmt.Errorf("capturing Consul keys: %w", err)
 	}
+	oneCopy := d.kvOneCopy(ctx)
+	if oneCopy {
+		if err := d.checkKVBudget(step.Name, captured); err != nil {
+			return err
+		}
+	}
 	d.status.Steps[i].Captured = &Captured{KV: &captured}
+	comp := Compensation{Step: step.Name, Kind: runbook.KindConsul,
+		KV: &activities.KVRestoreInput{KVInput: in, Captured: captured}}
+	if oneCopy {
+		// One copy of the captured values, in the compensation; the
+		// runbook's own values stay in the bundle (see kvOneCopy).
+		d.status.Steps[i].Captured.KV = withoutValues(captured)
+		comp.KV.Ops = opsWithoutValues(in.Ops)
+		comp.KVValuesInRunbook = true
+	}
 	// Pushed before the apply, so a half-done apply is undone too; for an
 	// irreversible step it is discarded once the apply succeeds.
-	ci := d.push(Compensation{Step: step.Name, Kind: runbook.KindConsul,
-		KV: &activities.KVRestoreInput{KVInput: in, Captured: captured}})
+	ci := d.push(comp)
 	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: write %d Consul keys in one transaction", step.Name, len(in.Ops)), false))
 	var applied activities.KVState
 	if err := workflow.ExecuteActivity(actx, kv.ApplyKV, activities.KVApplyInput{KVInput: in, Captured: captured}).Get(ctx, &applied); err != nil {
 		return fmt.Errorf("writing Consul keys: %w", err)
 	}
-	d.status.Steps[i].Captured.KVApplied = &applied
+	rec := &applied
+	if oneCopy {
+		// What the apply wrote is the step's own values: keep the
+		// indexes, take the values from the runbook when restoring.
+		rec = withoutValues(applied)
+	}
+	d.status.Steps[i].Captured.KVApplied = rec
 	// With the indexes our write produced, the restore can tell our write
 	// from someone else's exactly.
-	d.comps[ci].KV.Applied = &applied
+	d.comps[ci].KV.Applied = rec
 	d.comps[ci].ApplyDone = true
 	d.status.Steps[i].Detail = fmt.Sprintf("%d keys written", len(in.Ops))
 	return nil

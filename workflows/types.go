@@ -149,6 +149,12 @@ type Compensation struct {
 	StartedAt time.Time `json:"startedAt,omitempty"`
 	EndedAt   time.Time `json:"endedAt,omitempty"`
 
+	// KVValuesInRunbook: the KV record leaves out the values the step
+	// writes (its ops' values and the applied state's): they are the
+	// runbook's, carried once in the bundle, and the workflow puts them
+	// back before running the restore and in the Result.
+	KVValuesInRunbook bool `json:"kvValuesInRunbook,omitempty"`
+
 	Migrate *activities.MigrateDownInput    `json:"migrate,omitempty"`
 	KV      *activities.KVRestoreInput      `json:"kv,omitempty"`
 	Traffic *activities.RestoreWeightsInput `json:"traffic,omitempty"`
