@@ -151,7 +151,10 @@ func (p *Preflight) pingDatabases(ctx context.Context, rb *runbook.Runbook, add 
 			cancel()
 		}
 		if err != nil {
-			add("steps[%d].migrate.database: database %q does not answer: %v", i, name, err)
+			// Driver errors name hosts, users and database names: they go
+			// to the worker's log, not into history.
+			logger(ctx).Warn("preflight: database does not answer", "database", name, "error", err)
+			add("steps[%d].migrate.database: database %q does not answer (the worker's log has the driver's error)", i, name)
 		}
 	}
 }
@@ -175,7 +178,8 @@ func (p *Preflight) probeRoutes(ctx context.Context, rb *runbook.Runbook, add fu
 		case errors.Is(err, router.ErrNotFound):
 			add("routes[%d]: backend %q or one of its subsets (%s) does not exist on router %s: %v", i, route.Backend, strings.Join(route.Subsets, ", "), route.Router, err)
 		default:
-			add("routes[%d]: router %s does not answer for backend %q: %v", i, route.Router, route.Backend, err)
+			logger(ctx).Warn("preflight: router does not answer", "router", route.Router, "backend", route.Backend, "error", err)
+			add("routes[%d]: router %s does not answer for backend %q (the worker's log has the error)", i, route.Router, route.Backend)
 		}
 	}
 }
@@ -211,7 +215,8 @@ func (p *Preflight) projectKV(ctx context.Context, rb *runbook.Runbook, add func
 			st, err := p.KV.read(pctx, unread)
 			cancel()
 			if err != nil {
-				add("steps[%d].consul: Consul does not answer: %v", i, err)
+				logger(ctx).Warn("preflight: Consul does not answer", "error", err)
+				add("steps[%d].consul: Consul does not answer (the worker's log has the error)", i)
 				return total
 			}
 			for _, e := range st.Entries {
