@@ -1,0 +1,88 @@
+package worker
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rollbook/rollbook/runbook"
+)
+
+const namesConfig = `
+databases:
+  payments: {dialect: postgres, dsnEnv: PG}
+routers:
+  edge: {driver: haproxy, address: /run/haproxy.sock, allowedBackends: [payments_api]}
+  mesh: {driver: consul-splitter}
+consul:
+  allowedPrefixes: [rollbook-demo/]
+endpoints:
+  edge: {url: "http://127.0.0.1:8080"}
+prometheus:
+  default: {url: "http://127.0.0.1:9090"}
+webhooks:
+  slack: {urlEnv: SLACK}
+signing:
+  trustedKeys: [/etc/rollbook/ci.pub]
+  require: true
+`
+
+func namesRunbook() *runbook.Runbook {
+	return &runbook.Runbook{
+		Service: "payments",
+		Routes: []runbook.Route{
+			{Name: "api", Router: "edge", Backend: "payments_api"},
+			{Name: "other", Router: "edge", Backend: "admin_api"},
+			{Name: "nowhere", Router: "no-such-router", Backend: "x"},
+			{Name: "mesh", Router: "mesh", Backend: "anything"},
+		},
+		Steps: []runbook.Step{
+			{Name: "schema", Migrate: &runbook.MigrateStep{Database: "payments"}},
+			{Name: "other-db", Migrate: &runbook.MigrateStep{Database: "billing"}},
+			{Name: "flags", Consul: &runbook.ConsulStep{Set: map[string]string{"rollbook-demo/ok": "1", "rollbook-demo-prod/x": "1"}, Delete: []string{"secret/key"}}},
+			{Name: "verify", Verify: &runbook.VerifyStep{Checks: []runbook.Check{
+				{Name: "a", HTTP: &runbook.HTTPCheck{Endpoint: "edge", Path: "/healthz"}},
+				{Name: "b", HTTP: &runbook.HTTPCheck{Endpoint: "internal-admin", Path: "/"}},
+				{Name: "c", Prometheus: &runbook.PrometheusCheck{Query: "up"}},
+				{Name: "d", Prometheus: &runbook.PrometheusCheck{Server: "thanos", Query: "up"}},
+			}}},
+		},
+		Analysis: &runbook.Analysis{Checks: []runbook.Check{{Name: "e", HTTP: &runbook.HTTPCheck{Endpoint: "nope"}}}},
+		Rollback: &runbook.RollbackOptions{Verify: &runbook.VerifyStep{Checks: []runbook.Check{{Name: "f", Prometheus: &runbook.PrometheusCheck{Server: "gone"}}}}},
+		Notify:   &runbook.Notify{Webhook: "pager"},
+	}
+}
+
+// Every name the runbook uses that the configuration does not know, or does
+// not allow, is named with its field; known names pass.
+func TestCheckNames(t *testing.T) {
+	cfg, err := ParseConfig("w.yaml", []byte(namesConfig))
+	require.NoError(t, err)
+	assert.Equal(t, []string{
+		`routes[1].backend: backend "admin_api" is not in router edge's allowedBackends (payments_api)`,
+		`routes[2].router: unknown router "no-such-router" (this worker knows: edge, mesh)`,
+		`steps[1].migrate.database: unknown database "billing" (this worker knows: payments)`,
+		`steps[2].consul.set: key "rollbook-demo-prod/x" is outside the prefixes this worker may change (rollbook-demo/)`,
+		`steps[2].consul.delete: key "secret/key" is outside the prefixes this worker may change (rollbook-demo/)`,
+		`steps[3].verify.checks[1].http.endpoint: unknown endpoint "internal-admin" (this worker knows: edge)`,
+		`steps[3].verify.checks[3].prometheus.server: unknown Prometheus server "thanos" (this worker knows: default)`,
+		`analysis.checks[0].http.endpoint: unknown endpoint "nope" (this worker knows: edge)`,
+		`rollback.verify.checks[0].prometheus.server: unknown Prometheus server "gone" (this worker knows: default)`,
+		`notify.webhook: unknown webhook "pager" (this worker knows: slack)`,
+	}, CheckNames(cfg, namesRunbook()))
+	assert.True(t, cfg.Signing.Require)
+	assert.Equal(t, []string{"/etc/rollbook/ci.pub"}, cfg.Signing.TrustedKeys)
+}
+
+func TestCheckNamesWithoutPrefixes(t *testing.T) {
+	cfg, err := ParseConfig("w.yaml", []byte("databases: {payments: {dialect: sqlite, dsn: /tmp/x.db}}\n"))
+	require.NoError(t, err)
+	rb := &runbook.Runbook{Steps: []runbook.Step{{Name: "s", Consul: &runbook.ConsulStep{Set: map[string]string{"a/b": "1"}}}}}
+	assert.Equal(t, []string{`steps[0].consul.set: key "a/b": this worker allows no Consul KV prefixes (consul.allowedPrefixes)`}, CheckNames(cfg, rb))
+}
+
+func TestSigningConfigNeedsKeys(t *testing.T) {
+	_, err := ParseConfig("w.yaml", []byte("signing: {require: true}\n"))
+	assert.ErrorContains(t, err, "signing.trustedKeys: list at least one public key file")
+}
