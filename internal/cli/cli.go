@@ -84,7 +84,8 @@ verification) as Temporal workflows that roll back durably when anything fails.
 Temporal connection: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
 TEMPORAL_TLS_* (Temporal's own conventions).
 
-Exit codes: 0 succeeded, 1 bad input, 2 rolled back, 3 aborted,
+Exit codes: 0 succeeded, 1 bad input or refused by the preflight (nothing
+changed), 2 rolled back, 3 aborted,
 4 a human is needed, 5 another deployment is running, 6 Temporal unreachable
 or gave up waiting.`,
 		SilenceUsage:  true,
@@ -103,6 +104,7 @@ or gave up waiting.`,
 		a.statusCommand(),
 		a.revertCommand(),
 		a.codecServerCommand(),
+		a.keygenCommand(),
 	)
 	for _, c := range a.signalCommands() {
 		root.AddCommand(c)

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/rollbook/rollbook/internal/signing"
 	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
 )
@@ -29,6 +30,7 @@ type deployFlags struct {
 	waitForLock      bool
 	timeout          time.Duration
 	abortOnInterrupt bool
+	signKey          string
 }
 
 func (a *app) deployCommand() *cobra.Command {
@@ -47,6 +49,7 @@ func (a *app) deployCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&f.waitForLock, "wait-for-lock", false, "wait for a running deployment of the service to end instead of exiting 5")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (exit 6); 0 waits forever")
 	cmd.Flags().BoolVar(&f.abortOnInterrupt, "abort-on-interrupt", false, "on Ctrl-C/SIGTERM abort the deployment instead of detaching")
+	cmd.Flags().StringVar(&f.signKey, "sign-key", "", "Ed25519 private key (PEM) to sign the bundle with; default $"+signing.EnvKeyFile)
 	return cmd
 }
 
@@ -83,6 +86,9 @@ func (a *app) deploy(ctx context.Context, file string, f deployFlags) error {
 	if err != nil {
 		fmt.Fprintln(a.errOut, err)
 		return exitf(ExitBadInput, "%s: nothing was started", file)
+	}
+	if err := signBundle(b, f.signKey); err != nil {
+		return err
 	}
 	c, copts, err := a.dial(ctx)
 	if err != nil {
@@ -130,7 +136,7 @@ func (a *app) deploy(ctx context.Context, file string, f deployFlags) error {
 	}
 	link := a.webLink(copts.Namespace, id, run.GetRunID())
 	if f.jsonOut {
-		a.jsonLine(map[string]any{"event": "started", "workflowId": id, "runId": run.GetRunID(), "service": b.Runbook.Service, "version": b.Version, "hash": b.Hash, "webUI": link})
+		a.jsonLine(map[string]any{"event": "started", "workflowId": id, "runId": run.GetRunID(), "service": b.Runbook.Service, "version": b.Version, "hash": b.Hash, "signedBy": signedBy(b), "webUI": link})
 	} else {
 		fmt.Fprintf(a.out, "Web UI: %s\n", link)
 		fmt.Fprintf(a.out, "started deployment of %s %s (workflow %s, run %s)\n", b.Runbook.Service, b.Version, id, run.GetRunID())
@@ -212,6 +218,9 @@ func outcomeExit(r workflows.Result) error {
 	switch r.Outcome {
 	case workflows.OutcomeSucceeded, workflows.OutcomeReverted:
 		return nil
+	case workflows.OutcomeRefused:
+		// The preflight refused it before the first change.
+		return &exitError{code: ExitBadInput, err: fmt.Errorf("refused by the preflight, nothing was changed: %s", r.Reason)}
 	case workflows.OutcomeRolledBack:
 		return &exitError{code: ExitRolledBack, err: fmt.Errorf("rolled back: %s", r.Reason)}
 	case workflows.OutcomeAborted:

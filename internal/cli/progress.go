@@ -94,4 +94,7 @@ func (p *progress) final(r workflows.Result) {
 	for _, c := range r.Compensations {
 		fmt.Fprintf(p.a.out, "  undo %-24s %s %s\n", c.Step, c.State, c.Detail)
 	}
+	for _, pr := range r.Problems {
+		fmt.Fprintf(p.a.out, "  preflight: %s\n", pr)
+	}
 }
