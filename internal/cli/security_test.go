@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -99,4 +100,28 @@ func TestRefusedExitsBadInput(t *testing.T) {
 	require.True(t, errors.As(err, &ee))
 	assert.Equal(t, ExitBadInput, ee.code)
 	assert.Contains(t, err.Error(), "nothing was changed")
+}
+
+// The CI examples sign what they deploy and check names against the
+// worker's config.
+func TestCIExamplesSignAndCheckNames(t *testing.T) {
+	files, err := filepath.Glob("../../examples/ci/*.yml")
+	require.NoError(t, err)
+	require.Len(t, files, 2)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		text := strings.ReplaceAll(string(data), "\\\n", " ")
+		var deploy, validate bool
+		for _, line := range strings.Split(text, "\n") {
+			if strings.Contains(line, "rollbook deploy ") && strings.Contains(line, "--sign-key") {
+				deploy = true
+			}
+			if strings.Contains(line, "starter validate --worker-config ") {
+				validate = true
+			}
+		}
+		assert.True(t, deploy, "%s: deploy signs the bundle (--sign-key)", f)
+		assert.True(t, validate, "%s: validate checks names (--worker-config)", f)
+	}
 }
