@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"fmt"
-	"reflect"
 	"slices"
 
 	"go.temporal.io/sdk/temporal"
@@ -162,7 +161,7 @@ func compProblem(rb *runbook.Runbook, before, i int, c *Compensation) string {
 				route = &rb.Routes[j]
 			}
 		}
-		if c.Traffic == nil || route == nil || !reflect.DeepEqual(c.Traffic.Route, *route) {
+		if c.Traffic == nil || route == nil || !sameRouteDef(c.Traffic.Route, *route) {
 			return fmt.Sprintf("%s.traffic.route: not step %q's route", f, step.Name)
 		}
 	}
@@ -181,6 +180,11 @@ func sameKeys(a, b []runbook.KVOp) bool {
 		}
 	}
 	return true
+}
+
+func sameRouteDef(a, b runbook.Route) bool {
+	return a.Name == b.Name && a.Router == b.Router && a.Backend == b.Backend && a.Stable == b.Stable &&
+		a.Canary == b.Canary && slices.Equal(a.Subsets, b.Subsets)
 }
 
 func stepIndexIn(steps []runbook.Step, name string) int {
