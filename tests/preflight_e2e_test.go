@@ -51,6 +51,9 @@ func TestE2EPreflightRefusesBeforeTheFirstChange(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "refused", st.Phase)
 	assert.Len(t, st.Problems, 3)
+	out, code = cli(t, "status", f.service)
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "refused by the preflight, nothing was changed:\n  - steps[0].migrate.database")
 
 	// validate --worker-config finds the offline two in CI, before any deploy.
 	out, code = cli(t, "validate", "--worker-config", filepath.Join(repoRoot, "examples", "dev-worker.yaml"), rb)

@@ -69,6 +69,7 @@ func (a *app) statusCommand() *cobra.Command {
 			for _, s := range r.Steps {
 				fmt.Fprintf(a.out, "  %-24s %-12s %s\n", s.Name, s.State, s.Detail)
 			}
+			printProblems(a, r.Problems)
 			return nil
 		},
 	}
@@ -100,6 +101,18 @@ func printStatus(a *app, st workflows.Status, link string) {
 	}
 	for _, ig := range st.Ignored {
 		fmt.Fprintf(a.out, "ignored signal %s at %s: %s\n", ig.Signal, ig.At.Format(time.RFC3339), ig.Why)
+	}
+	printProblems(a, st.Problems)
+}
+
+// printProblems lists what the preflight refused a deployment for.
+func printProblems(a *app, problems []string) {
+	if len(problems) == 0 {
+		return
+	}
+	fmt.Fprintln(a.out, "refused by the preflight, nothing was changed:")
+	for _, p := range problems {
+		fmt.Fprintf(a.out, "  - %s\n", p)
 	}
 }
 
