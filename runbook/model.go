@@ -46,7 +46,7 @@ type Notify struct {
 
 // NotifyPhases are the phases a Notify.Phases list may name.
 var NotifyPhases = []string{"deploying", "verifying", "paused", "rolling-back", "rollback-stuck",
-	"succeeded", "rolled-back", "aborted", "rollback-failed", "failed-after-commit"}
+	"succeeded", "rolled-back", "aborted", "rollback-failed", "failed-after-commit", "refused"}
 
 // Route is a named traffic split on a router the worker knows by name.
 type Route struct {
