@@ -117,3 +117,22 @@ signing:
 	assert.Equal(t, "succeeded", st.Phase)
 	assert.Len(t, st.SignedBy, 16, "the status names the key that signed")
 }
+
+// Keys that already hold more than a deployment may capture (their values
+// would travel in the history) are found by the preflight in the live
+// Consul, and the deployment is refused before it writes anything.
+func TestE2EPreflightRefusesCapturedValuesOverTheBudget(t *testing.T) {
+	f := newFixture(t, "e2e-preflight-kv")
+	big := strings.Repeat("x", 200<<10)
+	putKV(t, f.prefix+"features/new-ledger", big)
+	putKV(t, f.prefix+"config/version", big)
+	rb := f.runbook(runbookOpts{})
+	before := schemaVersion(t)
+
+	out, code := cli(t, "deploy", rb, "--version", "v2", "--wait")
+	require.Equal(t, 1, code, out)
+	assert.Contains(t, out, "steps[1].consul: the keys the consul steps change hold 409600 bytes up to here; a deployment captures at most 262144 bytes")
+	assert.Equal(t, before, schemaVersion(t), "schema unchanged")
+	v, _ := kv(t, f.prefix+"config/version")
+	assert.Equal(t, big, v, "key unchanged")
+}
