@@ -17,7 +17,7 @@ import (
 	"github.com/rollbook/rollbook/workflows"
 )
 
-func run(args ...string) (int, string, string) {
+func runCLI(args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
 	code := Run(context.Background(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
@@ -27,7 +27,7 @@ func run(args ...string) (int, string, string) {
 // that lacks their names, validate exits 1 naming every problem, with the
 // file and the field.
 func TestValidateWorkerConfig(t *testing.T) {
-	code, out, errOut := run("validate", "--worker-config", "../../examples/dev-worker.yaml", "../../runbooks/payments-api.yaml", "../../runbooks/config-only.yaml")
+	code, out, errOut := runCLI("validate", "--worker-config", "../../examples/dev-worker.yaml", "../../runbooks/payments-api.yaml", "../../runbooks/config-only.yaml")
 	assert.Equal(t, ExitOK, code, errOut)
 	assert.Contains(t, out, "payments-api.yaml: ok")
 
@@ -37,7 +37,7 @@ databases: {billing: {dialect: sqlite, dsn: /tmp/b.db}}
 routers: {edge: {driver: haproxy, address: /run/h.sock, allowedBackends: [other_api]}}
 consul: {allowedPrefixes: [elsewhere/]}
 `), 0o644))
-	code, _, errOut = run("validate", "--worker-config", cfg, "../../runbooks/payments-api.yaml")
+	code, _, errOut = runCLI("validate", "--worker-config", cfg, "../../runbooks/payments-api.yaml")
 	assert.Equal(t, ExitBadInput, code)
 	for _, want := range []string{
 		`payments-api.yaml: routes[0].backend: backend "payments_api" is not in router edge's allowedBackends (other_api)`,
@@ -50,7 +50,7 @@ consul: {allowedPrefixes: [elsewhere/]}
 		assert.Contains(t, errOut, want)
 	}
 
-	code, _, errOut = run("validate", "--worker-config", filepath.Join(t.TempDir(), "missing.yaml"), "../../runbooks/payments-api.yaml")
+	code, _, errOut = runCLI("validate", "--worker-config", filepath.Join(t.TempDir(), "missing.yaml"), "../../runbooks/payments-api.yaml")
 	assert.Equal(t, ExitBadInput, code)
 	assert.Contains(t, errOut, "reading worker config")
 }
@@ -61,10 +61,10 @@ consul: {allowedPrefixes: [elsewhere/]}
 func TestKeygenAndSign(t *testing.T) {
 	dir := t.TempDir()
 	priv := filepath.Join(dir, "ci.key")
-	code, out, errOut := run("keygen", priv)
+	code, out, errOut := runCLI("keygen", priv)
 	require.Equal(t, ExitOK, code, errOut)
 	assert.Contains(t, out, "key ID ")
-	code, _, errOut = run("keygen", priv)
+	code, _, errOut = runCLI("keygen", priv)
 	assert.Equal(t, ExitBadInput, code, "keygen never overwrites a key")
 	assert.Contains(t, errOut, "exists")
 
