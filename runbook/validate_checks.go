@@ -140,7 +140,9 @@ func checkURLPath(p string) string {
 	if len(p) > MaxURLBytes {
 		return fmt.Sprintf("path is %d bytes; the limit is %d", len(p), MaxURLBytes)
 	}
-	bad := func() string { return fmt.Sprintf("path must be an absolute URL path such as /healthz, got %s", quoteShort(p)) }
+	bad := func() string {
+		return fmt.Sprintf("path must be an absolute URL path such as /healthz, got %s", quoteShort(p))
+	}
 	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
 		return bad()
 	}
