@@ -144,6 +144,11 @@ func badChar(s string, ok func(i int, r rune) bool) string {
 func quoteShort(s string) string {
 	p := firstRunes(s, maxQuotedRunes)
 	q := fmt.Sprintf("%+q", p)
+	// Escapes make the quoted form up to ten times longer than the runes.
+	for len(q) > 2*maxQuotedRunes && len(p) > 0 {
+		p = firstRunes(p, utf8.RuneCountInString(p)/2)
+		q = fmt.Sprintf("%+q", p)
+	}
 	if len(p) < len(s) {
 		q += truncMarker(len(s) - len(p))
 	}
