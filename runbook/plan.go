@@ -60,7 +60,7 @@ func describeStep(rb *Runbook, s Step) (forward, compensation string) {
 			if op.Delete {
 				parts = append(parts, "delete "+safeText(op.Key))
 			} else {
-				parts = append(parts, fmt.Sprintf("set %s=%+q", safeText(op.Key), truncate(op.Value, 40)))
+				parts = append(parts, fmt.Sprintf("set %s=%s", safeText(op.Key), quoteShort(op.Value)))
 			}
 		}
 		return "consul: " + strings.Join(parts, ", ") + " (one transaction, check-and-set)",
@@ -101,14 +101,6 @@ func describeStep(rb *Runbook, s Step) (forward, compensation string) {
 		return "wait " + fmtDur(p.Duration.D()), "none"
 	}
 	return "invalid step", "none"
-}
-
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n]) + "…"
 }
 
 // DescribeChecks lists checks for a plan: "a (http GET …); b (router …)".
