@@ -23,6 +23,11 @@ import (
 // syntax.
 const NamePattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`
 
+// ServicePattern is the syntax of the service name, stricter than
+// NamePattern: the service becomes the workflow ID (rollbook-<service>)
+// and a search attribute value.
+const ServicePattern = `^[a-z][a-z0-9-]{0,62}$`
+
 // MaxNameLen is the longest name NamePattern admits.
 const MaxNameLen = 63
 

@@ -26,9 +26,7 @@ const (
 	DefaultVerifyInterval = 10 * time.Second
 )
 
-// serviceRe is stricter than NamePattern: the service becomes the
-// workflow ID (rollbook-<service>) and a search attribute value.
-var serviceRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+var serviceRe = regexp.MustCompile(ServicePattern)
 
 // ValidateOption configures Validate.
 type ValidateOption func(*checker)

@@ -105,6 +105,10 @@ func Generate(srcDir string) ([]byte, error) {
 		}
 	}
 
+	if err := addSyntaxAndLimits(s); err != nil {
+		return nil, err
+	}
+
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
