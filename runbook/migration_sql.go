@@ -91,6 +91,7 @@ func ParseMigrationSQL(path string, data []byte) (*SQLMigration, error) {
 			return &SQLMigration{Up: up, Down: down}, nil
 		}
 	}
+	path = truncateRunes(path, maxPathRunes)
 	var le *sqlLineError
 	if errors.As(err, &le) && le.line > 0 {
 		return nil, fmt.Errorf("%w: %s line %d: %s", ErrMigration, path, le.line, le.msg)

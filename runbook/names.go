@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -158,4 +159,23 @@ func quoteShort(s string) string {
 		q += truncMarker(len(s) - len(p))
 	}
 	return q
+}
+
+// hiddenChar returns a description of the first character in free text
+// (a description, a query) that would hide or reorder what a reader sees
+// in a terminal, the Web UI or a pull request: control characters other
+// than newline and tab, and the bidirectional overrides and isolates of
+// "Trojan Source" (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C).
+// It returns "" when there is none.
+func hiddenChar(s string) string {
+	i := 0
+	for _, r := range s {
+		i++
+		switch {
+		case r == '\n' || r == '\t':
+		case unicode.IsControl(r), r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+			return fmt.Sprintf("character %U at position %d", r, i)
+		}
+	}
+	return ""
 }

@@ -116,3 +116,19 @@ func TestBundleVersionSyntax(t *testing.T) {
 		t.Errorf("Check with a shell version: %v", err)
 	}
 }
+
+// TestHiddenCharactersInFreeText: a description or query may not carry
+// characters that hide or reorder text ("Trojan Source").
+func TestHiddenCharactersInFreeText(t *testing.T) {
+	y := "apiVersion: rollbook/v1\nservice: payments-api\ndescription: \"safe \\u202e txet\"\nsteps:\n" +
+		"  - name: watch\n    verify:\n      duration: 1m\n      checks:\n" +
+		"        - {name: q, prometheus: {query: \"up\\e[2J\", max: 1}}\n" +
+		"        - {name: ok, prometheus: {query: \"sum(up)\\n\\t/ 2\", max: 1}}\n"
+	_, err := Parse("t.yaml", []byte(y))
+	requireMessages(t, err,
+		"t.yaml:3: description: character U+202E at position 6 is not allowed: it would hide or reorder text where the description is shown",
+		"t.yaml:9: steps[0].verify.checks[0].prometheus.query: character U+001B at position 3 is not allowed in a query (it would hide or reorder text in plans and logs)")
+	if n := len(messages(err)); n != 2 {
+		t.Errorf("%d messages, want 2: %v", n, err)
+	}
+}

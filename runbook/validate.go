@@ -105,8 +105,11 @@ func (c *checker) runbook(rb *Runbook) {
 	case !serviceRe.MatchString(rb.Service):
 		c.addf("service", "invalid service name %s: use lowercase letters, digits and '-', starting with a letter, at most 63 characters", quoteShort(rb.Service))
 	}
-	if len(rb.Description) > MaxDescriptionBytes {
+	switch {
+	case len(rb.Description) > MaxDescriptionBytes:
 		c.addf("description", "description is %d bytes; keep it under %d", len(rb.Description), MaxDescriptionBytes)
+	case hiddenChar(rb.Description) != "":
+		c.addf("description", "%s is not allowed: it would hide or reorder text where the description is shown", hiddenChar(rb.Description))
 	}
 	c.duration("deadline", rb.Deadline, false, MinInterval, MaxDeadline)
 	c.checkRoutes(rb.Routes)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"unicode"
 )
 
 // httpMethods are the methods a check may use. Checks only read: a
@@ -171,8 +170,8 @@ func (c *checker) checkPrometheus(p string, q *PrometheusCheck) {
 		c.addf(fieldPath(p, "query"), "query is required")
 	case len(q.Query) > MaxQueryBytes:
 		c.addf(fieldPath(p, "query"), "query is %d bytes; the limit is %d", len(q.Query), MaxQueryBytes)
-	case strings.ContainsFunc(q.Query, func(r rune) bool { return r != '\n' && r != '\t' && unicode.IsControl(r) }):
-		c.addf(fieldPath(p, "query"), "query contains control characters (only newlines and tabs are allowed)")
+	case hiddenChar(q.Query) != "":
+		c.addf(fieldPath(p, "query"), "%s is not allowed in a query (it would hide or reorder text in plans and logs)", hiddenChar(q.Query))
 	}
 	switch {
 	case q.Min == nil && q.Max == nil:
