@@ -31,6 +31,7 @@ func (b *Bundle) Check() error {
 	if msg := checkVersion(b.Version); msg != "" {
 		c.addf("version", "%s", msg)
 	}
+	c.checkReleaseBundleVersion(b)
 	c.checkOrigin(b.StartedBy)
 	c.checkBundleFiles(b)
 	c.runbook(&b.Runbook)
