@@ -170,7 +170,8 @@ func (r *Release) ApplyRelease(ctx context.Context, in ApplyReleaseInput) (Relea
 	res := ReleaseResult{Version: in.Version, Previous: in.Captured.Version}
 	cur, err := t.Driver.Current(ctx, t.Name)
 	if err != nil {
-		return res, releaseError(fmt.Sprintf("reading the version of target %s before releasing %s", in.Target, in.Version), err, true)
+		// Nothing was deployed yet: a failing read is worth a retry.
+		return res, releaseError(fmt.Sprintf("reading the version of target %s before releasing %s", in.Target, in.Version), err, false)
 	}
 	if cur == in.Version {
 		res.AlreadyThere = true

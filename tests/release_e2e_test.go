@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/rollbook/rollbook/internal/release/deployertest"
 	"github.com/rollbook/rollbook/internal/worker"
 )
 
@@ -218,5 +219,67 @@ func TestE2EReleaseUnknownTarget(t *testing.T) {
 	require.Equal(t, 2, code, out)
 	assert.Contains(t, out, `unknown release target \"blue\" (this worker knows: canary, stable)`)
 	assert.Empty(t, p.deploys())
+	assert.Equal(t, map[string]int{"stable": 100, "canary": 0}, weights(t))
+}
+
+const releaseHTTPTaskQueue = "rollbook-e2e-release-http"
+
+// The http driver against a deployer that starts the deploy and loses its
+// answer once (502): Temporal retries the apply activity, the retry sends
+// the same Idempotency-Key, and the deployer answers with the deployment it
+// already started — one deploy, not two. Verification then fails and the
+// compensation deploys the captured version with its own key.
+func TestE2EReleaseHTTPDeployerFailsOnce(t *testing.T) {
+	d := deployertest.New(map[string]string{"payments-canary": "v1"})
+	defer d.Close()
+	d.Token = "e2e-deployer-token"
+	d.SetPollsToFinish(2)
+	d.FailNextPOSTs(1)
+	t.Setenv("ROLLBOOK_E2E_DEPLOYER_URL", d.URL)
+	t.Setenv("ROLLBOOK_E2E_DEPLOYER_TOKEN", d.Token)
+	cfg, err := worker.ParseConfig("release-http.yaml", []byte(`
+taskQueue: `+releaseHTTPTaskQueue+`
+databases:
+  payments: {dialect: postgres, dsnEnv: ROLLBOOK_PG_DSN}
+routers:
+  edge: {driver: haproxy, addressEnv: ROLLBOOK_HAPROXY_SOCKET}
+consul:
+  allowedPrefixes: [rollbook-e2e/]
+releaseDrivers:
+  paas:
+    driver: http
+    http: {urlEnv: ROLLBOOK_E2E_DEPLOYER_URL, tokenEnv: ROLLBOOK_E2E_DEPLOYER_TOKEN, pollInterval: 100ms, deployTimeout: 10s}
+    wait: {timeout: 5s, interval: 100ms}
+targets:
+  canary: {driver: paas, name: payments-canary}
+`))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := worker.Start(ctx, cfg, zap.NewNop(), worker.Options{})
+	require.NoError(t, err)
+	defer r.Stop()
+
+	f := newFixture(t, "e2e-release-http")
+	setCanaryBad(t, 1)
+	defer setCanaryBad(t, 0)
+	l := startLoad(t, 60)
+	out, code := cli(t, "deploy", f.releaseRunbook(), "--version", "v2", "--wait", "--json", "--task-queue", releaseHTTPTaskQueue)
+	l.Stop()
+	require.Equal(t, 2, code, out)
+	assert.Contains(t, out, `"outcome":"rolled-back"`)
+	assert.Contains(t, out, "canary-errors", "it failed in verification, after the release")
+	assert.NotContains(t, out, d.Token)
+
+	assert.Equal(t, 2, d.Deploys("payments-canary"), "v2 once despite the lost answer, then v1 back")
+	assert.Equal(t, "v1", d.Version("payments-canary"))
+	var posts []string
+	for _, req := range d.Requests() {
+		if strings.HasPrefix(req, "POST ") {
+			posts = append(posts, req)
+		}
+	}
+	assert.Equal(t, []string{"POST /targets/payments-canary/deploy", "POST /targets/payments-canary/deploy", "POST /targets/payments-canary/deploy"}, posts,
+		"the lost answer, its retry with the same key, the compensation")
 	assert.Equal(t, map[string]int{"stable": 100, "canary": 0}, weights(t))
 }
