@@ -99,6 +99,8 @@ func describeStep(rb *Runbook, s Step) (forward, compensation string) {
 			return f, "none"
 		}
 		return "wait " + fmtDur(p.Duration.D()), "none"
+	case s.Release != nil:
+		return describeRelease(s)
 	}
 	return "invalid step", "none"
 }

@@ -41,6 +41,11 @@ type Config struct {
 	// Codec turns payload encryption on. Without it the worker follows
 	// ROLLBOOK_CODEC_KEY_FILE / ROLLBOOK_CODEC_KEY like the CLI does.
 	Codec *CodecConfig `yaml:"codec"`
+
+	// ReleaseDrivers and Targets: release steps name a target; the target
+	// names a driver (release.go).
+	ReleaseDrivers map[string]ReleaseDriverConfig `yaml:"releaseDrivers"`
+	Targets        map[string]TargetConfig        `yaml:"targets"`
 }
 
 // CodecConfig says where the AES-256 payload keys are: a file, or an
@@ -167,6 +172,7 @@ func (c *Config) validate() []string {
 			}
 		}
 	}
+	errs = append(errs, c.validateRelease()...)
 	if c.Codec != nil && (c.Codec.KeyFile == "") == (c.Codec.KeyEnv == "") {
 		errs = append(errs, "codec: set exactly one of keyFile, keyEnv")
 	}

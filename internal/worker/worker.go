@@ -31,6 +31,7 @@ type Activities struct {
 	Traffic    *activities.Traffic
 	Checks     *activities.Checks
 	Notifier   *activities.Notifier
+	Release    *activities.Release
 }
 
 // BuildActivities resolves every configured name to a client. Secrets are
@@ -120,7 +121,11 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt}, nil
+	rel, err := buildRelease(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt, Release: rel}, nil
 }
 
 // Register adds the Deploy workflow and every activity to w.
@@ -132,6 +137,9 @@ func Register(w sdkworker.Registry, a *Activities) {
 	w.RegisterActivity(a.Traffic)
 	w.RegisterActivity(a.Checks)
 	w.RegisterActivity(a.Notifier)
+	if a.Release != nil {
+		w.RegisterActivity(a.Release)
+	}
 }
 
 // Options tune Start; the zero value runs a worker as Run does.
