@@ -135,6 +135,9 @@ func migrationFS(dir string, files []runbook.File) (fs.FS, error) {
 		if path.Dir(p) != dir || path.Ext(p) != ".sql" {
 			continue
 		}
+		if err := runbook.CheckMigrationSQL(f.Path, []byte(f.Content)); err != nil {
+			return nil, invalidf("%v", err) // goose never sees ENVSUB or an annotation validation would refuse
+		}
 		fsys[path.Base(p)] = &fstest.MapFile{Data: []byte(f.Content), Mode: 0o444}
 	}
 	if len(fsys) == 0 {

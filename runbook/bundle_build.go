@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 )
 
 // MaxVersionLen bounds a bundle's version string.
@@ -66,17 +63,11 @@ func (b *Bundle) ContentHash() (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// checkVersion returns why v cannot be a deployed version, or "".
+// checkVersion returns why v cannot be a deployed version, or "" (see
+// CheckVersion).
 func checkVersion(v string) string {
-	switch {
-	case v == "":
-		return "version is required (for example a git tag or image tag)"
-	case len(v) > MaxVersionLen:
-		return fmt.Sprintf("version is %d bytes; the limit is %d", len(v), MaxVersionLen)
-	case !utf8.ValidString(v):
-		return "version is not valid UTF-8"
-	case strings.ContainsFunc(v, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
-		return fmt.Sprintf("version %q must not contain whitespace or control characters", v)
+	if err := CheckVersion(v); err != nil {
+		return nameMsg(err)
 	}
 	return ""
 }

@@ -56,10 +56,12 @@ func (e *FieldError) Error() string {
 		fmt.Fprintf(&b, "line %d: ", e.Line)
 	}
 	if e.Path != "" {
-		b.WriteString(e.Path)
+		// A map key is part of the path, so the path is as long as the
+		// longest key the author wrote.
+		b.WriteString(truncateRunes(e.Path, maxPathRunes))
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Msg)
+	b.WriteString(clip(e.Msg))
 	return b.String()
 }
 
@@ -94,23 +96,12 @@ func (es Errors) err() error {
 	if len(es) == 0 {
 		return nil
 	}
-	return es
+	return es.bounded()
 }
 
-// maxMsgRunes keeps a message readable when it quotes a huge value.
-const maxMsgRunes = 400
-
-// clip shortens msg to maxMsgRunes.
-func clip(msg string) string {
-	if len(msg) <= maxMsgRunes {
-		return msg
-	}
-	r := []rune(msg)
-	if len(r) <= maxMsgRunes {
-		return msg
-	}
-	return string(r[:maxMsgRunes]) + "…"
-}
+// clip shortens msg to maxMsgRunes (rune-safe, with a marker saying how
+// much was cut), so a message stays readable when it quotes a huge value.
+func clip(msg string) string { return truncateRunes(msg, maxMsgRunes) }
 
 // fileError is a problem with the file as a whole.
 func fileError(file string, line int, sentinel error, format string, args ...any) Errors {

@@ -43,7 +43,8 @@ func FilesUnder(files []File, dir string) []File {
 
 // ParseMigrations returns the goose SQL migrations directly inside dir,
 // sorted by version. Files not ending in .sql are ignored, as goose does.
-// Misnamed files, duplicate versions and files without an Up annotation are
+// Misnamed files, duplicate versions and files that goose would not parse
+// or that hold annotations rollbook refuses (see CheckMigrationSQL) are
 // reported as errors wrapping ErrMigration.
 func ParseMigrations(files []File, dir string) ([]Migration, error) {
 	migs, problems := parseMigrations(files, dir)
@@ -100,50 +101,16 @@ func parseMigrations(files []File, dir string) ([]Migration, []string) {
 			continue
 		}
 		byVersion[v] = f.Path
-		hasUp, hasDown := scanGoose(f.Content)
-		if !hasUp {
-			problems = append(problems, fmt.Sprintf("migration %s has no -- +goose Up annotation", f.Path))
+		sql, err := ParseMigrationSQL(f.Path, []byte(f.Content))
+		if err != nil {
+			msg, _ := strings.CutPrefix(err.Error(), ErrMigration.Error()+": ")
+			problems = append(problems, "migration "+msg)
 			continue
 		}
-		migs = append(migs, Migration{Version: v, Path: f.Path, HasDown: hasDown})
+		// A Down section with only comments or blank lines would make goose
+		// "roll back" by doing nothing, which is worse than refusing.
+		migs = append(migs, Migration{Version: v, Path: f.Path, HasDown: len(sql.Down) > 0})
 	}
 	sort.Slice(migs, func(i, j int) bool { return migs[i].Version < migs[j].Version })
 	return migs, problems
-}
-
-// scanGoose finds the Up annotation and whether the Down section holds any
-// SQL. A Down section with only comments or blank lines would make goose
-// "roll back" by doing nothing, which is worse than refusing.
-func scanGoose(content string) (hasUp, hasDown bool) {
-	inDown := false
-	for _, line := range strings.Split(content, "\n") {
-		t := strings.TrimSpace(line)
-		if ann, ok := gooseAnnotation(t); ok {
-			switch ann {
-			case "up":
-				hasUp, inDown = true, false
-			case "down":
-				inDown = true
-			}
-			continue
-		}
-		if inDown && t != "" && !strings.HasPrefix(t, "--") {
-			hasDown = true
-		}
-	}
-	return hasUp, hasDown
-}
-
-// gooseAnnotation parses "-- +goose Up" style lines into "up", "down",
-// "statementbegin" and so on.
-func gooseAnnotation(line string) (string, bool) {
-	rest, ok := strings.CutPrefix(line, "--")
-	if !ok {
-		return "", false
-	}
-	rest, ok = strings.CutPrefix(strings.TrimSpace(rest), "+goose")
-	if !ok {
-		return "", false
-	}
-	return strings.ToLower(strings.Join(strings.Fields(rest), " ")), true
 }

@@ -8,11 +8,11 @@ import (
 	"testing"
 )
 
-func TestScanGoose(t *testing.T) {
+func TestParseMigrationSQLSections(t *testing.T) {
 	tests := []struct {
 		name         string
 		content      string
-		up, withDown bool
+		ok, withDown bool
 	}{
 		{"up and down", gooseOK, true, true},
 		{"no down", "-- +goose Up\nCREATE TABLE t (id INT);\n", true, false},
@@ -20,13 +20,17 @@ func TestScanGoose(t *testing.T) {
 		{"down with statement block", "-- +goose Up\nSELECT 1;\n-- +goose Down\n-- +goose StatementBegin\nDROP TABLE t;\n-- +goose StatementEnd\n", true, true},
 		{"empty statement block", "-- +goose Up\nSELECT 1;\n-- +goose Down\n-- +goose StatementBegin\n-- +goose StatementEnd\n", true, false},
 		{"lower case, extra spaces", "--   +goose   up\nSELECT 1;\n--+goose down\nDROP TABLE t;\n", true, true},
-		{"no up", "CREATE TABLE t (id INT);\n-- +goose Down\nDROP TABLE t;\n", false, true},
+		{"no up", "CREATE TABLE t (id INT);\n-- +goose Down\nDROP TABLE t;\n", false, false},
 		{"CRLF", "-- +goose Up\r\nSELECT 1;\r\n-- +goose Down\r\nDROP TABLE t;\r\n", true, true},
 	}
 	for _, tt := range tests {
-		up, down := scanGoose(tt.content)
-		if up != tt.up || down != tt.withDown {
-			t.Errorf("%s: scanGoose = %v, %v; want %v, %v", tt.name, up, down, tt.up, tt.withDown)
+		sql, err := ParseMigrationSQL("m.sql", []byte(tt.content))
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: err = %v, want ok=%v", tt.name, err, tt.ok)
+			continue
+		}
+		if err == nil && (len(sql.Down) > 0) != tt.withDown {
+			t.Errorf("%s: down statements %q, want some=%v", tt.name, sql.Down, tt.withDown)
 		}
 	}
 }

@@ -80,6 +80,7 @@ type Step struct {
 	Traffic *TrafficStep `json:"traffic,omitempty"`
 	Verify  *VerifyStep  `json:"verify,omitempty"`
 	Pause   *PauseStep   `json:"pause,omitempty"`
+	Release *ReleaseStep `json:"release,omitempty"`
 }
 
 // Step kinds, as returned by Step.Kind.
@@ -117,6 +118,9 @@ func (s Step) kinds() []string {
 	if s.Pause != nil {
 		k = append(k, KindPause)
 	}
+	if s.Release != nil {
+		k = append(k, KindRelease)
+	}
 	return k
 }
 
@@ -124,7 +128,7 @@ func (s Step) kinds() []string {
 // compensation.
 func (s Step) Mutating() bool {
 	switch s.Kind() {
-	case KindMigrate, KindConsul, KindTraffic:
+	case KindMigrate, KindConsul, KindTraffic, KindRelease:
 		return true
 	}
 	return false

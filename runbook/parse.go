@@ -64,7 +64,7 @@ func parse(file string, data []byte, src migrationSource) (*Runbook, positions, 
 		}
 	}
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
-	return &rb, d.pos, errs
+	return &rb, d.pos, errs.bounded()
 }
 
 // atLine1 gives file-level errors without a position line 1, so that every

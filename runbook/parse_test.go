@@ -178,7 +178,7 @@ func TestParseErrors(t *testing.T) {
         app/./x: y
 `,
 			want: []string{
-				`t.yaml:9: steps[0].consul.set["app/ctl\x01"]: key "app/ctl\x01" contains control characters`,
+				`t.yaml:9: steps[0].consul.set["app/ctl\x01"]: invalid key "app/ctl\x01": character U+0001 at position 8 is not allowed; keys are printable ASCII`,
 				`t.yaml:10: steps[0].consul.set["app/./x"]: key "app/./x" must not contain "." segments`,
 			},
 		},

@@ -25,12 +25,15 @@ func indexPath(parent string, i int) string {
 }
 
 // keyPath is the path of a map entry; keys with dots, spaces or brackets
-// are quoted so the path stays unambiguous.
+// are quoted so the path stays unambiguous, with everything but printable
+// ASCII escaped and long keys shortened (a path is printed to terminals and
+// CI logs; two huge keys that share their start share a path, which only
+// matters for the line an error points at).
 func keyPath(parent, key string) string {
 	if plainKey.MatchString(key) {
 		return fieldPath(parent, key)
 	}
-	return fmt.Sprintf("%s[%q]", parent, key)
+	return parent + "[" + quoteShort(key) + "]"
 }
 
 // positions maps a field path to the line it was written on.

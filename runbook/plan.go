@@ -52,15 +52,15 @@ func describeStep(rb *Runbook, s Step) (forward, compensation string) {
 		if m.Phase != "" {
 			phase = " (" + m.Phase + ")"
 		}
-		return fmt.Sprintf("migrate database %s up to %s in %s%s", m.Database, target, m.Dir, phase),
+		return fmt.Sprintf("migrate database %s up to %s in %s%s", m.Database, target, safeText(m.Dir), phase),
 			fmt.Sprintf("migrate database %s down to the version captured before the step", m.Database)
 	case s.Consul != nil:
 		var parts []string
 		for _, op := range s.Consul.Ops() {
 			if op.Delete {
-				parts = append(parts, "delete "+op.Key)
+				parts = append(parts, "delete "+safeText(op.Key))
 			} else {
-				parts = append(parts, fmt.Sprintf("set %s=%q", op.Key, truncate(op.Value, 40)))
+				parts = append(parts, fmt.Sprintf("set %s=%s", safeText(op.Key), quoteShort(op.Value)))
 			}
 		}
 		return "consul: " + strings.Join(parts, ", ") + " (one transaction, check-and-set)",
@@ -87,11 +87,7 @@ func describeStep(rb *Runbook, s Step) (forward, compensation string) {
 		if interval == 0 {
 			interval = DefaultVerifyInterval
 		}
-		var names []string
-		for _, c := range v.Checks {
-			names = append(names, c.Name+" ("+c.Kind()+")")
-		}
-		return fmt.Sprintf("verify for %s every %s: %s", fmtDur(v.Duration.D()), fmtDur(interval), strings.Join(names, ", ")),
+		return fmt.Sprintf("verify for %s every %s: %s", fmtDur(v.Duration.D()), fmtDur(interval), DescribeChecks(v.Checks)),
 			"none (a failed verification rolls back)"
 	case s.Pause != nil:
 		p := s.Pause
@@ -103,14 +99,75 @@ func describeStep(rb *Runbook, s Step) (forward, compensation string) {
 			return f, "none"
 		}
 		return "wait " + fmtDur(p.Duration.D()), "none"
+	case s.Release != nil:
+		return describeRelease(s)
 	}
 	return "invalid step", "none"
 }
 
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
+// DescribeChecks lists checks for a plan: "a (http GET …); b (router …)".
+func DescribeChecks(checks []Check) string {
+	parts := make([]string, len(checks))
+	for i, c := range checks {
+		parts[i] = DescribeCheck(c)
 	}
-	return string(r[:n]) + "…"
+	return strings.Join(parts, "; ")
+}
+
+// DescribeCheck says what a check does, with what it reaches: for an http
+// check its method and URL (or endpoint and path), so that a reviewer of
+// the plan sees every request the worker will send.
+func DescribeCheck(c Check) string {
+	var what string
+	switch {
+	case c.HTTP != nil:
+		h := c.HTTP
+		method := h.Method
+		if method == "" {
+			method = "GET"
+		}
+		target := safeText(h.URL)
+		if h.URL == "" {
+			path := h.Path
+			if path == "" {
+				path = "/"
+			}
+			target = "endpoint " + safeText(h.Endpoint) + " " + safeText(path)
+		}
+		what = "http " + method + " " + target
+		if h.Samples > 1 {
+			what += fmt.Sprintf(" ×%d", h.Samples)
+		}
+	case c.Prometheus != nil:
+		server := c.Prometheus.Server
+		if server == "" {
+			server = "default"
+		}
+		what = fmt.Sprintf("prometheus %s: %s", safeText(server), quoteShort(c.Prometheus.Query))
+		if c.Prometheus.Min != nil {
+			what += fmt.Sprintf(" ≥ %g", *c.Prometheus.Min)
+		}
+		if c.Prometheus.Max != nil {
+			what += fmt.Sprintf(" ≤ %g", *c.Prometheus.Max)
+		}
+	case c.Router != nil:
+		what = fmt.Sprintf("router: route %s subset %s error rate ≤ %g", safeText(c.Router.Route), safeText(c.Router.Subset), c.Router.MaxErrorRate)
+	case c.Compare != nil:
+		what = "compare canary with baseline on route " + safeText(c.Compare.Route)
+	default:
+		what = "invalid check"
+	}
+	return safeText(c.Name) + " (" + what + ")"
+}
+
+// safeText returns s when it is printable ASCII, else s quoted with
+// non-ASCII escaped: a plan is read in terminals and pull requests, where
+// a control or bidi character could hide or reorder text.
+func safeText(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return quoteShort(s)
+		}
+	}
+	return truncateRunes(s, 2*maxQuotedRunes)
 }

@@ -26,12 +26,7 @@ const (
 	DefaultVerifyInterval = 10 * time.Second
 )
 
-var (
-	serviceRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-	// nameRe is for names that appear in signals, activity IDs, logs and
-	// worker configuration: steps, checks, routes, routers, databases.
-	nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-)
+var serviceRe = regexp.MustCompile(ServicePattern)
 
 // ValidateOption configures Validate.
 type ValidateOption func(*checker)
@@ -108,10 +103,13 @@ func (c *checker) runbook(rb *Runbook) {
 	case rb.Service == "":
 		c.addf("service", "service is required")
 	case !serviceRe.MatchString(rb.Service):
-		c.addf("service", "invalid service name %q: use lowercase letters, digits and '-', starting with a letter, at most 63 characters", rb.Service)
+		c.addf("service", "invalid service name %s: use lowercase letters, digits and '-', starting with a letter, at most 63 characters", quoteShort(rb.Service))
 	}
-	if len(rb.Description) > 4096 {
-		c.addf("description", "description is %d bytes; keep it under 4096", len(rb.Description))
+	switch {
+	case len(rb.Description) > MaxDescriptionBytes:
+		c.addf("description", "description is %d bytes; keep it under %d", len(rb.Description), MaxDescriptionBytes)
+	case hiddenChar(rb.Description) != "":
+		c.addf("description", "%s is not allowed: it would hide or reorder text where the description is shown", hiddenChar(rb.Description))
 	}
 	c.duration("deadline", rb.Deadline, false, MinInterval, MaxDeadline)
 	c.checkRoutes(rb.Routes)
@@ -128,17 +126,20 @@ func (c *checker) runbook(rb *Runbook) {
 	}
 }
 
-// name checks a required identifier.
+// name checks a required name against NamePattern (see CheckName).
 func (c *checker) name(path, what, v string) bool {
-	switch {
-	case v == "":
-		c.addf(path, "%s is required", what)
-		return false
-	case !nameRe.MatchString(v):
-		c.addf(path, "invalid %s %q: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters", what, v)
+	if err := CheckName(what, v); err != nil {
+		c.addf(path, "%s", nameMsg(err))
 		return false
 	}
 	return true
+}
+
+// nameMsg is CheckName's message without the sentinel's prefix, which
+// would repeat what the message says.
+func nameMsg(err error) string {
+	msg, _ := strings.CutPrefix(err.Error(), ErrName.Error()+": ")
+	return msg
 }
 
 // duration checks an optional (or required) duration against bounds.
@@ -170,6 +171,9 @@ func fmtDur(d time.Duration) string {
 
 func (c *checker) checkRoutes(routes []Route) {
 	c.routes = map[string]*Route{}
+	if len(routes) > MaxRoutes {
+		c.addf("routes", "runbook declares %d routes; the limit is %d", len(routes), MaxRoutes)
+	}
 	for i := range routes {
 		r := &routes[i]
 		p := indexPath("routes", i)
@@ -181,21 +185,20 @@ func (c *checker) checkRoutes(routes []Route) {
 			}
 		}
 		c.name(fieldPath(p, "router"), "router", r.Router)
+		// The backend and subsets reach HAProxy's runtime API (where ';'
+		// starts a new command) and Consul's config entry URLs.
+		c.name(fieldPath(p, "backend"), "backend", r.Backend)
 		switch {
-		case r.Backend == "":
-			c.addf(fieldPath(p, "backend"), "backend is required")
-		case hasSpaceOrControl(r.Backend):
-			c.addf(fieldPath(p, "backend"), "invalid backend %q: no spaces or control characters", r.Backend)
-		}
-		if len(r.Subsets) < 2 {
+		case len(r.Subsets) < 2:
 			c.addf(fieldPath(p, "subsets"), "a route needs at least 2 subsets (stable and canary), got %d", len(r.Subsets))
+		case len(r.Subsets) > MaxSubsets:
+			c.addf(fieldPath(p, "subsets"), "a route has at most %d subsets, got %d", MaxSubsets, len(r.Subsets))
 		}
 		seen := map[string]bool{}
 		for j, s := range r.Subsets {
 			sp := indexPath(fieldPath(p, "subsets"), j)
 			switch {
-			case s == "" || hasSpaceOrControl(s):
-				c.addf(sp, "invalid subset name %q", s)
+			case !c.name(sp, "subset", s):
 			case seen[s]:
 				c.addf(sp, "duplicate subset %q", s)
 			}
@@ -249,10 +252,6 @@ func hasSubset(r *Route, s string) bool {
 	return false
 }
 
-func hasSpaceOrControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f })
-}
-
 func list(xs []string) string {
 	return "[" + strings.Join(xs, ", ") + "]"
 }
@@ -260,8 +259,8 @@ func list(xs []string) string {
 func (c *checker) checkNotify(n *Notify) {
 	if n.Webhook == "" {
 		c.addf("notify.webhook", "webhook is required: a webhook name from the worker configuration")
-	} else if !nameRe.MatchString(n.Webhook) {
-		c.addf("notify.webhook", "invalid webhook name %q", n.Webhook)
+	} else {
+		c.name("notify.webhook", "webhook name", n.Webhook)
 	}
 	seen := map[string]bool{}
 	for i, p := range n.Phases {

@@ -1,17 +1,25 @@
 package runbook
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 )
 
-var httpMethods = map[string]bool{
-	"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true,
-}
+// httpMethods are the methods a check may use. Checks only read: a
+// runbook must not be able to make the worker change anything through a
+// check (DELETE http://consul/v1/kv/?recurse).
+var httpMethods = map[string]bool{"GET": true, "HEAD": true}
 
 func (c *checker) checkChecks(p string, checks []Check) {
-	if len(checks) == 0 {
+	switch {
+	case len(checks) == 0:
 		c.addf(p, "at least one check is required")
+	case len(checks) > MaxChecks:
+		c.addf(p, "%d checks; the limit is %d per verify step or analysis (each one runs every interval)", len(checks), MaxChecks)
+		// Every further check would add its own problems to a list no one
+		// reads; the count is the problem.
+		checks = checks[:MaxChecks]
 	}
 	seen := map[string]int{}
 	for i := range checks {
@@ -71,11 +79,8 @@ func (c *checker) checkHTTP(p string, h *HTTPCheck) {
 	case h.URL == "" && h.Endpoint == "":
 		c.addf(p, "url or endpoint is required")
 	case h.URL != "":
-		if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			c.addf(up, "url must be an absolute http:// or https:// URL, got %q", h.URL)
-		} else if u.User != nil {
-			// Secrets never go into a runbook: it travels in workflow history.
-			c.addf(up, "url must not carry credentials; the worker adds them")
+		if msg := checkURLSyntax(h.URL); msg != "" {
+			c.addf(up, "%s", msg)
 		}
 		if h.Path != "" {
 			c.addf(fieldPath(p, "path"), "path goes with endpoint; with url, put the path in the url")
@@ -83,13 +88,13 @@ func (c *checker) checkHTTP(p string, h *HTTPCheck) {
 	default:
 		c.name(fieldPath(p, "endpoint"), "endpoint", h.Endpoint)
 		if h.Path != "" {
-			if u, err := url.Parse(h.Path); err != nil || !strings.HasPrefix(h.Path, "/") || u.Scheme != "" || u.Host != "" || hasControl(h.Path) {
-				c.addf(fieldPath(p, "path"), "path must be an absolute URL path such as /healthz, got %q", h.Path)
+			if msg := checkURLPath(h.Path); msg != "" {
+				c.addf(fieldPath(p, "path"), "%s", msg)
 			}
 		}
 	}
 	if h.Method != "" && !httpMethods[h.Method] {
-		c.addf(fieldPath(p, "method"), "unsupported method %q (use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)", h.Method)
+		c.addf(fieldPath(p, "method"), "method %s is not allowed: checks only read, use GET or HEAD", quoteShort(h.Method))
 	}
 	if h.ExpectStatus != 0 && (h.ExpectStatus < 100 || h.ExpectStatus > 599) {
 		c.addf(fieldPath(p, "expectStatus"), "must be an HTTP status between 100 and 599, got %d", h.ExpectStatus)
@@ -101,12 +106,72 @@ func (c *checker) checkHTTP(p string, h *HTTPCheck) {
 	}
 }
 
+// checkURLSyntax returns why u cannot be an http check's url, or "". The
+// worker's allowlist decides where a url may point; this only makes sure it
+// is what it looks like: printable ASCII, http or https, a host, no
+// credentials (a runbook travels in workflow history).
+func checkURLSyntax(u string) string {
+	if len(u) > MaxURLBytes {
+		return fmt.Sprintf("url is %d bytes; the limit is %d", len(u), MaxURLBytes)
+	}
+	if i := strings.IndexFunc(u, func(r rune) bool { return r <= ' ' || r >= 0x7f }); i >= 0 {
+		return fmt.Sprintf("url %s: %s; percent-encode it", quoteShort(u), badChar(u, func(_ int, r rune) bool { return r > ' ' && r < 0x7f }))
+	}
+	pu, err := url.Parse(u)
+	switch {
+	case err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Opaque != "":
+		return fmt.Sprintf("url must be an absolute http:// or https:// URL, got %s", quoteShort(u))
+	case pu.User != nil:
+		return "url must not carry credentials (user:password@); the worker adds them"
+	case pu.Hostname() == "":
+		return fmt.Sprintf("url %s has no host", quoteShort(u))
+	case pu.Fragment != "" || strings.Contains(u, "#"):
+		return fmt.Sprintf("url %s has a #fragment, which is never sent; remove it", quoteShort(u))
+	}
+	return ""
+}
+
+// checkURLPath returns why p cannot be the path appended to an endpoint,
+// or "". It must stay on the endpoint: an absolute path, no "//" (a
+// network-path reference names another host), no "." or ".." segments
+// (they climb out of the endpoint's base path), printable ASCII.
+func checkURLPath(p string) string {
+	if len(p) > MaxURLBytes {
+		return fmt.Sprintf("path is %d bytes; the limit is %d", len(p), MaxURLBytes)
+	}
+	bad := func() string {
+		return fmt.Sprintf("path must be an absolute URL path such as /healthz, got %s", quoteShort(p))
+	}
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return bad()
+	}
+	if strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '\\' || r == '#' }) {
+		return fmt.Sprintf("path %s: %s; percent-encode it", quoteShort(p),
+			badChar(p, func(_ int, r rune) bool { return r > ' ' && r < 0x7f && r != '\\' && r != '#' }))
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" {
+		return bad()
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Sprintf("path %s must not contain %q segments: it must stay on the endpoint", quoteShort(p), seg)
+		}
+	}
+	return ""
+}
+
 func (c *checker) checkPrometheus(p string, q *PrometheusCheck) {
 	if q.Server != "" {
 		c.name(fieldPath(p, "server"), "server", q.Server)
 	}
-	if strings.TrimSpace(q.Query) == "" {
+	switch {
+	case strings.TrimSpace(q.Query) == "":
 		c.addf(fieldPath(p, "query"), "query is required")
+	case len(q.Query) > MaxQueryBytes:
+		c.addf(fieldPath(p, "query"), "query is %d bytes; the limit is %d", len(q.Query), MaxQueryBytes)
+	case hiddenChar(q.Query) != "":
+		c.addf(fieldPath(p, "query"), "%s is not allowed in a query (it would hide or reorder text in plans and logs)", hiddenChar(q.Query))
 	}
 	switch {
 	case q.Min == nil && q.Max == nil:

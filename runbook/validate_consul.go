@@ -2,7 +2,6 @@ package runbook
 
 import (
 	"sort"
-	"strings"
 )
 
 func (c *checker) checkConsul(p string, cs *ConsulStep) {
@@ -31,36 +30,19 @@ func (c *checker) checkConsul(p string, cs *ConsulStep) {
 		c.consulKey(kp, k)
 		switch _, set := cs.Set[k]; {
 		case deleted[k]:
-			c.addf(kp, "key %q is deleted twice", k)
+			c.addf(kp, "key %s is deleted twice", quoteShort(k))
 		case set:
-			c.addf(kp, "key %q is both set and deleted", k)
+			c.addf(kp, "key %s is both set and deleted", quoteShort(k))
 		}
 		deleted[k] = true
 	}
 }
 
 // consulKey keeps keys inside the prefix the worker is allowed to write:
-// relative, no traversal, nothing a log or an ACL rule would misread.
+// relative, no traversal, nothing a log, a URL or an ACL rule would
+// misread (see CheckConsulKey).
 func (c *checker) consulKey(p, k string) {
-	switch {
-	case k == "":
-		c.addf(p, "key is empty")
-	case len(k) > MaxKeyBytes:
-		c.addf(p, "key is %d bytes; the limit is %d", len(k), MaxKeyBytes)
-	case strings.HasPrefix(k, "/"):
-		c.addf(p, "key %q must be relative (no leading /)", k)
-	case hasControl(k):
-		c.addf(p, "key %q contains control characters", k)
-	default:
-		for _, seg := range strings.Split(k, "/") {
-			switch seg {
-			case "":
-				c.addf(p, "key %q has an empty segment (// or a trailing /)", k)
-				return
-			case ".", "..":
-				c.addf(p, "key %q must not contain %q segments", k, seg)
-				return
-			}
-		}
+	if err := CheckConsulKey(k); err != nil {
+		c.addf(p, "%s", nameMsg(err))
 	}
 }

@@ -26,13 +26,13 @@ func (c *checker) checkSteps(steps []Step) {
 		kinds := s.kinds()
 		switch len(kinds) {
 		case 0:
-			c.addf(p, "step %q has no kind; set exactly one of migrate, consul, traffic, verify, pause", s.Name)
+			c.addf(p, "step %q has no kind; set exactly one of migrate, consul, traffic, verify, pause, release", s.Name)
 		case 1:
 		default:
 			c.addf(p, "step %q has %d kinds (%s); set exactly one", s.Name, len(kinds), strings.Join(kinds, ", "))
 		}
 		if s.Irreversible && len(kinds) == 1 && !s.Mutating() {
-			c.addf(fieldPath(p, "irreversible"), "only migrate, consul and traffic steps can be irreversible; a %s step changes nothing", kinds[0])
+			c.addf(fieldPath(p, "irreversible"), "only migrate, consul, traffic and release steps can be irreversible; a %s step changes nothing", kinds[0])
 		}
 		if s.Migrate != nil {
 			c.checkMigrate(fieldPath(p, "migrate"), s.Migrate, s.Irreversible)
@@ -48,6 +48,9 @@ func (c *checker) checkSteps(steps []Step) {
 		}
 		if s.Pause != nil {
 			c.checkPause(fieldPath(p, "pause"), s.Pause)
+		}
+		if s.Release != nil {
+			c.checkRelease(fieldPath(p, "release"), s.Release)
 		}
 	}
 }

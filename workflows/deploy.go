@@ -239,6 +239,8 @@ func (d *deployment) forward(ctx workflow.Context, from int, resume *Resume) err
 			err = d.consul(ctx, i)
 		case runbook.KindTraffic:
 			err = d.traffic(ctx, i)
+		case runbook.KindRelease:
+			err = d.release(ctx, i)
 		case runbook.KindVerify:
 			d.setPhase(ctx, PhaseVerifying)
 			v := step.Verify

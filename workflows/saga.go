@@ -278,6 +278,8 @@ func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, sta
 		}
 		res.AlreadyRestored = !wrote
 		return res, nil
+	case c.Release != nil:
+		return d.execReleaseCompensation(ctx, c)
 	}
 	return res, fmt.Errorf("compensation of %s has no action", c.Step)
 }

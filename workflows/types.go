@@ -117,6 +117,11 @@ type Captured struct {
 	KVApplied    *activities.KVState     `json:"kvApplied,omitempty"`
 	Weights      *activities.WeightState `json:"weights,omitempty"`
 	WeightsSet   map[string]int          `json:"weightsSet,omitempty"`
+
+	// Release is the version a release step found on its target;
+	// ReleaseApplied the version it released.
+	Release        *activities.ReleaseState `json:"release,omitempty"`
+	ReleaseApplied string                   `json:"releaseApplied,omitempty"`
 }
 
 // Compensation states.
@@ -131,7 +136,7 @@ const (
 )
 
 // Compensation is one entry of the saga's compensation stack. Exactly one of
-// Migrate, KV and Traffic is set: the captured state the undo restores,
+// Migrate, KV, Traffic and Release is set: the captured state the undo restores,
 // recorded in history at capture time, never re-read at rollback time.
 type Compensation struct {
 	Step     string `json:"step"`
@@ -158,6 +163,8 @@ type Compensation struct {
 	Migrate *activities.MigrateDownInput    `json:"migrate,omitempty"`
 	KV      *activities.KVRestoreInput      `json:"kv,omitempty"`
 	Traffic *activities.RestoreWeightsInput `json:"traffic,omitempty"`
+
+	Release *activities.RestoreReleaseInput `json:"release,omitempty"`
 }
 
 // Judgement states of one check.

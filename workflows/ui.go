@@ -47,6 +47,8 @@ func Details(b *runbook.Bundle) string {
 			what = fmt.Sprintf("route `%s`: %s", s.Traffic.Route, runbook.FormatWeights(s.Traffic.Weights))
 		case runbook.KindVerify:
 			what = fmt.Sprintf("%d checks for %s", len(s.Verify.Checks), s.Verify.Duration)
+		case runbook.KindRelease:
+			what = releaseSummary(s)
 		case runbook.KindPause:
 			if s.Pause.Approval {
 				what = "wait for approval"

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -40,7 +41,10 @@ func writePlan(w io.Writer, rb *runbook.Runbook) {
 		fmt.Fprintf(w, "Deadline: %s (then roll back)\n", rb.Deadline)
 	}
 	if a := rb.Analysis; a != nil {
-		fmt.Fprintf(w, "Background analysis from step %s: %d checks\n", a.From, len(a.Checks))
+		fmt.Fprintf(w, "Background analysis from step %s: %s\n", a.From, runbook.DescribeChecks(a.Checks))
+	}
+	if rv := rollbackVerify(rb); rv != nil {
+		fmt.Fprintf(w, "After a rollback, verify: %s\n", runbook.DescribeChecks(rv.Checks))
 	}
 	fmt.Fprintln(w)
 	for i, l := range plan(rb) {
@@ -53,15 +57,29 @@ func writePlan(w io.Writer, rb *runbook.Runbook) {
 }
 
 func writePlanMarkdown(w io.Writer, rb *runbook.Runbook) {
-	fmt.Fprintf(w, "### rollbook plan: `%s`\n\n| # | step | kind | do | undo |\n|---|---|---|---|---|\n", rb.Service)
+	fmt.Fprintf(w, "### rollbook plan: %s\n\n", mdEscape(rb.Service))
+	if a := rb.Analysis; a != nil {
+		fmt.Fprintf(w, "Background analysis from step %s: %s\n\n", mdEscape(a.From), mdEscape(runbook.DescribeChecks(a.Checks)))
+	}
+	if rv := rollbackVerify(rb); rv != nil {
+		fmt.Fprintf(w, "After a rollback, verify: %s\n\n", mdEscape(runbook.DescribeChecks(rv.Checks)))
+	}
+	fmt.Fprint(w, "| # | step | kind | do | undo |\n|---|---|---|---|---|\n")
 	for i, l := range plan(rb) {
-		name := "`" + l.Name + "`"
+		name := mdEscape(l.Name)
 		if l.PointOfNoReturn {
 			name += " ⚠️ point of no return"
 		}
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s |\n", i+1, name, l.Kind, mdEscape(l.Forward), mdEscape(l.Compensation))
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s |\n", i+1, name, mdEscape(l.Kind), mdEscape(l.Forward), mdEscape(l.Compensation))
 	}
 	fmt.Fprintln(w, "\nOn failure or abort, the undo actions of applied steps run in reverse order.")
+}
+
+func rollbackVerify(rb *runbook.Runbook) *runbook.VerifyStep {
+	if rb.Rollback == nil {
+		return nil
+	}
+	return rb.Rollback.Verify
 }
 
 // plan is runbook.Plan, with the steps after the point of no return marked:
@@ -80,4 +98,37 @@ func plan(rb *runbook.Runbook) []runbook.PlanStep {
 	return steps
 }
 
-func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+// mdEscape makes s literal text inside a Markdown table cell (GitHub
+// Flavored Markdown): a runbook comes from a pull request, and its plan is
+// posted as a comment there, so nothing in it may become a link, an image,
+// HTML, code, emphasis or a new table row.
+//
+//   - every ASCII punctuation character is backslash-escaped (CommonMark
+//     allows it for all of them; "\|" also keeps a cell in one piece),
+//   - '&', '<' and '>' become entities, so no HTML or entity survives,
+//   - line breaks become spaces (a newline would end the table row),
+//   - control and invisible format characters (bidi overrides, zero-width
+//     spaces) are written as their U+XXXX code.
+func mdEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '&':
+			b.WriteString("&amp;")
+		case r == '<':
+			b.WriteString("&lt;")
+		case r == '>':
+			b.WriteString("&gt;")
+		case r == '\n' || r == '\r' || r == '\t' || r == '\u0085' || r == '\u2028' || r == '\u2029':
+			b.WriteByte(' ')
+		case r < 0x80 && (unicode.IsPunct(r) || unicode.IsSymbol(r)):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+			fmt.Fprintf(&b, "U+%04X", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

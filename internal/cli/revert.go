@@ -166,6 +166,8 @@ func describeUndo(c workflows.Compensation) string {
 		return fmt.Sprintf("restore %d Consul keys to their values before the deployment", len(c.KV.Ops))
 	case c.Traffic != nil:
 		return fmt.Sprintf("set route %s back to %s", c.Traffic.Route.Name, runbook.FormatWeights(c.Traffic.Captured.Weights))
+	case c.Release != nil:
+		return fmt.Sprintf("put version %s back onto target %s", c.Release.Captured.Version, c.Release.Target)
 	}
 	return "nothing"
 }

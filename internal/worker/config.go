@@ -43,6 +43,11 @@ type Config struct {
 	Codec *CodecConfig `yaml:"codec"`
 	// Signing lists the public keys bundle signatures are checked against.
 	Signing *SigningConfig `yaml:"signing"`
+
+	// ReleaseDrivers and Targets: release steps name a target; the target
+	// names a driver (release.go).
+	ReleaseDrivers map[string]ReleaseDriverConfig `yaml:"releaseDrivers"`
+	Targets        map[string]TargetConfig        `yaml:"targets"`
 }
 
 // SigningConfig: the Ed25519 public keys (PEM files) whose bundle signatures
@@ -181,6 +186,7 @@ func (c *Config) validate() []string {
 			}
 		}
 	}
+	errs = append(errs, c.validateRelease()...)
 	if c.Codec != nil && (c.Codec.KeyFile == "") == (c.Codec.KeyEnv == "") {
 		errs = append(errs, "codec: set exactly one of keyFile, keyEnv")
 	}

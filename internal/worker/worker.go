@@ -33,6 +33,7 @@ type Activities struct {
 	Traffic    *activities.Traffic
 	Checks     *activities.Checks
 	Notifier   *activities.Notifier
+	Release    *activities.Release
 	// Preflight checks a runbook's names, the live systems and the bundle
 	// signature before the first change.
 	Preflight *activities.Preflight
@@ -129,7 +130,11 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt, Preflight: pf}, nil
+	rel, err := buildRelease(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt, Release: rel, Preflight: pf}, nil
 }
 
 // buildPreflight binds the names check to cfg, lends the preflight the
@@ -158,6 +163,9 @@ func Register(w sdkworker.Registry, a *Activities) {
 	w.RegisterActivity(a.Traffic)
 	w.RegisterActivity(a.Checks)
 	w.RegisterActivity(a.Notifier)
+	if a.Release != nil {
+		w.RegisterActivity(a.Release)
+	}
 	if a.Preflight != nil {
 		w.RegisterActivity(a.Preflight)
 	}

@@ -68,7 +68,7 @@ func Generate(srcDir string) ([]byte, error) {
 	}
 	s := r.Reflect(&runbook.Runbook{})
 	s.Title = "rollbook runbook (" + runbook.APIVersion + ")"
-	s.Description = "A deployment recipe for one service: ordered steps (migrate, consul, traffic, verify, pause), " +
+	s.Description = "A deployment recipe for one service: ordered steps (migrate, consul, traffic, verify, pause, release), " +
 		"each undone in reverse order when verification fails or an operator aborts. Generated from the Go types in " +
 		"runbook/ by `go generate ./runbook`; `rollbook validate` checks the rules a schema cannot express."
 
@@ -99,10 +99,19 @@ func Generate(srcDir string) ([]byte, error) {
 			p.Enum = []any{runbook.PhaseExpand, runbook.PhaseContract}
 		}
 	}
+	if d := s.Definitions["ReleaseStep"]; d != nil {
+		if p, ok := d.Properties.Get("version"); ok {
+			p.Pattern = runbook.VersionPattern
+		}
+	}
 	if d := s.Definitions["RouterCheck"]; d != nil {
 		if p, ok := d.Properties.Get("maxErrorRate"); ok {
 			p.Minimum, p.Maximum = "0", "1"
 		}
+	}
+
+	if err := addSyntaxAndLimits(s); err != nil {
+		return nil, err
 	}
 
 	var buf bytes.Buffer

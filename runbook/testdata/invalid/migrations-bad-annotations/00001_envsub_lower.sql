@@ -1,0 +1,5 @@
+-- +goose Up
+--+goose envsub on
+SELECT '${HOME}';
+-- +goose Down
+SELECT 1;
