@@ -206,8 +206,8 @@ func TestE2EReleaseHangKilledAtTimeout(t *testing.T) {
 	assert.Equal(t, "v1", p.version("canary"))
 }
 
-// A runbook that names a target the worker does not know fails before
-// anything changes.
+// A runbook that names a target the worker does not know is refused by the
+// preflight before anything changes (exit 1, outcome refused).
 func TestE2EReleaseUnknownTarget(t *testing.T) {
 	p := startReleaseWorker(t, map[string]string{"canary": "v1"})
 	f := newFixture(t, "e2e-release-unknown")
@@ -216,8 +216,9 @@ func TestE2EReleaseUnknownTarget(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(rb, []byte(strings.Replace(string(b), "target: canary", "target: blue", 1)), 0o644))
 	out, code := cli(t, "deploy", rb, "--version", "v2", "--wait", "--json", "--task-queue", releaseTaskQueue)
-	require.Equal(t, 2, code, out)
-	assert.Contains(t, out, `unknown release target \"blue\" (this worker knows: canary, stable)`)
+	require.Equal(t, 1, code, out)
+	assert.Contains(t, out, `"outcome":"refused"`)
+	assert.Contains(t, out, `steps[0].release.target: unknown release target \"blue\" (this worker knows: canary, stable)`)
 	assert.Empty(t, p.deploys())
 	assert.Equal(t, map[string]int{"stable": 100, "canary": 0}, weights(t))
 }

@@ -23,20 +23,20 @@ var carriedCompStates = []string{CompPending, CompDiscarded}
 // runbook: the step index names a verify step, the check states match that
 // step's checks, the status lists the runbook's steps, and every carried
 // compensation undoes an earlier mutating step of the same kind on the same
-// database, keys or route. It returns nil or a non-retryable error naming
+// database, keys, route or release target. It returns nil or a non-retryable error naming
 // the field; nothing has run when it fails.
 func checkResume(in *Input) error {
 	r := in.Resume
 	if r == nil {
 		return nil
 	}
-	if msg := resumeProblem(&in.Runbook, r); msg != "" {
+	if msg := resumeProblem(&in.Runbook, in.Version, r); msg != "" {
 		return temporal.NewNonRetryableApplicationError("invalid resume state: "+msg, ErrTypeInvalidResume, nil)
 	}
 	return nil
 }
 
-func resumeProblem(rb *runbook.Runbook, r *Resume) string {
+func resumeProblem(rb *runbook.Runbook, version string, r *Resume) string {
 	steps := rb.Steps
 	switch {
 	case r.Generation < 1:
@@ -73,7 +73,7 @@ func resumeProblem(rb *runbook.Runbook, r *Resume) string {
 		return fmt.Sprintf("resume.compensations: %d entries for %d steps", len(r.Comps), len(steps))
 	}
 	for i := range r.Comps {
-		if msg := compProblem(rb, r.StepIndex, i, &r.Comps[i]); msg != "" {
+		if msg := compProblem(rb, version, r.StepIndex, i, &r.Comps[i]); msg != "" {
 			return msg
 		}
 	}
@@ -120,7 +120,7 @@ func statusProblem(rb *runbook.Runbook, s *Status) string {
 // compProblem checks that carried compensation i undoes step of the runbook
 // before the resumed step, of the same kind and on the same target, so a
 // forged input cannot make the rollback touch anything the runbook does not.
-func compProblem(rb *runbook.Runbook, before, i int, c *Compensation) string {
+func compProblem(rb *runbook.Runbook, version string, before, i int, c *Compensation) string {
 	f := fmt.Sprintf("resume.compensations[%d]", i)
 	si := stepIndexIn(rb.Steps, c.Step)
 	if si < 0 || si >= before {
@@ -134,13 +134,13 @@ func compProblem(rb *runbook.Runbook, before, i int, c *Compensation) string {
 		return fmt.Sprintf("%s.state: %q; a carried compensation is %s", f, c.State, "pending or discarded")
 	}
 	set := 0
-	for _, p := range []bool{c.Migrate != nil, c.KV != nil, c.Traffic != nil} {
+	for _, p := range []bool{c.Migrate != nil, c.KV != nil, c.Traffic != nil, c.Release != nil} {
 		if p {
 			set++
 		}
 	}
 	if set != 1 {
-		return fmt.Sprintf("%s: exactly one of migrate, kv, traffic must be set, got %d", f, set)
+		return fmt.Sprintf("%s: exactly one of migrate, kv, traffic, release must be set, got %d", f, set)
 	}
 	switch {
 	case step.Migrate != nil:
@@ -153,6 +153,10 @@ func compProblem(rb *runbook.Runbook, before, i int, c *Compensation) string {
 		}
 		if len(c.KV.Captured.Entries) != len(c.KV.Ops) {
 			return fmt.Sprintf("%s.kv.captured: %d entries for %d keys", f, len(c.KV.Captured.Entries), len(c.KV.Ops))
+		}
+	case step.Release != nil:
+		if c.Release == nil || c.Release.Target != step.Release.Target || c.Release.Applied != "" && c.Release.Applied != step.Release.VersionFor(version) {
+			return fmt.Sprintf("%s.release: not step %q's target and version", f, step.Name)
 		}
 	case step.Traffic != nil:
 		var route *runbook.Route

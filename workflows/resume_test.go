@@ -101,3 +101,46 @@ func TestResumeIsChecked(t *testing.T) {
 	}
 	assert.Contains(t, h.calls(true), "Measure:soak", "the valid resume measured")
 }
+
+// A continued run carrying a release compensation resumes; one whose
+// release compensation names another target is refused.
+func TestResumeWithAReleaseStep(t *testing.T) {
+	rounds := simulateHistory(t)
+	rb := releaseRunbook()
+	rb.Steps[3].Verify.Duration = runbook.Duration(10 * time.Minute)
+	b := runbook.Bundle{Runbook: rb, Version: "v2", Source: "test.yaml", StartedBy: runbook.Origin{User: "tester"}}
+	hash, err := b.ContentHash()
+	require.NoError(t, err)
+	b.Hash = hash
+
+	h := newHarness(t)
+	withReleases(h, map[string]string{"canary": "v1"})
+	h.measure = func(mi activities.MeasureInput) (activities.MeasureResult, error) {
+		*rounds++
+		return healthy(mi), nil
+	}
+	var clock time.Time
+	_, next := hop(t, h, Input{Bundle: b}, &clock)
+	require.NotNil(t, next)
+	require.NotNil(t, next.Resume.Comps[0].Release)
+
+	h = newHarness(t)
+	withReleases(h, map[string]string{"canary": "v2"})
+	h.env.ExecuteWorkflow(Deploy, copyInput(t, *next))
+	require.True(t, h.env.IsWorkflowCompleted())
+	if err := h.env.GetWorkflowError(); err != nil {
+		var can *workflow.ContinueAsNewError
+		require.True(t, errors.As(err, &can), "%v", err)
+	}
+
+	forged := copyInput(t, *next)
+	forged.Resume.Comps[0].Release.Target = "stable"
+	h = newHarness(t)
+	withReleases(h, map[string]string{"canary": "v2"})
+	h.env.ExecuteWorkflow(Deploy, forged)
+	require.True(t, h.env.IsWorkflowCompleted())
+	err = h.env.GetWorkflowError()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `resume.compensations[0].release: not step "release-canary"'s target and version`)
+	assert.Empty(t, h.log)
+}

@@ -12,9 +12,9 @@ import (
 const defaultPrometheus = "default"
 
 // CheckNames checks every name rb uses against the worker configuration:
-// databases, routers and their allowed backends, Consul keys against the
-// allowed prefixes, http endpoints, Prometheus servers and the notification
-// webhook. It returns every problem, each as "field: what is wrong", in
+// databases, release targets, routers and their allowed backends, Consul
+// keys against the allowed prefixes, http endpoints, Prometheus servers and
+// the notification webhook. It returns every problem, each as "field: what is wrong", in
 // runbook order; none means the configuration knows every name.
 //
 // It is the offline half of the preflight: the Preflight activity runs it
@@ -50,6 +50,10 @@ func CheckNames(cfg *Config, rb *runbook.Runbook) []string {
 			}
 		case s.Verify != nil:
 			n.checks(p+".verify.checks", s.Verify.Checks)
+		case s.Release != nil:
+			if _, ok := cfg.Targets[s.Release.Target]; !ok {
+				n.addf(p+".release.target", "unknown release target %q (this worker knows: %s)", s.Release.Target, known(cfg.Targets))
+			}
 		}
 	}
 	if a := rb.Analysis; a != nil {

@@ -23,6 +23,10 @@ prometheus:
   default: {url: "http://127.0.0.1:9090"}
 webhooks:
   slack: {urlEnv: SLACK}
+releaseDrivers:
+  scripts: {driver: exec, exec: {current: {argv: [/bin/true]}, deploy: {argv: [/bin/true]}, health: {argv: [/bin/true]}}}
+targets:
+  canary: {driver: scripts}
 signing:
   trustedKeys: [/etc/rollbook/ci.pub]
   require: true
@@ -40,6 +44,8 @@ func namesRunbook() *runbook.Runbook {
 		Steps: []runbook.Step{
 			{Name: "schema", Migrate: &runbook.MigrateStep{Database: "payments"}},
 			{Name: "other-db", Migrate: &runbook.MigrateStep{Database: "billing"}},
+			{Name: "deploy", Release: &runbook.ReleaseStep{Target: "canary"}},
+			{Name: "deploy-elsewhere", Release: &runbook.ReleaseStep{Target: "prod-db-host"}},
 			{Name: "flags", Consul: &runbook.ConsulStep{Set: map[string]string{"rollbook-demo/ok": "1", "rollbook-demo-prod/x": "1"}, Delete: []string{"secret/key"}}},
 			{Name: "verify", Verify: &runbook.VerifyStep{Checks: []runbook.Check{
 				{Name: "a", HTTP: &runbook.HTTPCheck{Endpoint: "edge", Path: "/healthz"}},
@@ -63,10 +69,11 @@ func TestCheckNames(t *testing.T) {
 		`routes[1].backend: backend "admin_api" is not in router edge's allowedBackends (payments_api)`,
 		`routes[2].router: unknown router "no-such-router" (this worker knows: edge, mesh)`,
 		`steps[1].migrate.database: unknown database "billing" (this worker knows: payments)`,
-		`steps[2].consul.set: key "rollbook-demo-prod/x" is outside the prefixes this worker may change (rollbook-demo/)`,
-		`steps[2].consul.delete: key "secret/key" is outside the prefixes this worker may change (rollbook-demo/)`,
-		`steps[3].verify.checks[1].http.endpoint: unknown endpoint "internal-admin" (this worker knows: edge)`,
-		`steps[3].verify.checks[3].prometheus.server: unknown Prometheus server "thanos" (this worker knows: default)`,
+		`steps[3].release.target: unknown release target "prod-db-host" (this worker knows: canary)`,
+		`steps[4].consul.set: key "rollbook-demo-prod/x" is outside the prefixes this worker may change (rollbook-demo/)`,
+		`steps[4].consul.delete: key "secret/key" is outside the prefixes this worker may change (rollbook-demo/)`,
+		`steps[5].verify.checks[1].http.endpoint: unknown endpoint "internal-admin" (this worker knows: edge)`,
+		`steps[5].verify.checks[3].prometheus.server: unknown Prometheus server "thanos" (this worker knows: default)`,
 		`analysis.checks[0].http.endpoint: unknown endpoint "nope" (this worker knows: edge)`,
 		`rollback.verify.checks[0].prometheus.server: unknown Prometheus server "gone" (this worker knows: default)`,
 		`notify.webhook: unknown webhook "pager" (this worker knows: slack)`,
