@@ -165,9 +165,12 @@ func (p *Preflight) probeRoutes(ctx context.Context, rb *runbook.Runbook, add fu
 	if p.Traffic == nil {
 		return
 	}
+	// A router that does not answer is reported once: probing it again
+	// for every route would only add timeouts.
+	silent := map[string]bool{}
 	for i, route := range rb.Routes {
 		r, ok := p.Traffic.Routers[route.Router]
-		if !ok {
+		if !ok || silent[route.Router] {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, p.probeTimeout())
@@ -178,6 +181,7 @@ func (p *Preflight) probeRoutes(ctx context.Context, rb *runbook.Runbook, add fu
 		case errors.Is(err, router.ErrNotFound):
 			add("routes[%d]: backend %q or one of its subsets (%s) does not exist on router %s: %v", i, route.Backend, strings.Join(route.Subsets, ", "), route.Router, err)
 		default:
+			silent[route.Router] = true
 			logger(ctx).Warn("preflight: router does not answer", "router", route.Router, "backend", route.Backend, "error", err)
 			add("routes[%d]: router %s does not answer for backend %q (the worker's log has the error)", i, route.Router, route.Backend)
 		}

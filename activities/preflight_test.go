@@ -22,6 +22,7 @@ func preflightBundle(t *testing.T) runbook.Bundle {
 			{Name: "ok", Router: "edge", Backend: "be", Subsets: []string{"stable", "canary"}, Stable: "stable", Canary: "canary"},
 			{Name: "missing", Router: "gone", Backend: "nope", Subsets: []string{"a", "b"}, Stable: "a", Canary: "b"},
 			{Name: "down", Router: "dead", Backend: "be", Subsets: []string{"a", "b"}, Stable: "a", Canary: "b"},
+			{Name: "down-too", Router: "dead", Backend: "be2", Subsets: []string{"a", "b"}, Stable: "a", Canary: "b"},
 		},
 		Steps: []runbook.Step{
 			{Name: "good-db", Migrate: &runbook.MigrateStep{Database: "good", Dir: "m"}},
@@ -58,7 +59,7 @@ func preflightUnderTest(t *testing.T) *Preflight {
 
 // The preflight reports every problem at once: the names, a database that
 // does not answer (once, though two steps use it), a backend the router does
-// not have, a router that does not answer.
+// not have, a router that does not answer (once, though two routes use it).
 func TestPreflightListsEveryProblem(t *testing.T) {
 	p := preflightUnderTest(t)
 	res, err := runActivity[PreflightResult](t, p, p.Preflight, PreflightInput{Bundle: preflightBundle(t)})

@@ -193,6 +193,9 @@ func (d *deployment) historyIsLong(ctx workflow.Context) bool {
 	// terminate the deployment with its changes in place; a longer history
 	// is the lesser harm (a verify round adds about a kilobyte).
 	if n := d.nextInputSize(); n > maxContinueAsNewInput {
+		if d.trimCarriedRounds(ctx) && d.nextInputSize() <= maxContinueAsNewInput {
+			return true
+		}
 		if !d.canWarned {
 			d.canWarned = true
 			d.log.Warn("Not continuing as new: the next run's input would be too large; the history keeps growing",

@@ -84,6 +84,9 @@ type deployment struct {
 	// asked once (see kvvalues.go).
 	kvVersioned bool
 	kvOneCopyOn bool
+	// trimVersioned, trimOn: the same for trimRoundsChange (carry.go).
+	trimVersioned bool
+	trimOn        bool
 }
 
 // Deploy runs a runbook as a saga: capture → push compensation → apply for

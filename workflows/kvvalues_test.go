@@ -25,6 +25,15 @@ func bigKVRunbook(t *testing.T) runbook.Runbook {
 		set[fmt.Sprintf("app/k%02d", k)] = "x"
 	}
 	rb.Steps[1].Consul = &runbook.ConsulStep{Set: set}
+	// The most checks a verify step and the analysis may have: each adds a
+	// judgement to every one of the rounds the status keeps.
+	soak, analysis := rb.Steps[3].Verify, rb.Analysis
+	for len(soak.Checks) < runbook.MaxChecks {
+		soak.Checks = append(soak.Checks, runbook.Check{Name: fmt.Sprintf("health-%02d", len(soak.Checks)), HTTP: &runbook.HTTPCheck{Endpoint: "edge", Path: "/healthz"}})
+	}
+	for len(analysis.Checks) < runbook.MaxChecks {
+		analysis.Checks = append(analysis.Checks, runbook.Check{Name: fmt.Sprintf("a-health-%02d", len(analysis.Checks)), HTTP: &runbook.HTTPCheck{Endpoint: "edge", Path: "/healthz"}})
+	}
 	in := bundleOf(t, rb)
 	data, err := json.Marshal(in.Bundle)
 	require.NoError(t, err)
@@ -67,8 +76,9 @@ func kvStates(h *harness) {
 }
 
 // The worst case of finding 6: a bundle at its size limit made of the
-// largest consul step, captured values at the deployment's budget, the
-// status full of rounds and ignored signals. The continue-as-new input must
+// largest consul step, captured values at the deployment's budget, the most
+// checks per verify step and analysis, the status full of rounds and
+// ignored signals. The continue-as-new input must
 // stay under the limit, or the deployment cannot hop and its history grows
 // until Temporal terminates it without a rollback.
 func TestContinueAsNewWorstCaseFitsTheLimit(t *testing.T) {
@@ -162,4 +172,43 @@ func TestKVCaptureOverBudgetWritesNothing(t *testing.T) {
 	assert.Contains(t, r.Reason, fmt.Sprintf("a deployment captures at most %d bytes", activities.MaxCapturedKVBytes))
 	assert.NotContains(t, h.calls(false), "ApplyKV:flags")
 	assert.Contains(t, h.calls(false), "MigrateDown:schema")
+}
+
+// Past the KV budget, the rounds the status keeps are the other large part
+// of the carried state: tolerated failures with long errors in every check
+// of every round. The hop drops them (the previous run's history has them)
+// instead of giving up on continue-as-new.
+func TestContinueAsNewDropsRoundsToFit(t *testing.T) {
+	old := continueAsNewAfter
+	rounds := simulateHistory(t)
+	continueAsNewAfter = 12 * (maxRounds + 5)
+	defer func() { continueAsNewAfter = old }()
+
+	rb := bigKVRunbook(t)
+	for _, list := range [][]runbook.Check{rb.Steps[3].Verify.Checks, rb.Analysis.Checks} {
+		for i := range list {
+			list[i].FailureLimit = 1 << 20
+		}
+	}
+	h := newHarness(t)
+	kvStates(h)
+	h.measure = func(mi activities.MeasureInput) (activities.MeasureResult, error) {
+		if mi.Step == "soak" {
+			*rounds++
+		}
+		var r activities.MeasureResult
+		for _, c := range mi.Checks {
+			r.Measurements = append(r.Measurements, activities.Measurement{Check: c.Name, Kind: c.Kind(), Error: strings.Repeat("e", 400)})
+		}
+		return r, nil
+	}
+	var clock time.Time
+	_, next := hop(t, h, bundleOf(t, rb), &clock)
+	require.NotNil(t, next, "the deployment continued as new")
+	p, err := converter.GetDefaultDataConverter().ToPayload(*next)
+	require.NoError(t, err)
+	t.Logf("continue-as-new input: %d bytes, %d rounds carried; limit %d", len(p.Data), len(next.Resume.Status.Rounds), maxContinueAsNewInput)
+	assert.LessOrEqual(t, len(p.Data), maxContinueAsNewInput)
+	assert.Empty(t, next.Resume.Status.Rounds, "the display rounds were dropped to fit")
+	assert.Equal(t, maxRounds+5, next.Resume.Verify.Trackers[0].Failures, "the tallies that judge the checks travel whole")
 }
