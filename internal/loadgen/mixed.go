@@ -26,8 +26,9 @@ type Mix struct {
 	// evenly, not drawn at random, so runs are repeatable.
 	WriteShare, UnkeyedShare float64
 	// Retries is how often a client retries a keyed write that failed (5xx, connection error,
-	// timeout), with the same key and body, as a real client would (default 3). Unkeyed
-	// writes and reads are never retried by the client.
+	// timeout), with the same key and body, as a real client would (default 3; negative:
+	// never, to see what the gateway alone hides). Unkeyed writes and reads are never retried
+	// by the client.
 	Retries int
 	// RetryBackoff is the wait before the first retry, doubled each time (default 100 ms).
 	RetryBackoff time.Duration
@@ -222,7 +223,7 @@ type createAnswer struct {
 func (l *MixedLoad) write(ctx context.Context, key string, p Payment) {
 	body, _ := json.Marshal(p)
 	attempts := 1
-	if key != "" {
+	if key != "" && l.mix.Retries > 0 {
 		attempts += l.mix.Retries
 	}
 	var (
