@@ -158,7 +158,8 @@ backend be_retry_on
     option redispatch 1
     retries 2
     retry-on conn-failure empty-response response-timeout 500 502 503 504
-    http-request disable-l7-retry if !METH_GET !METH_HEAD
+    acl idempotent_write req.hdr(Idempotency-Key) -m len 1:
+    http-request disable-l7-retry if !METH_GET !METH_HEAD !idempotent_write
     server stable {{.Stable}} weight 100
     server canary {{.Canary}} weight 0
 
