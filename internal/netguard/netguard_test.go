@@ -68,7 +68,6 @@ func TestDialRefusesPeersOutsideTheList(t *testing.T) {
 	require.ErrorIs(t, get(MustAllowlist("127.0.0.1"), "http://192.0.2.1:9/"), ErrNotAllowed)
 }
 
-
 func TestSameHostRedirect(t *testing.T) {
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer other.Close()
