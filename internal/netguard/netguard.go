@@ -232,10 +232,10 @@ func RedactURL(raw string) string {
 	}
 	s := r.String()
 	if u.User != nil {
-		s = strings.Replace(s, "://", "://[redacted]@", 1)
+		s = strings.Replace(s, "://", "://redacted@", 1)
 	}
 	if u.RawQuery != "" || u.ForceQuery {
-		s += "?[redacted]"
+		s += "?redacted"
 	}
 	return s
 }

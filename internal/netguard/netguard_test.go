@@ -96,7 +96,7 @@ func TestSameHostRedirect(t *testing.T) {
 }
 
 func TestRedact(t *testing.T) {
-	assert.Equal(t, "https://[redacted]@h.example:8443/p/q?[redacted]", RedactURL("https://u:pw@h.example:8443/p/q?token=abc#frag"))
+	assert.Equal(t, "https://redacted@h.example:8443/p/q?redacted", RedactURL("https://u:pw@h.example:8443/p/q?token=abc#frag"))
 	assert.Equal(t, "http://h/x", RedactURL("http://h/x"))
 	assert.Equal(t, "[unparseable URL]", RedactURL("http://u:pw@h:bad/"))
 
@@ -105,6 +105,12 @@ func TestRedact(t *testing.T) {
 	assert.NotContains(t, got, "s3cret")
 	assert.NotContains(t, got, "admin")
 	assert.NotContains(t, got, "k=v")
-	assert.Contains(t, got, `Get "http://[redacted]@10.0.0.1:9090/api/v1/query?[redacted]": dial tcp: refused; see (http://x/?[redacted]).`)
+	assert.Contains(t, got, `Get "http://redacted@10.0.0.1:9090/api/v1/query?redacted": dial tcp: refused; see (http://x/?redacted).`)
 	assert.Equal(t, "", RedactError(nil))
+}
+
+func TestRedactTextIsIdempotent(t *testing.T) {
+	once := RedactText(`Get "http://u:***@h:1/p?token=x": refused`)
+	require.Equal(t, once, RedactText(once))
+	require.Equal(t, `Get "http://redacted@h:1/p?redacted": refused`, once)
 }
