@@ -11,6 +11,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -202,4 +203,42 @@ func TestClip(t *testing.T) {
 	require.Equal(t, "abc", clip("abc", 3))
 	got := clip("aé", 2) // 'é' is 2 bytes: cut before it, never inside
 	require.Equal(t, "a…(2 more bytes)", got)
+}
+
+func TestNotifyDoesNotFollowRedirectsElsewhere(t *testing.T) {
+	other, otherHits := countingServer(t, "")
+	hook := httptest.NewServer(http.RedirectHandler(other.URL+"/steal", http.StatusTemporaryRedirect))
+	defer hook.Close()
+	n, err := NewNotifier(map[string]string{"slack": hook.URL + "/hooks/secret"}, nil)
+	require.NoError(t, err)
+	err = runNotify(n, NotifyInput{Webhook: "slack", Service: "s", Version: "v", Phase: "succeeded"})
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "secret")
+	require.Zero(t, otherHits.Load(), "the message never left for another host")
+}
+
+func TestTrafficRefusesBackendsOutsideTheRoutersAllowlist(t *testing.T) {
+	f := &fakeRouter{raw: map[string]int{"stable": 100, "canary": 0}, counters: map[string]router.Counters{}}
+	routers := map[string]router.Router{"edge": router.Scope(f, []string{"payments_api"})}
+	tr, err := NewTraffic(routers)
+	require.NoError(t, err)
+	other := testRoute
+	other.Backend = "billing_api"
+	captured, err := runActivity[WeightState](t, tr, tr.CaptureWeights, TrafficInput{Route: testRoute})
+	require.NoError(t, err, "a listed backend works")
+
+	_, err = runActivity[WeightState](t, tr, tr.CaptureWeights, TrafficInput{Route: other})
+	requireErrType(t, err, ErrInvalid)
+	require.Contains(t, err.Error(), "routers.edge.allowedBackends")
+	_, err = runActivity[WeightState](t, tr, tr.SetWeights, SetWeightsInput{TrafficInput: TrafficInput{Route: other},
+		Weights: map[string]int{"stable": 0, "canary": 100}, Captured: captured})
+	requireErrType(t, err, ErrInvalid)
+	require.Zero(t, f.writes, "nothing written")
+
+	// Router checks resolve routes the same way.
+	c, err := NewChecks(ChecksConfig{Routers: routers})
+	require.NoError(t, err)
+	_, err = runActivity[MeasureResult](t, c, c.Measure, MeasureInput{Routes: []runbook.Route{other},
+		Checks: []runbook.Check{{Name: "errs", Router: &runbook.RouterCheck{Route: other.Name, Subset: "canary"}}}})
+	requireErrType(t, err, ErrInvalid)
 }

@@ -40,10 +40,16 @@ func NewTraffic(routers map[string]router.Router) (*Traffic, error) {
 func resolveRouter(routers map[string]router.Router, route runbook.Route) (router.Router, error) {
 	r, ok := routers[route.Router]
 	if !ok {
-		return nil, invalidf("route %s: unknown router %q (this worker knows: %s)", route.Name, route.Router, strings.Join(slices.Sorted(maps.Keys(routers)), ", "))
+		return nil, invalidf("route %s: unknown router %q (this worker knows: %s)", clip(route.Name, maxEcho), clip(route.Router, maxEcho), strings.Join(slices.Sorted(maps.Keys(routers)), ", "))
 	}
 	if route.Backend == "" || len(route.Subsets) == 0 {
 		return nil, invalidf("route %s: backend and subsets are required", route.Name)
+	}
+	// A router scoped by the worker's config (routers.<name>.allowedBackends)
+	// refuses other backends itself; saying so here names the route.
+	if s, ok := r.(interface{ AllowsBackend(string) bool }); ok && !s.AllowsBackend(route.Backend) {
+		return nil, invalidf("route %s: backend %q is not among the backends this worker allows on router %s (routers.%s.allowedBackends)",
+			clip(route.Name, maxEcho), clip(route.Backend, maxEcho), route.Router, route.Router)
 	}
 	return r, nil
 }
