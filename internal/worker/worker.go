@@ -74,13 +74,13 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 			if err != nil {
 				return nil, fmt.Errorf("router %s: %w", n, err)
 			}
-			routers[n] = h
+			routers[n] = router.Scope(h, r.AllowedBackends)
 		case "consul-splitter":
 			s, err := consulsplit.New(consul, n)
 			if err != nil {
 				return nil, fmt.Errorf("router %s: %w", n, err)
 			}
-			routers[n] = s
+			routers[n] = router.Scope(s, r.AllowedBackends)
 		}
 	}
 	tr, err := activities.NewTraffic(routers)
@@ -104,7 +104,7 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 		}
 		endpoints[n] = u
 	}
-	chk, err := activities.NewChecks(activities.ChecksConfig{Prometheus: prom, Routers: routers, Endpoints: endpoints})
+	chk, err := activities.NewChecks(activities.ChecksConfig{Prometheus: prom, Routers: routers, Endpoints: endpoints, AllowedHosts: cfg.Checks.AllowedHosts})
 	if err != nil {
 		return nil, fmt.Errorf("checks: %w", err)
 	}
