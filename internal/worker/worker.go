@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -123,6 +124,13 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt}, nil
 }
 
+func keyFileOf(c *CodecConfig) string {
+	if c == nil {
+		return ""
+	}
+	return c.KeyFile
+}
+
 // Register adds the Deploy workflow and every activity to w.
 func Register(w sdkworker.Registry, a *Activities) {
 	w.RegisterWorkflowWithOptions(workflows.Deploy, workflows.RegisterOptions())
@@ -185,6 +193,17 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 			closeListener()
 			return nil, fmt.Errorf("codec: %w", err)
 		}
+		if cfg.Codec.RequireEncryption {
+			cdc = cdc.RequireEncryption()
+		}
+	}
+	for _, kf := range []string{keyFileOf(cfg.Codec), lookupEnv(codec.EnvKeyFile)} {
+		if kf == "" {
+			continue
+		}
+		if err := codec.CheckKeyFileMode(kf); errors.Is(err, codec.ErrKeyFileExposed) {
+			log.Warn("payload key file is readable by other users", zap.Error(err))
+		}
 	}
 	m, err := NewMetrics(log)
 	if err != nil {
@@ -239,6 +258,9 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 	encryption := "off"
 	if opts.DataConverter != nil {
 		encryption = "on"
+		if cdc != nil && cdc.RequiresEncryption() {
+			encryption = "required"
+		}
 	}
 	log.Info("rollbook worker started", zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace),
 		zap.String("taskQueue", cfg.TaskQueue), zap.Strings("databases", sortedKeys(cfg.Databases)),
