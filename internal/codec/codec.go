@@ -187,7 +187,8 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 // coroutine blocked, so one plaintext signal would stop every later signal
 // (an abort included) from being handled. The workflow records it as
 // ignored instead. Every other refused payload (a workflow input, a query
-// argument) is an error wrapping ErrPlaintext, and nothing runs.
+// argument) is an error wrapping ErrPlaintext: a Deploy started in
+// plaintext fails at once, before any activity.
 func (c *Codec) DataConverter() converter.DataConverter {
 	dc := converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), c)
 	if !c.require {
