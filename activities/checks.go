@@ -214,7 +214,7 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 	routeOf := func(name string) error {
 		route, ok := findRoute(routes, name)
 		if !ok {
-			return fmt.Errorf("route %q is not among the runbook's routes", name)
+			return fmt.Errorf("route %q is not among the runbook's routes", clip(name, maxEcho))
 		}
 		r, err := resolveRouter(c.Routers, route)
 		if err != nil {
@@ -251,7 +251,7 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 			return p, err
 		}
 		if !slices.Contains(p.route.Subsets, ch.Router.Subset) {
-			return p, fmt.Errorf("subset %q is not in route %s (%s)", ch.Router.Subset, p.route.Name, strings.Join(p.route.Subsets, ", "))
+			return p, fmt.Errorf("subset %q is not in route %s (%s)", clip(ch.Router.Subset, maxEcho), clip(p.route.Name, maxEcho), clip(strings.Join(p.route.Subsets, ", "), maxEcho))
 		}
 		p.subsets = []string{ch.Router.Subset}
 	case runbook.CheckCompare:
@@ -261,11 +261,11 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 		base, canary := cmpOr(ch.Compare.Baseline, p.route.Stable), cmpOr(ch.Compare.Canary, p.route.Canary)
 		for _, s := range []string{base, canary} {
 			if !slices.Contains(p.route.Subsets, s) {
-				return p, fmt.Errorf("compare subset %q is not in route %s (%s)", s, p.route.Name, strings.Join(p.route.Subsets, ", "))
+				return p, fmt.Errorf("compare subset %q is not in route %s (%s)", clip(s, maxEcho), clip(p.route.Name, maxEcho), clip(strings.Join(p.route.Subsets, ", "), maxEcho))
 			}
 		}
 		if base == canary {
-			return p, fmt.Errorf("compare check: baseline and canary are both %q", base)
+			return p, fmt.Errorf("compare check: baseline and canary are both %q", clip(base, maxEcho))
 		}
 		p.subsets = []string{base, canary}
 	default:
@@ -446,7 +446,7 @@ func measurePrometheus(ctx context.Context, api promv1.API, pc *runbook.Promethe
 func measureCounters(ctx context.Context, p plan, prev *Measurement, m *Measurement) {
 	cs, err := p.router.Counters(ctx, p.route.Backend, p.subsets)
 	if err != nil {
-		m.Error = fmt.Sprintf("reading counters of route %s on %s: %v", p.route.Name, p.router, err)
+		m.Error = fmt.Sprintf("reading counters of route %s on %s: %s", clip(p.route.Name, maxEcho), p.router, clip(err.Error(), 4*maxEcho))
 		return
 	}
 	m.Counters = make(map[string]int64, 2*len(p.subsets))

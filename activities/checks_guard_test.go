@@ -197,6 +197,13 @@ func TestErrorsEchoBoundedInput(t *testing.T) {
 	requireErrType(t, err, ErrInvalid)
 	require.Less(t, len(err.Error()), 2000, "a 900 KB key is not echoed in full")
 	require.Contains(t, err.Error(), "outside the prefixes")
+
+	tr, _ := newTraffic(t)
+	route := testRoute
+	route.Name, route.Router = huge, huge
+	_, err = runActivity[WeightState](t, tr, tr.CaptureWeights, TrafficInput{Route: route})
+	requireErrType(t, err, ErrInvalid)
+	require.Less(t, len(err.Error()), 2000, "route and router names are not echoed in full")
 }
 
 func TestClip(t *testing.T) {
