@@ -249,3 +249,18 @@ func TestTrafficRefusesBackendsOutsideTheRoutersAllowlist(t *testing.T) {
 		Checks: []runbook.Check{{Name: "errs", Router: &runbook.RouterCheck{Route: other.Name, Subset: "canary"}}}})
 	requireErrType(t, err, ErrInvalid)
 }
+
+func TestPrometheusDoesNotFollowRedirectsElsewhere(t *testing.T) {
+	other, otherHits := countingServer(t, "")
+	prom := httptest.NewServer(http.RedirectHandler(other.URL+"/api/v1/query", http.StatusTemporaryRedirect))
+	defer prom.Close()
+	c, err := NewChecks(ChecksConfig{Prometheus: map[string]string{"default": prom.URL}})
+	require.NoError(t, err)
+	res, err := runActivity[MeasureResult](t, c, c.Measure, MeasureInput{Checks: []runbook.Check{
+		{Name: "q", Prometheus: &runbook.PrometheusCheck{Query: "up"}},
+	}})
+	require.NoError(t, err)
+	require.Contains(t, res.Measurements[0].Error, "only redirects within the same host")
+	require.Nil(t, res.Measurements[0].Value)
+	require.Zero(t, otherHits.Load())
+}
