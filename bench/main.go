@@ -265,7 +265,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 	taskQueue := "rollbook-bench-" + b.runID
 	b.res.Run.TaskQueue = taskQueue
 	b.logf("building and starting the worker (./workers) on task queue %s", taskQueue)
-	b.worker, err = startWorker(ctx, b.tc, root, work, b.st.Env(), taskQueue, b.st.HAProxySocket, b.bh.socket)
+	b.worker, err = startWorker(ctx, b.tc, root, work, b.st.Env(), taskQueue, b.st.HAProxySocket, b.bh.socket, append([]string{"be_retry_on", "be_retry_off"}, b.bh.concurrentBack...))
 	if err != nil {
 		return err
 	}

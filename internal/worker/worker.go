@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -75,13 +76,13 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 			if err != nil {
 				return nil, fmt.Errorf("router %s: %w", n, err)
 			}
-			routers[n] = h
+			routers[n] = router.Scope(h, r.AllowedBackends)
 		case "consul-splitter":
 			s, err := consulsplit.New(consul, n)
 			if err != nil {
 				return nil, fmt.Errorf("router %s: %w", n, err)
 			}
-			routers[n] = s
+			routers[n] = router.Scope(s, r.AllowedBackends)
 		}
 	}
 	tr, err := activities.NewTraffic(routers)
@@ -105,7 +106,7 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 		}
 		endpoints[n] = u
 	}
-	chk, err := activities.NewChecks(activities.ChecksConfig{Prometheus: prom, Routers: routers, Endpoints: endpoints})
+	chk, err := activities.NewChecks(activities.ChecksConfig{Prometheus: prom, Routers: routers, Endpoints: endpoints, AllowedHosts: cfg.Checks.AllowedHosts})
 	if err != nil {
 		return nil, fmt.Errorf("checks: %w", err)
 	}
@@ -126,6 +127,13 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 		return nil, fmt.Errorf("release: %w", err)
 	}
 	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt, Release: rel}, nil
+}
+
+func keyFileOf(c *CodecConfig) string {
+	if c == nil {
+		return ""
+	}
+	return c.KeyFile
 }
 
 // Register adds the Deploy workflow and every activity to w.
@@ -193,6 +201,17 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 			closeListener()
 			return nil, fmt.Errorf("codec: %w", err)
 		}
+		if cfg.Codec.RequireEncryption {
+			cdc = cdc.RequireEncryption()
+		}
+	}
+	for _, kf := range []string{keyFileOf(cfg.Codec), lookupEnv(codec.EnvKeyFile)} {
+		if kf == "" {
+			continue
+		}
+		if err := codec.CheckKeyFileMode(kf); errors.Is(err, codec.ErrKeyFileExposed) {
+			log.Warn("payload key file is readable by other users", zap.Error(err))
+		}
 	}
 	m, err := NewMetrics(log)
 	if err != nil {
@@ -247,6 +266,9 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 	encryption := "off"
 	if opts.DataConverter != nil {
 		encryption = "on"
+		if cdc != nil && cdc.RequiresEncryption() {
+			encryption = "required"
+		}
 	}
 	log.Info("rollbook worker started", zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace),
 		zap.String("taskQueue", cfg.TaskQueue), zap.Strings("databases", sortedKeys(cfg.Databases)),
