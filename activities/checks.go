@@ -18,6 +18,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/rollbook/rollbook/internal/netguard"
 	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/runbook"
 )
@@ -32,12 +33,21 @@ const (
 	maxBodyDrain = 1 << 20
 )
 
+// maxParallelChecks bounds how many checks of one Measure call run at once:
+// a runbook decides how many checks a round has, the worker decides how
+// much it does at the same time.
+const maxParallelChecks = 8
+
 // Checks measures verify and analysis checks. It only measures: the
 // workflow judges the measurements, so the history shows why a round failed.
+//
+// What a check may reach is the worker's decision, not the runbook's: http
+// checks only GET or HEAD; a named endpoint is dialled only to its
+// configured host, a full url only to the hosts of AllowedHosts (checked on
+// the connection's peer address, see internal/netguard), and neither follows
+// a redirect to another host. URLs in measurements and errors lose their
+// user info and query string.
 type Checks struct {
-	// HTTP is the client for http and prometheus checks (nil: a default
-	// client; each request is bounded by the check's timeout).
-	HTTP *http.Client
 	// Prometheus maps server names used in runbooks to base URLs.
 	Prometheus map[string]string
 	// Endpoints maps the names http checks use (http.endpoint) to base URLs.
@@ -45,26 +55,54 @@ type Checks struct {
 	// Routers maps router names to drivers, for router and compare checks.
 	Routers map[string]router.Router
 
+	allowed   *netguard.Allowlist // for full urls
+	urlHTTP   *http.Client        // dials only allowed hosts
+	endpoints map[string]endpoint
+	promHTTP  *http.Client
+
 	mu   sync.Mutex
 	apis map[string]promv1.API
+}
+
+// endpoint is a configured base URL with its own guarded client, so that
+// its connections are never reused for a runbook's url (and back).
+type endpoint struct {
+	base   *url.URL
+	client *http.Client
 }
 
 // ChecksConfig is what NewChecks needs; every field may be empty, and checks
 // that need a missing name fail as ErrInvalid.
 type ChecksConfig struct {
-	HTTP       *http.Client
 	Prometheus map[string]string
 	Endpoints  map[string]string
 	Routers    map[string]router.Router
+	// AllowedHosts are the IPs, CIDRs and hostnames a check's full url may
+	// reach (internal/netguard documents how each kind is matched). Empty:
+	// full urls are refused and only named endpoints work.
+	AllowedHosts []string
 }
 
-// NewChecks checks the configuration (Prometheus and endpoint URLs parse)
-// and returns the check activities.
+// NewChecks checks the configuration (Prometheus and endpoint URLs parse,
+// allowed hosts are IPs, CIDRs or hostnames) and returns the check
+// activities. Configuration errors never echo a URL's user info or query.
 func NewChecks(cfg ChecksConfig) (*Checks, error) {
-	c := &Checks{HTTP: cfg.HTTP, Prometheus: maps.Clone(cfg.Prometheus), Endpoints: maps.Clone(cfg.Endpoints), Routers: maps.Clone(cfg.Routers)}
+	allowed, err := netguard.ParseAllowlist(cfg.AllowedHosts)
+	if err != nil {
+		return nil, fmt.Errorf("checks: allowed hosts: %w", err)
+	}
+	c := &Checks{
+		Prometheus: maps.Clone(cfg.Prometheus), Endpoints: maps.Clone(cfg.Endpoints), Routers: maps.Clone(cfg.Routers),
+		allowed:   allowed,
+		urlHTTP:   allowed.Client(),
+		endpoints: make(map[string]endpoint, len(cfg.Endpoints)),
+		// The Prometheus servers are the operator's; only their redirects
+		// are kept on the same host.
+		promHTTP: &http.Client{CheckRedirect: netguard.SameHostRedirect},
+	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Prometheus)) {
 		if _, err := c.prometheus(name); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("checks: %s", netguard.RedactError(err))
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Endpoints)) {
@@ -72,6 +110,13 @@ func NewChecks(cfg ChecksConfig) (*Checks, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("checks: endpoint %q: want an http(s) base URL", name)
 		}
+		// The endpoint's own host, by name or IP: its URL is the
+		// operator's, and the guard still stops a redirect elsewhere.
+		host, err := netguard.ParseAllowlist([]string{u.Hostname()})
+		if err != nil {
+			return nil, fmt.Errorf("checks: endpoint %q: host: %w", name, err)
+		}
+		c.endpoints[name] = endpoint{base: u, client: host.Client()}
 	}
 	return c, nil
 }
@@ -84,15 +129,11 @@ func (c *Checks) prometheus(name string) (promv1.API, error) {
 	}
 	addr, ok := c.Prometheus[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown prometheus server %q (this worker knows: %s)", name, strings.Join(slices.Sorted(maps.Keys(c.Prometheus)), ", "))
+		return nil, fmt.Errorf("unknown prometheus server %q (this worker knows: %s)", clip(name, maxEcho), strings.Join(slices.Sorted(maps.Keys(c.Prometheus)), ", "))
 	}
-	cfg := promapi.Config{Address: addr}
-	if c.HTTP != nil {
-		cfg.Client = c.HTTP
-	}
-	cl, err := promapi.NewClient(cfg)
+	cl, err := promapi.NewClient(promapi.Config{Address: addr, Client: c.promHTTP})
 	if err != nil {
-		return nil, fmt.Errorf("prometheus server %q: %w", name, err)
+		return nil, fmt.Errorf("prometheus server %q: %s", name, netguard.RedactError(err))
 	}
 	if c.apis == nil {
 		c.apis = map[string]promv1.API{}
@@ -111,27 +152,52 @@ type plan struct {
 	prom    promv1.API
 	subsets []string // router: [subset]; compare: [baseline, canary]
 	url     string   // http
+	method  string   // http: GET or HEAD
+	client  *http.Client
 }
 
-// httpURL resolves an http check's URL: given directly, or an endpoint's
-// base URL joined with the check's path.
-func (c *Checks) httpURL(hc *runbook.HTTPCheck) (string, error) {
+// httpTarget resolves an http check's URL and the client allowed to reach
+// it: a full url (only towards the worker's allowed hosts), or an
+// endpoint's base URL joined with the check's path (only towards the
+// endpoint's host).
+func (c *Checks) httpTarget(hc *runbook.HTTPCheck) (string, *http.Client, error) {
 	switch {
 	case hc.URL != "" && hc.Endpoint != "":
-		return "", errors.New("http check has both url and endpoint")
+		return "", nil, errors.New("http check has both url and endpoint")
 	case hc.URL != "":
-		return hc.URL, nil
+		u, err := url.Parse(hc.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "", nil, fmt.Errorf("url %s is not an http(s) URL", netguard.RedactURL(clip(hc.URL, maxEcho)))
+		}
+		if c.allowed.Empty() {
+			return "", nil, fmt.Errorf("url %s: this worker allows no check URLs (checks.allowedHosts is empty); use a named endpoint", netguard.RedactURL(clip(hc.URL, maxEcho)))
+		}
+		if !c.allowed.MayReach(u.Hostname()) {
+			return "", nil, fmt.Errorf("url %s: host %s is not in this worker's checks.allowedHosts (%s)",
+				netguard.RedactURL(clip(hc.URL, maxEcho)), clip(u.Hostname(), maxEcho), c.allowed)
+		}
+		return hc.URL, c.urlHTTP, nil
 	case hc.Endpoint == "":
-		return "", errors.New("http check needs url or endpoint")
+		return "", nil, errors.New("http check needs url or endpoint")
 	}
-	base, ok := c.Endpoints[hc.Endpoint]
+	ep, ok := c.endpoints[hc.Endpoint]
 	if !ok {
-		return "", fmt.Errorf("unknown endpoint %q (this worker knows: %s)", hc.Endpoint, strings.Join(slices.Sorted(maps.Keys(c.Endpoints)), ", "))
+		return "", nil, fmt.Errorf("unknown endpoint %q (this worker knows: %s)", clip(hc.Endpoint, maxEcho), strings.Join(slices.Sorted(maps.Keys(c.endpoints)), ", "))
 	}
 	if hc.Path == "" {
-		return base, nil
+		return ep.base.String(), ep.client, nil
 	}
-	return strings.TrimRight(base, "/") + "/" + strings.TrimLeft(hc.Path, "/"), nil
+	// JoinPath keeps the result under the endpoint's host whatever the
+	// path holds; a query in the path is kept as a query.
+	p, q, hasQuery := strings.Cut(hc.Path, "?")
+	u := ep.base.JoinPath(p)
+	if hasQuery {
+		if u.RawQuery != "" {
+			u.RawQuery += "&"
+		}
+		u.RawQuery += q
+	}
+	return u.String(), ep.client, nil
 }
 
 func findRoute(routes []runbook.Route, name string) (runbook.Route, bool) {
@@ -148,7 +214,7 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 	routeOf := func(name string) error {
 		route, ok := findRoute(routes, name)
 		if !ok {
-			return fmt.Errorf("route %q is not among the runbook's routes", name)
+			return fmt.Errorf("route %q is not among the runbook's routes", clip(name, maxEcho))
 		}
 		r, err := resolveRouter(c.Routers, route)
 		if err != nil {
@@ -159,11 +225,17 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 	}
 	switch p.kind {
 	case runbook.CheckHTTP:
-		u, err := c.httpURL(ch.HTTP)
+		method := strings.ToUpper(cmpOr(ch.HTTP.Method, http.MethodGet))
+		if method != http.MethodGet && method != http.MethodHead {
+			// Checks only read: a DELETE or POST "probe" would change
+			// whatever the URL reaches.
+			return p, fmt.Errorf("method %q: checks may only GET or HEAD", clip(ch.HTTP.Method, maxEcho))
+		}
+		u, client, err := c.httpTarget(ch.HTTP)
 		if err != nil {
 			return p, err
 		}
-		p.url = u
+		p.url, p.method, p.client = u, method, client
 	case runbook.CheckPrometheus:
 		server := ch.Prometheus.Server
 		if server == "" {
@@ -179,7 +251,7 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 			return p, err
 		}
 		if !slices.Contains(p.route.Subsets, ch.Router.Subset) {
-			return p, fmt.Errorf("subset %q is not in route %s (%s)", ch.Router.Subset, p.route.Name, strings.Join(p.route.Subsets, ", "))
+			return p, fmt.Errorf("subset %q is not in route %s (%s)", clip(ch.Router.Subset, maxEcho), clip(p.route.Name, maxEcho), clip(strings.Join(p.route.Subsets, ", "), maxEcho))
 		}
 		p.subsets = []string{ch.Router.Subset}
 	case runbook.CheckCompare:
@@ -189,11 +261,11 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 		base, canary := cmpOr(ch.Compare.Baseline, p.route.Stable), cmpOr(ch.Compare.Canary, p.route.Canary)
 		for _, s := range []string{base, canary} {
 			if !slices.Contains(p.route.Subsets, s) {
-				return p, fmt.Errorf("compare subset %q is not in route %s (%s)", s, p.route.Name, strings.Join(p.route.Subsets, ", "))
+				return p, fmt.Errorf("compare subset %q is not in route %s (%s)", clip(s, maxEcho), clip(p.route.Name, maxEcho), clip(strings.Join(p.route.Subsets, ", "), maxEcho))
 			}
 		}
 		if base == canary {
-			return p, fmt.Errorf("compare check: baseline and canary are both %q", base)
+			return p, fmt.Errorf("compare check: baseline and canary are both %q", clip(base, maxEcho))
 		}
 		p.subsets = []string{base, canary}
 	default:
@@ -224,7 +296,7 @@ func (c *Checks) Measure(ctx context.Context, in MeasureInput) (MeasureResult, e
 	for i, ch := range in.Checks {
 		p, err := c.resolve(ch, in.Routes)
 		if err != nil {
-			return MeasureResult{}, invalidf("check %q: %v", ch.Name, err)
+			return MeasureResult{}, invalidf("check %q: %s", clip(ch.Name, maxEcho), netguard.RedactError(err))
 		}
 		plans[i] = p
 	}
@@ -236,21 +308,19 @@ func (c *Checks) Measure(ctx context.Context, in MeasureInput) (MeasureResult, e
 	defer stop()
 
 	out := make([]Measurement, len(plans))
+	next := make(chan int)
 	var wg sync.WaitGroup
-	for i, p := range plans {
+	for range min(maxParallelChecks, len(plans)) {
 		wg.Go(func() {
-			m := Measurement{Check: p.check.Name, Kind: p.kind, At: time.Now().UTC()}
-			switch p.kind {
-			case runbook.CheckHTTP:
-				c.measureHTTP(ctx, p.check.HTTP, p.url, &m)
-			case runbook.CheckPrometheus:
-				measurePrometheus(ctx, p.prom, p.check.Prometheus, &m)
-			case runbook.CheckRouter, runbook.CheckCompare:
-				measureCounters(ctx, p, prev[p.check.Name], &m)
+			for i := range next {
+				out[i] = c.measure(ctx, plans[i], prev[plans[i].check.Name])
 			}
-			out[i] = m
 		})
 	}
+	for i := range plans {
+		next <- i
+	}
+	close(next)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return MeasureResult{}, fmt.Errorf("measuring round %d: %w", in.Round, err)
@@ -258,13 +328,26 @@ func (c *Checks) Measure(ctx context.Context, in MeasureInput) (MeasureResult, e
 	return MeasureResult{Measurements: out}, nil
 }
 
-func (c *Checks) measureHTTP(ctx context.Context, hc *runbook.HTTPCheck, url string, m *Measurement) {
-	client := c.HTTP
-	if client == nil {
-		client = http.DefaultClient
+// measure takes one measurement of a resolved check. Every text that can
+// quote a URL leaves with the URL's user info and query redacted.
+func (c *Checks) measure(ctx context.Context, p plan, prev *Measurement) Measurement {
+	m := Measurement{Check: p.check.Name, Kind: p.kind, At: time.Now().UTC()}
+	switch p.kind {
+	case runbook.CheckHTTP:
+		measureHTTP(ctx, p, &m)
+	case runbook.CheckPrometheus:
+		measurePrometheus(ctx, p.prom, p.check.Prometheus, &m)
+	case runbook.CheckRouter, runbook.CheckCompare:
+		measureCounters(ctx, p, prev, &m)
 	}
+	m.Error = netguard.RedactText(m.Error)
+	m.Detail = netguard.RedactText(m.Detail)
+	return m
+}
+
+func measureHTTP(ctx context.Context, p plan, m *Measurement) {
+	hc, client, method, url := p.check.HTTP, p.client, p.method, p.url
 	samples := max(hc.Samples, 1)
-	method := cmpOr(hc.Method, http.MethodGet)
 	expect := hc.ExpectStatus
 	if expect == 0 {
 		expect = http.StatusOK
@@ -297,7 +380,7 @@ func (c *Checks) measureHTTP(ctx context.Context, hc *runbook.HTTPCheck, url str
 		m.Status = failingStatus
 	}
 	if transportErrs > 0 {
-		m.Error = fmt.Sprintf("%d of %d requests failed: %v", transportErrs, samples, lastErr)
+		m.Error = fmt.Sprintf("%d of %d requests failed: %s", transportErrs, samples, clip(netguard.RedactError(lastErr), maxEcho))
 	}
 	m.Detail = fmt.Sprintf("%d samples, %d failed; latency is the slowest sample", samples, m.Failures)
 }
@@ -329,7 +412,7 @@ func measurePrometheus(ctx context.Context, api promv1.API, pc *runbook.Promethe
 	defer cancel()
 	val, warnings, _, err := api.Query(ctx, pc.Query, time.Now())
 	if err != nil {
-		m.Error = fmt.Sprintf("query %q: %v", pc.Query, err)
+		m.Error = fmt.Sprintf("query %q: %s", clip(pc.Query, maxEcho), clip(netguard.RedactError(err), maxEcho))
 		return
 	}
 	var v float64
@@ -338,23 +421,23 @@ func measurePrometheus(ctx context.Context, api promv1.API, pc *runbook.Promethe
 		v = float64(r.Value)
 	case model.Vector:
 		if len(r) != 1 {
-			m.Error = fmt.Sprintf("query %q returned %d samples; want a scalar or exactly one sample", pc.Query, len(r))
+			m.Error = fmt.Sprintf("query %q returned %d samples; want a scalar or exactly one sample", clip(pc.Query, maxEcho), len(r))
 			return
 		}
 		v = float64(r[0].Value)
-		m.Detail = r[0].Metric.String()
+		m.Detail = clip(r[0].Metric.String(), maxEcho)
 	default:
-		m.Error = fmt.Sprintf("query %q returned a %s; want a scalar or a single-sample vector", pc.Query, val.Type())
+		m.Error = fmt.Sprintf("query %q returned a %s; want a scalar or a single-sample vector", clip(pc.Query, maxEcho), val.Type())
 		return
 	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		// JSON cannot carry NaN/Inf, and a comparison with them means nothing.
-		m.Error = fmt.Sprintf("query %q returned %v", pc.Query, v)
+		m.Error = fmt.Sprintf("query %q returned %v", clip(pc.Query, maxEcho), v)
 		return
 	}
 	m.Value = &v
 	if len(warnings) > 0 {
-		m.Detail = strings.TrimSpace(m.Detail + " warnings: " + strings.Join(warnings, "; "))
+		m.Detail = strings.TrimSpace(m.Detail + " warnings: " + clip(strings.Join(warnings, "; "), maxEcho))
 	}
 }
 
@@ -363,7 +446,7 @@ func measurePrometheus(ctx context.Context, api promv1.API, pc *runbook.Promethe
 func measureCounters(ctx context.Context, p plan, prev *Measurement, m *Measurement) {
 	cs, err := p.router.Counters(ctx, p.route.Backend, p.subsets)
 	if err != nil {
-		m.Error = fmt.Sprintf("reading counters of route %s on %s: %v", p.route.Name, p.router, err)
+		m.Error = fmt.Sprintf("reading counters of route %s on %s: %s", clip(p.route.Name, maxEcho), p.router, clip(err.Error(), 4*maxEcho))
 		return
 	}
 	m.Counters = make(map[string]int64, 2*len(p.subsets))

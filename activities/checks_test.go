@@ -35,7 +35,7 @@ func TestMeasureHTTP(t *testing.T) {
 	deadURL := dead.URL
 	dead.Close()
 
-	c, err := NewChecks(ChecksConfig{Endpoints: map[string]string{"api": srv.URL + "/"}})
+	c, err := NewChecks(ChecksConfig{Endpoints: map[string]string{"api": srv.URL + "/"}, AllowedHosts: []string{"127.0.0.1"}})
 	require.NoError(t, err)
 	in := MeasureInput{Round: 1, Checks: []runbook.Check{
 		{Name: "ok", HTTP: &runbook.HTTPCheck{Endpoint: "api", Path: "/ok", Samples: 3}},

@@ -61,13 +61,13 @@ func (k *KV) checkOps(ops []runbook.KVOp) error {
 	for _, op := range ops {
 		switch {
 		case op.Key == "" || strings.HasPrefix(op.Key, "/") || strings.HasSuffix(op.Key, "/"):
-			return invalidf("key %q: must be non-empty, without a leading or trailing '/'", op.Key)
+			return invalidf("key %q: must be non-empty, without a leading or trailing '/'", clip(op.Key, maxEcho))
 		case slices.Contains(strings.Split(op.Key, "/"), ".."):
-			return invalidf("key %q: must not contain '..'", op.Key)
+			return invalidf("key %q: must not contain '..'", clip(op.Key, maxEcho))
 		case seen[op.Key]:
-			return invalidf("key %q appears more than once in the step", op.Key)
+			return invalidf("key %q appears more than once in the step", clip(op.Key, maxEcho))
 		case !slices.ContainsFunc(k.AllowedPrefixes, func(p string) bool { return strings.HasPrefix(op.Key, p) }):
-			return invalidf("key %q is outside the prefixes this worker may change (%s)", op.Key, strings.Join(k.AllowedPrefixes, ", "))
+			return invalidf("key %q is outside the prefixes this worker may change (%s)", clip(op.Key, maxEcho), strings.Join(k.AllowedPrefixes, ", "))
 		}
 		seen[op.Key] = true
 	}
@@ -81,7 +81,7 @@ func checkState(what string, ops []runbook.KVOp, st KVState) error {
 	}
 	for i, op := range ops {
 		if st.Entries[i].Key != op.Key {
-			return invalidf("%s state key %d is %q, the step's is %q", what, i, st.Entries[i].Key, op.Key)
+			return invalidf("%s state key %d is %q, the step's is %q", what, i, clip(st.Entries[i].Key, maxEcho), clip(op.Key, maxEcho))
 		}
 	}
 	return nil
@@ -112,7 +112,7 @@ func stateFromPairs(ops []runbook.KVOp, pairs []*consulapi.KVPair) (KVState, err
 	for i, op := range ops {
 		p := pairs[i]
 		if p == nil || p.Key != op.Key {
-			return KVState{}, fmt.Errorf("consul transaction result %d does not match key %q", i, op.Key)
+			return KVState{}, fmt.Errorf("consul transaction result %d does not match key %q", i, clip(op.Key, maxEcho))
 		}
 		// get-or-empty returns our own empty entry (ModifyIndex 0) for a
 		// missing key; an existing key always has a ModifyIndex.
@@ -155,22 +155,14 @@ func describe(e KVEntry) string {
 	if !e.Exists {
 		return "absent"
 	}
-	v := string(e.Value)
-	if len(v) > 64 {
-		v = v[:61] + "..."
-	}
-	return fmt.Sprintf("%q (ModifyIndex %d, flags %d)", v, e.ModifyIndex, e.Flags)
+	return fmt.Sprintf("%q (ModifyIndex %d, flags %d)", clip(string(e.Value), 64), e.ModifyIndex, e.Flags)
 }
 
 func intended(op runbook.KVOp) string {
 	if op.Delete {
 		return "absent"
 	}
-	v := op.Value
-	if len(v) > 64 {
-		v = v[:61] + "..."
-	}
-	return fmt.Sprintf("%q", v)
+	return fmt.Sprintf("%q", clip(op.Value, 64))
 }
 
 // CaptureKV reads value, flags, existence and ModifyIndex of every key of
@@ -257,7 +249,7 @@ func (k *KV) ApplyKV(ctx context.Context, in KVApplyInput) (KVState, error) {
 	for i, op := range in.Ops {
 		c, now := in.Captured.Entries[i], cur.Entries[i]
 		if now.Exists != c.Exists || now.ModifyIndex != c.ModifyIndex {
-			changed = append(changed, fmt.Sprintf("key %s: captured %s, now %s (step writes %s)", op.Key, describe(c), describe(now), intended(op)))
+			changed = append(changed, fmt.Sprintf("key %s: captured %s, now %s (step writes %s)", clip(op.Key, maxEcho), describe(c), describe(now), intended(op)))
 		}
 	}
 	if len(changed) == 0 {
@@ -318,7 +310,7 @@ func (k *KV) RestoreKV(ctx context.Context, in KVRestoreInput) (RestoreResult, e
 			expected = intended(op)
 		}
 		if !ours {
-			conflicts = append(conflicts, fmt.Sprintf("key %s: found %s, expected our %s or the captured %s", op.Key, describe(now), expected, describe(c)))
+			conflicts = append(conflicts, fmt.Sprintf("key %s: found %s, expected our %s or the captured %s", clip(op.Key, maxEcho), describe(now), expected, describe(c)))
 			continue
 		}
 		if c.Exists {
@@ -346,10 +338,10 @@ func (k *KV) RestoreKV(ctx context.Context, in KVRestoreInput) (RestoreResult, e
 	}
 	detail := fmt.Sprintf("restored %d keys", len(restored))
 	if len(restored) > 0 {
-		detail += " (" + strings.Join(restored, ", ") + ")"
+		detail += " (" + clip(strings.Join(restored, ", "), 4*maxEcho) + ")"
 	}
 	if len(deleted) > 0 {
-		detail += fmt.Sprintf(", deleted %d keys that did not exist (%s)", len(deleted), strings.Join(deleted, ", "))
+		detail += fmt.Sprintf(", deleted %d keys that did not exist (%s)", len(deleted), clip(strings.Join(deleted, ", "), 4*maxEcho))
 	}
 	logger(ctx).Info("restored Consul keys", "step", in.Step, "restored", len(restored), "deleted", len(deleted))
 	return RestoreResult{Detail: detail}, nil

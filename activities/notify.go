@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/rollbook/rollbook/internal/netguard"
 )
 
 // Notifier posts Slack-compatible messages to webhooks the worker knows by
@@ -31,7 +33,9 @@ func NewNotifier(webhooks map[string]string, hc *http.Client) (*Notifier, error)
 		}
 	}
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+		// A webhook that redirects elsewhere would carry the message (and
+		// the worker's POST) to a host the operator never configured.
+		hc = &http.Client{Timeout: 10 * time.Second, CheckRedirect: netguard.SameHostRedirect}
 	}
 	return &Notifier{HTTP: hc, Webhooks: maps.Clone(webhooks)}, nil
 }

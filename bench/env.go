@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/rollbook/rollbook/internal/devstack"
 	"github.com/rollbook/rollbook/internal/haproxywatch"
 )
 
@@ -158,7 +159,8 @@ backend be_retry_on
     option redispatch 1
     retries 2
     retry-on conn-failure empty-response response-timeout 500 502 503 504
-    http-request disable-l7-retry if !METH_GET !METH_HEAD
+    acl idempotent_write req.hdr(Idempotency-Key) -m len 1:
+    http-request disable-l7-retry if !METH_GET !METH_HEAD !idempotent_write
     server stable {{.Stable}} weight 100
     server canary {{.Canary}} weight 0
 
@@ -270,8 +272,8 @@ taskQueue: {{.TaskQueue}}
 databases:
   payments: {dialect: postgres, dsnEnv: ROLLBOOK_PG_DSN}
 routers:
-  edge: {driver: haproxy, address: {{.EdgeSocket}}}
-  bench: {driver: haproxy, address: {{.BenchSocket}}}
+  edge: {driver: haproxy, address: {{.EdgeSocket}}, allowedBackends: [{{.EdgeBackend}}]}
+  bench: {driver: haproxy, address: {{.BenchSocket}}, allowedBackends: [{{.BenchBackends}}]}
 consul:
   allowedPrefixes: [rollbook-bench/]
 endpoints:
@@ -284,7 +286,7 @@ log:
 
 // startWorker builds ./workers and runs it with a config generated for this
 // run, on its own task queue. It returns once the worker polls.
-func startWorker(ctx context.Context, tc client.Client, root, dir string, stackEnv map[string]string, taskQueue, edgeSocket, benchSocket string) (*child, error) {
+func startWorker(ctx context.Context, tc client.Client, root, dir string, stackEnv map[string]string, taskQueue, edgeSocket, benchSocket string, benchBackends []string) (*child, error) {
 	bin := filepath.Join(dir, "rollbook-worker")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./workers")
 	build.Dir = root
@@ -294,6 +296,8 @@ func startWorker(ctx context.Context, tc client.Client, root, dir string, stackE
 	var cfg bytes.Buffer
 	if err := template.Must(template.New("w").Parse(workerConfigTmpl)).Execute(&cfg, map[string]string{
 		"TaskQueue": taskQueue, "EdgeSocket": edgeSocket, "BenchSocket": benchSocket,
+		// The worker refuses backends its config does not list.
+		"EdgeBackend": devstack.Backend, "BenchBackends": strings.Join(benchBackends, ", "),
 	}); err != nil {
 		return nil, err
 	}

@@ -15,7 +15,8 @@
 // restored; (4) client errors over many 0→10→50→100 % switches and
 // rollbacks under load; (5) the blast radius of a bad canary with HAProxy's
 // retry-to-stable on and off; (6) many deployments at once against as many
-// bare workflows. It writes bench/results/latest.json and a dated copy, and
+// bare workflows; (7) a bad canary under mixed read/write load that rolls back
+// a migration: every acknowledged write found afterwards, none twice. It writes bench/results/latest.json and a dated copy, and
 // prints the same as a table with issue 4's targets.
 //
 //	go run ./bench                      # full run, a few minutes
@@ -114,7 +115,7 @@ func main() {
 	flag.Var(&tArgs, "temporal-arg", "extra argument for `temporal server start-dev` of a private stack (repeatable; for experiments)")
 	concurrent := flag.Int("concurrent", 0, "override: concurrent deployments")
 	switchRPS := flag.Int("switch-rps", 0, "override: requests/s during the switching cycles")
-	only := flag.String("only", "", "comma-separated phases to run, of floor (1+2), detect, switch, bad, concurrent (for experiments; results are partial)")
+	only := flag.String("only", "", "comma-separated phases to run, of floor (1+2), detect, switch, bad, writes, concurrent (for experiments; results are partial)")
 	flag.Parse()
 
 	cfg := fullConfig()
@@ -264,7 +265,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 	taskQueue := "rollbook-bench-" + b.runID
 	b.res.Run.TaskQueue = taskQueue
 	b.logf("building and starting the worker (./workers) on task queue %s", taskQueue)
-	b.worker, err = startWorker(ctx, b.tc, root, work, b.st.Env(), taskQueue, b.st.HAProxySocket, b.bh.socket)
+	b.worker, err = startWorker(ctx, b.tc, root, work, b.st.Env(), taskQueue, b.st.HAProxySocket, b.bh.socket, append([]string{"be_retry_on", "be_retry_off"}, b.bh.concurrentBack...))
 	if err != nil {
 		return err
 	}
@@ -313,6 +314,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 		{"detect", fmt.Sprintf("3: detect → restored (n=%d, check interval %s)", b.cfg.DetectN, b.cfg.CheckInterval), b.detect},
 		{"switch", fmt.Sprintf("4: switching, ≥%d cycles and ≥%d requests at %d rps", b.cfg.SwitchCycles, b.cfg.SwitchMinRequests, b.cfg.SwitchRPS), b.switching},
 		{"bad", fmt.Sprintf("5: bad canary at %d %%, %d runs with retry-to-stable on and off, %d rps", b.cfg.BadCanaryPct, b.cfg.BadRuns, b.cfg.BadRPS), b.badCanary},
+		{"writes", fmt.Sprintf("7: bad canary at 50 %% under mixed read/write load (%d rps), migrations rolled back, every acknowledged write checked", b.cfg.BackgroundRPS), b.writes},
 	}
 	for _, p := range phases {
 		if b.cfg.Only != nil && !b.cfg.Only[p.key] {

@@ -126,6 +126,7 @@ type Results struct {
 	SwitchErrors    int64      `json:"switch_client_errors"`
 	BadCanary       BadCanary  `json:"bad_canary"`
 	Concurrent      Concurrent `json:"concurrent"`
+	Writes          Writes     `json:"writes"`
 
 	// Supporting numbers: where the time goes, and how it was measured.
 	FloorToActivityMs Dist               `json:"floor_signal_to_activity_ms"`
@@ -184,6 +185,11 @@ func (r *Results) evaluate() {
 		got += fmt.Sprintf(", %d runs never detected", b.UndetectedRuns)
 	}
 	t("reached_bad", "≤ 2 × least possible", got, b.Runs > 0 && b.UndetectedRuns == 0 && float64(b.ReachedBad) <= 2*b.LeastPossibleReached)
+	wr := r.Writes
+	t("writes.lost", "0", fmt.Sprintf("%d of %d acknowledged", wr.Lost, wr.Acknowledged), wr.Runs > 0 && wr.Acknowledged > 0 && wr.Lost == 0)
+	t("writes.duplicates", "0", fmt.Sprintf("%d", wr.Duplicates), wr.Runs > 0 && wr.Duplicates == 0)
+	t("writes.keyed_client_errors", "0 (retried with the same key)", fmt.Sprintf("%d of %d (unkeyed: %d of %d)", wr.KeyedClientErrors, wr.KeyedWrites, wr.UnkeyedClientErrors, wr.UnkeyedWrites),
+		wr.Runs > 0 && wr.KeyedClientErrors == 0)
 	c := r.Concurrent
 	t("concurrent.failed", "0", fmt.Sprintf("%d of %d", c.Failed, c.Deploys), c.Deploys > 0 && c.Failed == 0)
 	t("concurrent.ratio", "≤ 1.5", fmt.Sprintf("%.2f", c.Ratio), c.Ratio > 0 && c.Ratio <= 1.5)
@@ -221,6 +227,15 @@ func (r *Results) table(w io.Writer) {
 		}
 		row("  "+side.name, fmt.Sprintf("runs %d, undetected %d, reached bad %d (least %.0f), client errors %d, detect ms %v",
 			side.s.Runs, side.s.Undetected, side.s.ReachedBad, side.s.LeastPossible, side.s.ClientErrors, side.s.DetectMs))
+	}
+	wr := r.Writes
+	row("writes.acknowledged", fmt.Sprintf("%d  (lost %d, duplicates %d, found only in the archive %d)", wr.Acknowledged, wr.Lost, wr.Duplicates, wr.FoundInArchive))
+	row("writes.keyed_client_errors", fmt.Sprintf("%d of %d", wr.KeyedClientErrors, wr.KeyedWrites))
+	row("writes.unkeyed_client_errors", fmt.Sprintf("%d of %d", wr.UnkeyedClientErrors, wr.UnkeyedWrites))
+	row("writes.read_client_errors", fmt.Sprintf("%d of %d", wr.ReadClientErrors, wr.Reads))
+	row("writes.archived_rows", fmt.Sprintf("%d", wr.ArchivedRows))
+	for _, a := range wr.Archives {
+		row("  archived", a)
 	}
 	c := r.Concurrent
 	row("concurrent.deploys", fmt.Sprintf("%d", c.Deploys))

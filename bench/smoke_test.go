@@ -64,6 +64,18 @@ func TestBenchSmoke(t *testing.T) {
 	if bc.RetryOn.Runs == 0 || bc.ClientErrorsRetryOn != 0 {
 		t.Errorf("bad canary, retry on: %+v", bc.RetryOn)
 	}
+	// Every acknowledged write survives the rollback of the migrations (found live or in
+	// rollbook's archive), none twice, and keyed writes never fail for the client.
+	wr := res.Writes
+	if wr.Runs != 1 || wr.Acknowledged == 0 || wr.KeyedWrites == 0 || wr.UnkeyedWrites == 0 || wr.Reads == 0 {
+		t.Errorf("writes: nothing measured: %+v", wr)
+	}
+	if wr.Lost != 0 || wr.Duplicates != 0 {
+		t.Errorf("writes: %d of %d acknowledged writes lost, %d duplicated: %v", wr.Lost, wr.Acknowledged, wr.Duplicates, wr.Samples)
+	}
+	if wr.KeyedClientErrors != 0 || wr.ReadClientErrors != 0 {
+		t.Errorf("writes: client errors: keyed %d, reads %d, want 0 (%v)", wr.KeyedClientErrors, wr.ReadClientErrors, wr.Samples)
+	}
 	c := res.Concurrent
 	if c.Deploys != cfg.Concurrent || c.Failed != 0 || c.BareFailed != 0 || c.WallS <= 0 || c.BareWallS <= 0 || c.WorkerPeakRSSMB <= 0 {
 		t.Errorf("concurrent: %+v", c)
@@ -90,6 +102,7 @@ func TestBenchSmoke(t *testing.T) {
 		"switch_cycles", "switch_requests", "switch_rps", "switch_client_errors",
 		"bad_canary.requests", "bad_canary.reached_bad", "bad_canary.least_possible_reached_bad",
 		"bad_canary.client_errors_retry_on", "bad_canary.client_errors_retry_off",
+		"writes.acknowledged", "writes.lost", "writes.duplicates", "writes.keyed_client_errors", "writes.unkeyed_client_errors", "writes.archived_rows",
 		"concurrent.deploys", "concurrent.failed", "concurrent.wall_s", "concurrent.bare_wall_s", "concurrent.ratio", "concurrent.worker_peak_rss_mb",
 	} {
 		var v any = doc

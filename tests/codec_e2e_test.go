@@ -160,7 +160,9 @@ steps:
 
 	// The codec server decodes them for whoever holds the token.
 	const token = "e2e-codec-token"
-	srv := startCodecServer(t, "--token", token, "--origin", "http://127.0.0.1:8233")
+	// The token comes from the environment, never the command line (ps).
+	t.Setenv("ROLLBOOK_CODEC_SERVER_TOKEN", token)
+	srv := startCodecServer(t, "--origin", "http://127.0.0.1:8233")
 	decoded := postDecode(t, srv+"/default/decode", token, input)
 	assert.Contains(t, decoded, sqlMark, "the bundle's migration file, decoded")
 	assert.Contains(t, decoded, consulMark, "the runbook's Consul value, decoded")

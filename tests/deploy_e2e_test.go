@@ -49,7 +49,7 @@ func TestE2EGoodDeployment(t *testing.T) {
 	assert.Contains(t, out, "outcome: succeeded")
 	assert.Equal(t, map[string]int{"stable": 0, "canary": 100}, weights(t))
 	assert.EqualValues(t, 3, schemaVersion(t))
-	assert.True(t, columnExists(t, "ledger_entries", "external_reference"))
+	assert.True(t, columnExists(t, "payments", "external_reference"))
 	v, _ := kv(t, f.prefix+"features/new-ledger")
 	assert.Equal(t, "true", v)
 	v, _ = kv(t, f.prefix+"config/version")

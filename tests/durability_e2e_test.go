@@ -133,6 +133,8 @@ func (d *durable) fixture(t *testing.T, service string) *durFixture {
 	require.NoError(t, err)
 	_, err = f.db().Exec(`DROP SCHEMA public CASCADE; CREATE SCHEMA public`)
 	require.NoError(t, err)
+	// The demo API's base tables (payments, idempotency_keys): its /api answers need them.
+	require.NoError(t, devstack.EnsureDemoSchema(context.Background(), d.st.PGDSN))
 	f.writeMigrations("migrations", map[string]string{
 		"00001_create.sql": "-- +goose Up\nCREATE TABLE durable_t (id int);\n-- +goose Down\nDROP TABLE durable_t;\n",
 	})

@@ -47,6 +47,8 @@ func newFixture(t *testing.T, service string) *fixture {
 	db := openDB(t)
 	_, err = db.Exec(`DROP SCHEMA public CASCADE; CREATE SCHEMA public`)
 	require.NoError(t, err)
+	// The platform's tables at version 0, which the migrations build on.
+	require.NoError(t, devstack.EnsureDemoSchema(context.Background(), stack.PGDSN))
 	f.copyMigrations("migrations", nil)
 	t.Cleanup(f.endDeployment)
 	return f

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
+	"github.com/rollbook/rollbook/internal/devstack"
 	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
 )
@@ -277,6 +278,8 @@ func (f *fixture) resetAfterSuccess(t *testing.T) {
 	db := openDB(t)
 	_, err := db.Exec(`DROP SCHEMA public CASCADE; CREATE SCHEMA public`)
 	require.NoError(t, err)
+	// The demo API's base tables (payments, idempotency_keys): its /api answers need them.
+	require.NoError(t, devstack.EnsureDemoSchema(context.Background(), stack.PGDSN))
 	_, err = stack.HAProxyCommand("set server payments_api/stable weight 100; set server payments_api/canary weight 0")
 	require.NoError(t, err)
 }

@@ -39,7 +39,7 @@ taskQueue: `+secretsTaskQueue+`
 databases:
   payments: {dialect: postgres, dsnEnv: ROLLBOOK_PG_DSN}
 routers:
-  edge: {driver: haproxy, addressEnv: ROLLBOOK_HAPROXY_SOCKET}
+  edge: {driver: haproxy, addressEnv: ROLLBOOK_HAPROXY_SOCKET, allowedBackends: [payments_api]}
 consul:
   allowedPrefixes: [rollbook-e2e/]
 endpoints:

@@ -429,4 +429,16 @@ func TestStackShape(t *testing.T) {
 	assert.Regexp(t, `(?m)^\s*server `+devstack.CanaryServer+` demo-canary:8080\b`, h)
 	assert.Regexp(t, `(?m)^\s*stats socket ipv4@0\.0\.0\.0:9999 .*level admin`, h)
 	assert.Contains(t, h, "option redispatch")
+	// Writes are replayed on another server only with an Idempotency-Key, like the dev stack.
+	assert.Regexp(t, `(?m)^\s*acl idempotent_write req\.hdr\(Idempotency-Key\) -m len 1:$`, h)
+	assert.Regexp(t, `(?m)^\s*http-request disable-l7-retry if !METH_GET !METH_HEAD !idempotent_write$`, h)
+
+	// The demo API has its database, with the dev stack's base schema.
+	for _, name := range []string{"demo-stable", "demo-canary"} {
+		assert.Contains(t, dependencies(t, name, f.Services[name]), "postgresql")
+		assert.Contains(t, fmt.Sprint(f.Services[name].Environment), devstack.EnvDemoDSN, name)
+	}
+	initSQL, err := os.ReadFile(filepath.Join(repoRoot, "deploy/compose/postgres/init.sql"))
+	require.NoError(t, err)
+	assert.Contains(t, string(initSQL), devstack.DemoSchema, "init.sql holds internal/devstack/demoschema.sql verbatim")
 }

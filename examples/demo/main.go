@@ -1,16 +1,21 @@
 // Command demo is `make demo`: on the dev stack (make stack-up) it starts a
-// rollbook worker, sends steady HTTP load through HAProxy, runs a good
-// deployment of runbooks/payments-api.yaml (succeeds) and a bad one (the
-// canary starts failing → verification fails → automatic rollback), and
-// prints what happened: outcomes, time from failure to traffic restored,
-// schema / keys / weights before and after, failed client requests, and the
-// Web UI links. The stack keeps running for inspection.
+// rollbook worker, sends mixed client load through HAProxy (reads, payments
+// created with an Idempotency-Key, a few without), runs a good deployment of
+// runbooks/payments-api.yaml (succeeds) and a bad one (the canary starts
+// failing reads and writes, some writes after committing → verification
+// fails → automatic rollback, migrations included), and prints what
+// happened: outcomes, time from failure to traffic restored, schema / keys /
+// weights before and after, client errors by kind, every acknowledged write
+// looked for in the database (live or in the rollback's archive), what the
+// rollback preserved, and the Web UI links. The stack keeps running for
+// inspection.
 package main
 
 import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +38,7 @@ import (
 	"github.com/rollbook/rollbook/internal/haproxywatch"
 	"github.com/rollbook/rollbook/internal/loadgen"
 	"github.com/rollbook/rollbook/internal/worker"
+	"github.com/rollbook/rollbook/internal/writecheck"
 	"github.com/rollbook/rollbook/internal/zapadapter"
 	"github.com/rollbook/rollbook/workflows"
 )
@@ -59,7 +65,7 @@ type demo struct {
 	kv    *consulapi.Client
 	db    *sql.DB
 	obs   *haproxywatch.Observer
-	load  *loadgen.Load
+	rps   int
 }
 
 func run(envFile, runbookPath string, rps int) error {
@@ -70,7 +76,7 @@ func run(envFile, runbookPath string, rps int) error {
 	for k, v := range st.Env() {
 		os.Setenv(k, v)
 	}
-	d := &demo{stack: st}
+	d := &demo{stack: st, rps: rps}
 	d.tc, err = client.Dial(client.Options{HostPort: st.TemporalAddress, Namespace: devstack.Namespace, Logger: zapadapter.New(zap.NewNop())})
 	if err != nil {
 		return err
@@ -97,44 +103,54 @@ func run(envFile, runbookPath string, rps int) error {
 		return err
 	}
 	defer d.obs.Stop()
-	d.load = loadgen.Start(st.HAProxyURL+"/api/payments", rps, false)
-	defer d.load.Stop()
-	time.Sleep(time.Second)
 
-	fmt.Printf("== rollbook demo: %d requests/s through HAProxy at %s ==\n\n", rps, st.HAProxyURL)
+	fmt.Printf("== rollbook demo: %d requests/s through HAProxy at %s (reads, writes with an Idempotency-Key, a few without) ==\n\n", rps, st.HAProxyURL)
 
 	// 1. A good release.
 	goodBefore := d.snapshot()
 	fmt.Println("-- deployment 1: payments-api v2 (healthy canary) --")
+	load := d.startLoad()
 	goodCode, goodOut := d.deploy(runbookPath, "v2")
+	good := load.Stop()
 	goodAfter := d.snapshot()
-	good := d.load.Take()
+	goodWrites, err := writecheck.Check(context.Background(), st.PGDSN, good.Acks)
+	if err != nil {
+		return err
+	}
 
-	// Back to the starting point, so the second deployment shows a full
-	// rollback of schema, keys and weights.
+	// Back to the starting point (an empty schema at version 0), so the second deployment
+	// shows a full rollback of schema, keys and weights. The writes of deployment 1 were
+	// checked just above; the reset empties the tables.
 	if err := d.reset(); err != nil {
 		return fmt.Errorf("resetting between deployments: %w", err)
 	}
-	time.Sleep(500 * time.Millisecond)
-	d.load.Take()
 
 	// 2. A bad release: the canary starts failing once it takes traffic.
 	badBefore := d.snapshot()
 	fmt.Println("\n-- deployment 2: payments-api v3 (the canary starts returning errors) --")
 	badCh := make(chan time.Time, 1)
+	load = d.startLoad()
 	go func() {
 		for d.obs.Current().Canary == 0 {
 			time.Sleep(2 * time.Millisecond)
 		}
+		// v2 code on the canary writes its way (external_reference, ledger entries) for a
+		// moment, then fails half its requests; failing writes fail before or after their
+		// commit, alternately.
+		time.Sleep(time.Second)
 		setBad(st.DemoCanaryURL, 0.5)
 		at := time.Now()
-		fmt.Printf("   %s   demo: canary v3 now fails 50%% of requests\n", at.Format("15:04:05"))
+		fmt.Printf("   %s   demo: canary v3 now fails 50%% of requests (writes before and after committing)\n", at.Format("15:04:05"))
 		badCh <- at
 	}()
 	badCode, badOut := d.deploy(runbookPath, "v3")
+	bad := load.Stop()
 	badAfter := d.snapshot()
-	bad := d.load.Take()
 	setBad(st.DemoCanaryURL, 0)
+	badWrites, err := writecheck.Check(context.Background(), st.PGDSN, bad.Acks)
+	if err != nil {
+		return err
+	}
 	var badAt, restoredAt time.Time
 	select {
 	case badAt = <-badCh:
@@ -161,8 +177,30 @@ func run(envFile, runbookPath string, rps int) error {
 	if len(diffs) > 0 {
 		fmt.Printf(" (%s)", strings.Join(diffs, "; "))
 	}
-	fmt.Printf("\nclient requests: deployment 1: %d sent, %d failed; deployment 2: %d sent, %d failed\n",
-		good.Requests, good.Errors, bad.Requests, bad.Errors)
+	fmt.Println()
+	for _, p := range []struct {
+		name string
+		rep  loadgen.MixedReport
+		wr   writecheck.Result
+	}{{"deployment 1", good, goodWrites}, {"deployment 2", bad, badWrites}} {
+		c := p.rep.Counts
+		fmt.Printf("%s: %s\n", p.name, p.wr)
+		fmt.Printf("  client errors: reads %d of %d, keyed writes %d of %d, writes without a key %d of %d\n",
+			c.Reads.Errors, c.Reads.Sent, c.Keyed.Errors, c.Keyed.Sent, c.Unkeyed.Errors, c.Unkeyed.Sent)
+		for _, s := range append(p.wr.LostSamples, p.wr.DuplicateSamples...) {
+			fmt.Println("  ✗ " + s)
+		}
+	}
+	fmt.Printf("both deployments: acknowledged writes: %d, lost: %d, duplicated: %d\n",
+		goodWrites.Acknowledged+badWrites.Acknowledged, goodWrites.Lost+badWrites.Lost, goodWrites.Duplicated+badWrites.Duplicated)
+	fmt.Println("\nwhat the rollback of deployment 2 preserved (rollbook_archive.archives):")
+	if len(badWrites.Archives) == 0 {
+		fmt.Println("  nothing archived")
+	}
+	for _, a := range badWrites.Archives {
+		fmt.Println("  " + a.String())
+	}
+	fmt.Printf("  %d acknowledged writes of deployment 2 were found only with the archive\n", badWrites.FoundInArchive)
 	fmt.Println("\nWeb UI:")
 	for _, o := range []string{goodOut, badOut} {
 		if l := webLink(o); l != "" {
@@ -173,6 +211,9 @@ func run(envFile, runbookPath string, rps int) error {
 	fmt.Println("\nThe stack keeps running for inspection; stop it with `make stack-down`.")
 	if goodCode != 0 || badCode != 2 || len(diffs) > 0 {
 		return fmt.Errorf("unexpected result: exit codes %d and %d (want 0 and 2), %d differences after rollback", goodCode, badCode, len(diffs))
+	}
+	if err := errors.Join(goodWrites.Require(), badWrites.Require()); err != nil {
+		return err
 	}
 	return nil
 }
@@ -220,10 +261,16 @@ func (d *demo) startWorker() (func(), error) {
 	return w.Stop, nil
 }
 
-// reset puts the demo's slice of the stack in its starting state: no
-// ledger schema, the flags off, all traffic on stable, the canary healthy.
+// startLoad starts the mixed client load through HAProxy.
+func (d *demo) startLoad() *loadgen.MixedLoad {
+	return loadgen.StartMixed(loadgen.Mix{BaseURL: d.stack.HAProxyURL, Rate: d.rps})
+}
+
+// reset puts the demo's slice of the stack in its starting state: the
+// payments database at version 0 with empty tables and no archive, the
+// flags off, all traffic on stable, the canary healthy.
 func (d *demo) reset() error {
-	if _, err := d.db.Exec(`DROP TABLE IF EXISTS ledger_entries; DROP TABLE IF EXISTS goose_db_version`); err != nil {
+	if err := devstack.ResetDemoSchema(context.Background(), d.stack.PGDSN); err != nil {
 		return err
 	}
 	if _, err := d.kv.KV().DeleteTree(keyPrefix, nil); err != nil {
@@ -301,7 +348,7 @@ func unionKeys(ms ...map[string]string) []string {
 func setBad(canaryURL string, rate float64) {
 	u := canaryURL + "/admin/good"
 	if rate > 0 {
-		u = fmt.Sprintf("%s/admin/bad?errorRate=%g", canaryURL, rate)
+		u = fmt.Sprintf("%s/admin/bad?errorRate=%g&writeFailure=both", canaryURL, rate)
 	}
 	if resp, err := http.Post(u, "application/json", nil); err == nil {
 		resp.Body.Close()

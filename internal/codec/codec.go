@@ -46,13 +46,22 @@ var (
 	// ErrDecrypt: authentication failed — wrong key material under that
 	// id, or the payload was altered.
 	ErrDecrypt = errors.New("codec: cannot decrypt payload (wrong key or tampered data)")
+	// ErrPlaintext: a codec that requires encryption met a payload that is
+	// not encrypted (sent by a client without the key).
+	ErrPlaintext = errors.New("codec: refusing an unencrypted payload: this worker requires encryption (codec.requireEncryption); send it through a client or codec server that has the payload key")
 )
+
+// EncodingRefused is the encoding of the payload a signal receives instead
+// of a refused plaintext one (see Codec.DataConverter): it carries no data,
+// and the workflow records the signal as ignored, naming this encoding.
+const EncodingRefused = "binary/refused-unencrypted"
 
 // Codec is a converter.PayloadCodec that encrypts with the keyring's active
 // key and decrypts with any of its keys.
 type Codec struct {
-	active string
-	aeads  map[string]cipher.AEAD
+	active  string
+	aeads   map[string]cipher.AEAD
+	require bool
 }
 
 var _ converter.PayloadCodec = (*Codec)(nil)
@@ -83,6 +92,20 @@ func New(k *Keyring) (*Codec, error) {
 	}
 	return c, nil
 }
+
+// RequireEncryption returns a codec that refuses, in Decode, every payload
+// that is not encrypted, except a null payload (encoding binary/null, no
+// data), which the SDK and tools send for an absent value and which carries
+// nothing. Histories written before encryption was turned on no longer
+// replay with it: turn it on once no running workflow holds plaintext.
+func (c *Codec) RequireEncryption() *Codec {
+	r := *c
+	r.require = true
+	return &r
+}
+
+// RequiresEncryption reports whether Decode refuses plaintext payloads.
+func (c *Codec) RequiresEncryption() bool { return c.require }
 
 // ActiveKeyID is the id of the key Encode uses.
 func (c *Codec) ActiveKeyID() string { return c.active }
@@ -117,12 +140,19 @@ func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 }
 
 // Decode decrypts encrypted payloads and passes others through unchanged
-// (histories written before encryption was turned on stay readable). It
-// returns an error wrapping ErrUnknownKey or ErrDecrypt.
+// (histories written before encryption was turned on stay readable), unless
+// the codec requires encryption. It returns an error wrapping ErrUnknownKey,
+// ErrDecrypt or ErrPlaintext.
 func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	out := make([]*commonpb.Payload, len(payloads))
 	for i, p := range payloads {
-		if string(p.GetMetadata()[converter.MetadataEncoding]) != MetadataEncodingEncrypted {
+		if enc := string(p.GetMetadata()[converter.MetadataEncoding]); enc != MetadataEncodingEncrypted {
+			if c.require && !(enc == converter.MetadataEncodingNil && len(p.GetData()) == 0) {
+				if len(enc) > 64 {
+					enc = enc[:64] + "…"
+				}
+				return payloads, fmt.Errorf("%w (payload %d of %d has encoding %q)", ErrPlaintext, i+1, len(payloads), enc)
+			}
 			out[i] = p
 			continue
 		}
@@ -149,8 +179,68 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 }
 
 // DataConverter wraps Temporal's default converter with the codec.
+//
+// When the codec requires encryption, a refused payload decoded into a
+// converter.RawValue (how rollbook's workflow receives signals) becomes a
+// data-less payload of encoding EncodingRefused instead of an error: the
+// SDK would drop a signal it cannot decode and leave the receiving
+// coroutine blocked, so one plaintext signal would stop every later signal
+// (an abort included) from being handled. The workflow records it as
+// ignored instead. Every other refused payload (a workflow input, a query
+// argument) is an error wrapping ErrPlaintext: a Deploy started in
+// plaintext fails at once, before any activity.
 func (c *Codec) DataConverter() converter.DataConverter {
-	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), c)
+	dc := converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), c)
+	if !c.require {
+		return dc
+	}
+	return &refusingConverter{DataConverter: dc}
+}
+
+type refusingConverter struct {
+	converter.DataConverter
+}
+
+func refused() *commonpb.Payload {
+	return &commonpb.Payload{Metadata: map[string][]byte{converter.MetadataEncoding: []byte(EncodingRefused)}}
+}
+
+func allRaw(ptrs []any) bool {
+	for _, p := range ptrs {
+		if _, ok := p.(*converter.RawValue); !ok {
+			return false
+		}
+	}
+	return len(ptrs) > 0
+}
+
+func (r *refusingConverter) FromPayload(p *commonpb.Payload, ptr any) error {
+	err := r.DataConverter.FromPayload(p, ptr)
+	if errors.Is(err, ErrPlaintext) && allRaw([]any{ptr}) {
+		*ptr.(*converter.RawValue) = converter.NewRawValue(refused())
+		return nil
+	}
+	return err
+}
+
+func (r *refusingConverter) FromPayloads(ps *commonpb.Payloads, ptrs ...any) error {
+	err := r.DataConverter.FromPayloads(ps, ptrs...)
+	if errors.Is(err, ErrPlaintext) && allRaw(ptrs) {
+		for _, p := range ptrs {
+			*p.(*converter.RawValue) = converter.NewRawValue(refused())
+		}
+		return nil
+	}
+	return err
+}
+
+// WithSerializationContext keeps the refusal when the SDK derives a
+// per-workflow converter.
+func (r *refusingConverter) WithSerializationContext(ctx converter.SerializationContext) converter.DataConverter {
+	if w, ok := r.DataConverter.(converter.DataConverterWithSerializationContext); ok {
+		return &refusingConverter{DataConverter: w.WithSerializationContext(ctx)}
+	}
+	return r
 }
 
 // Apply makes a Temporal client encrypt with the codec: payloads through

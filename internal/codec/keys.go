@@ -188,3 +188,21 @@ func FromEnv() (*Codec, error) {
 	}
 	return Load(src)
 }
+
+// ErrKeyFileExposed: the key file can be read (or written) by users other
+// than its owner.
+var ErrKeyFileExposed = errors.New("codec: key file is accessible to group or others")
+
+// CheckKeyFileMode returns an error wrapping ErrKeyFileExposed when path's
+// permission bits give group or others any access (the keys decrypt every
+// payload); callers warn with it. Other errors are stat failures.
+func CheckKeyFileMode(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("codec: key file: %w", err)
+	}
+	if mode := st.Mode().Perm(); mode&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o; run chmod 600 on it", ErrKeyFileExposed, path, mode)
+	}
+	return nil
+}

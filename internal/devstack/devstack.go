@@ -250,11 +250,18 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return s.timed(start, "temporal", func() error { return s.startTemporal(gctx, bins, pt) })
 	})
 	g.Go(func() error { return s.timed(start, "consul", func() error { return s.startConsul(gctx, bins, pt) }) })
+	// The demo API writes to PostgreSQL: it starts once the database is up (its build runs
+	// meanwhile).
+	pgUp := make(chan struct{})
 	g.Go(func() error {
-		return s.timed(start, "postgres", func() error { return s.startPostgres(gctx, bins, pt) })
+		if err := s.timed(start, "postgres", func() error { return s.startPostgres(gctx, bins, pt) }); err != nil {
+			return err
+		}
+		close(pgUp)
+		return nil
 	})
 	g.Go(func() error {
-		if err := s.timed(start, "demo api", func() error { return s.startDemo(gctx, bins, pt) }); err != nil {
+		if err := s.timed(start, "demo api", func() error { return s.startDemo(gctx, bins, pt, pgUp) }); err != nil {
 			return err
 		}
 		return s.timed(start, "haproxy", func() error { return s.startHAProxy(gctx, bins, pt) })

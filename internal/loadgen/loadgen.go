@@ -1,8 +1,15 @@
-// Package loadgen sends steady GET traffic, the way the platform's API
-// clients would, and counts what they saw: every answer by outcome and by
-// the version that served it (the demo API's X-Rollbook-Version header).
-// The demo, the benchmark and the crash campaign measure "imperceptible"
-// with it.
+// Package loadgen is the platform's API clients, simulated:
+//
+//   - Start sends steady GET traffic with vegeta and counts every answer by
+//     outcome and by the version that served it (X-Rollbook-Version);
+//   - StartMixed sends what real callers send: reads, writes with an
+//     Idempotency-Key (retried with the same key when they fail, as a client
+//     library would) and a few writes without one (never retried), counts
+//     client errors by kind and records every acknowledged write (key, id,
+//     body) for internal/writecheck to look for in the database afterwards.
+//
+// The demo, the benchmark, the crash campaign and the e2e tests measure
+// "imperceptible" with it.
 package loadgen
 
 import (

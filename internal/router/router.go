@@ -15,6 +15,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Errors drivers wrap so that callers can classify failures with errors.Is.
@@ -32,6 +33,10 @@ var (
 	// ErrUnsupported: the driver cannot provide this (for example request
 	// counters from a Consul service-splitter).
 	ErrUnsupported = errors.ErrUnsupported
+	// ErrNotAllowed: the backend is not among those the worker's operator
+	// allowed on this router (routers.<name>.allowedBackends). Errors
+	// wrapping it also wrap ErrRejected.
+	ErrNotAllowed = errors.New("not allowed by the worker's configuration")
 )
 
 // Health states of a subset, as reported in ServerHealth.State.
@@ -190,4 +195,79 @@ func FormatWeights(w map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, w[k]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// Clip cuts s to at most n bytes on a rune boundary and says how much was
+// left out; names in error messages come from runbooks and may be huge.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d more bytes)", s[:cut], len(s)-cut)
+}
+
+// Scoped is a driver limited to the backends the worker's operator listed:
+// every call for another backend fails with ErrNotAllowed (and
+// ErrRejected) before the driver sees it. A runbook then cannot move the
+// traffic of a service its operator did not hand to rollbook.
+type Scoped struct {
+	Router
+	allowed []string
+}
+
+var _ Router = (*Scoped)(nil)
+
+// Scope limits r to backends (exact names).
+func Scope(r Router, backends []string) *Scoped {
+	return &Scoped{Router: r, allowed: slices.Clone(backends)}
+}
+
+// AllowsBackend reports whether backend is listed.
+func (s *Scoped) AllowsBackend(backend string) bool { return slices.Contains(s.allowed, backend) }
+
+// AllowedBackends returns the listed backends.
+func (s *Scoped) AllowedBackends() []string { return slices.Clone(s.allowed) }
+
+func (s *Scoped) check(backend string) error {
+	if s.AllowsBackend(backend) {
+		return nil
+	}
+	return fmt.Errorf("backend %q is not among the backends this worker allows on %s (allowedBackends: %s): %w: %w",
+		Clip(backend, 128), s.Router, strings.Join(s.allowed, ", "), ErrNotAllowed, ErrRejected)
+}
+
+// Weights implements Router for allowed backends only.
+func (s *Scoped) Weights(ctx context.Context, backend string, subsets []string) (State, error) {
+	if err := s.check(backend); err != nil {
+		return State{}, err
+	}
+	return s.Router.Weights(ctx, backend, subsets)
+}
+
+// SetWeights implements Router for allowed backends only.
+func (s *Scoped) SetWeights(ctx context.Context, backend string, subsets []string, want map[string]int, expect *State) (State, error) {
+	if err := s.check(backend); err != nil {
+		return State{}, err
+	}
+	return s.Router.SetWeights(ctx, backend, subsets, want, expect)
+}
+
+// Restore implements Router for allowed backends only.
+func (s *Scoped) Restore(ctx context.Context, backend string, subsets []string, captured State, expect *State) (State, error) {
+	if err := s.check(backend); err != nil {
+		return State{}, err
+	}
+	return s.Router.Restore(ctx, backend, subsets, captured, expect)
+}
+
+// Counters implements Router for allowed backends only.
+func (s *Scoped) Counters(ctx context.Context, backend string, subsets []string) (map[string]Counters, error) {
+	if err := s.check(backend); err != nil {
+		return nil, err
+	}
+	return s.Router.Counters(ctx, backend, subsets)
 }

@@ -17,6 +17,11 @@ func TestCodecConfig(t *testing.T) {
 	cfg, err = ParseConfig("w.yaml", []byte("codec: {keyEnv: MY_KEYS}\n"))
 	require.NoError(t, err)
 	assert.Equal(t, "MY_KEYS", cfg.Codec.KeyEnv)
+	assert.False(t, cfg.Codec.RequireEncryption)
+
+	cfg, err = ParseConfig("w.yaml", []byte("codec: {keyEnv: MY_KEYS, requireEncryption: true}\n"))
+	require.NoError(t, err)
+	assert.True(t, cfg.Codec.RequireEncryption)
 
 	cfg, err = ParseConfig("w.yaml", []byte("taskQueue: q\n"))
 	require.NoError(t, err)

@@ -8,10 +8,16 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/rollbook/rollbook/internal/netguard"
+	"github.com/rollbook/rollbook/internal/router"
+	"github.com/rollbook/rollbook/internal/router/consulsplit"
+	"github.com/rollbook/rollbook/internal/router/haproxy"
 )
 
 // DefaultTaskQueue is the task queue workers poll and the CLI starts on.
@@ -48,6 +54,20 @@ type Config struct {
 	// names a driver (release.go).
 	ReleaseDrivers map[string]ReleaseDriverConfig `yaml:"releaseDrivers"`
 	Targets        map[string]TargetConfig        `yaml:"targets"`
+	// Checks limits what runbooks' http checks may reach.
+	Checks ChecksConfig `yaml:"checks"`
+}
+
+// ChecksConfig is what the operator allows http checks to reach. Named
+// endpoints always work (they reach only their own host); a full url in a
+// runbook works only towards AllowedHosts.
+type ChecksConfig struct {
+	// AllowedHosts are IPs ("127.0.0.1"), CIDRs ("10.0.0.0/8") and exact
+	// hostnames ("status.example.com"), checked when the connection is
+	// made: an IP or CIDR against the peer's actual address, a hostname by
+	// the URL naming it (then it reaches what the name resolves to). Empty:
+	// full urls are refused. See internal/netguard.
+	AllowedHosts []string `yaml:"allowedHosts"`
 }
 
 // SigningConfig: the Ed25519 public keys (PEM files) whose bundle signatures
@@ -68,13 +88,20 @@ type CodecConfig struct {
 	// KeyID picks the key that encrypts; default the first listed. The
 	// others only decrypt, so keys can rotate.
 	KeyID string `yaml:"keyID"`
+	// RequireEncryption refuses payloads that are not encrypted (a
+	// workflow input or signal sent without the key): see
+	// internal/codec.Codec.RequireEncryption. Turn it on once no running
+	// workflow's history holds plaintext payloads.
+	RequireEncryption bool `yaml:"requireEncryption"`
 }
 
 // DatabaseConfig is one migration target.
 type DatabaseConfig struct {
 	// Dialect is "postgres" or "sqlite".
 	Dialect string `yaml:"dialect"`
-	// Exactly one of DSNEnv, DSNFile and DSN (for non-secret SQLite paths).
+	// Exactly one of DSNEnv, DSNFile and DSN (for non-secret SQLite paths
+	// and password-less DSNs: an inline DSN holding a password is refused,
+	// as this file is meant to live in git).
 	DSNEnv  string `yaml:"dsnEnv"`
 	DSNFile string `yaml:"dsnFile"`
 	DSN     string `yaml:"dsn"`
@@ -88,8 +115,9 @@ type RouterConfig struct {
 	// or tcp://host:port. Or AddressEnv names a variable holding it.
 	Address    string `yaml:"address"`
 	AddressEnv string `yaml:"addressEnv"`
-	// AllowedBackends, when set, are the only backends (HAProxy backends,
-	// Consul services) runbooks may route on this router.
+	// AllowedBackends are the only backends (HAProxy backends, Consul
+	// services) runbooks may read or change on this router. Required: an
+	// empty list would let a runbook move any service's traffic.
 	AllowedBackends []string `yaml:"allowedBackends"`
 }
 
@@ -97,6 +125,7 @@ type RouterConfig struct {
 // CONSUL_HTTP_ADDR / CONSUL_HTTP_TOKEN variables.
 type ConsulConfig struct {
 	// AllowedPrefixes are the only KV prefixes runbooks may write under.
+	// Each ends in "/": "app" would also allow "app-prod/".
 	AllowedPrefixes []string `yaml:"allowedPrefixes"`
 }
 
@@ -157,6 +186,10 @@ func (c *Config) validate() []string {
 		if set != 1 {
 			errs = append(errs, fmt.Sprintf("databases.%s: set exactly one of dsnEnv, dsnFile, dsn", n))
 		}
+		if d.DSN != "" && dsnHasPassword(d.DSN) {
+			// Not echoed: the value is the secret.
+			errs = append(errs, fmt.Sprintf("databases.%s.dsn: holds a password; put the DSN in dsnEnv or dsnFile instead (this file must not hold secrets)", n))
+		}
 	}
 	for _, n := range sortedKeys(c.Routers) {
 		r := c.Routers[n]
@@ -168,12 +201,31 @@ func (c *Config) validate() []string {
 		case "consul-splitter":
 		default:
 			errs = append(errs, fmt.Sprintf("routers.%s.driver: %q is not haproxy or consul-splitter", n, r.Driver))
+			continue
+		}
+		if len(r.AllowedBackends) == 0 {
+			errs = append(errs, fmt.Sprintf("routers.%s.allowedBackends: list the backends runbooks may use on this router (required)", n))
+		}
+		validName := haproxy.ValidName
+		if r.Driver == "consul-splitter" {
+			validName = consulsplit.ValidName
+		}
+		for i, b := range r.AllowedBackends {
+			if err := validName(b); err != nil {
+				errs = append(errs, fmt.Sprintf("routers.%s.allowedBackends[%d]: %q is not a valid %s name: %v", n, i, router.Clip(b, 128), r.Driver, err))
+			}
 		}
 	}
-	for _, p := range c.Consul.AllowedPrefixes {
-		if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "..") {
-			errs = append(errs, fmt.Sprintf("consul.allowedPrefixes: %q must be a relative prefix without ..", p))
+	for i, p := range c.Consul.AllowedPrefixes {
+		switch {
+		case p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, ".."):
+			errs = append(errs, fmt.Sprintf("consul.allowedPrefixes[%d]: %q must be a relative prefix without ..", i, p))
+		case !strings.HasSuffix(p, "/"):
+			errs = append(errs, fmt.Sprintf("consul.allowedPrefixes[%d]: %q must end in \"/\" (as it is, it also allows %q)", i, p, p+"-other/"))
 		}
+	}
+	if _, err := netguard.ParseAllowlist(c.Checks.AllowedHosts); err != nil {
+		errs = append(errs, fmt.Sprintf("checks.allowedHosts: %v", err))
 	}
 	for _, group := range []struct {
 		name string
@@ -230,7 +282,7 @@ func resolveAddress(what string, a AddressConfig) (string, error) {
 			// Webhook URLs carry their secret in the path: never echo them.
 			return "", fmt.Errorf("%s: not an http(s) URL", what)
 		}
-		return "", fmt.Errorf("%s: %q is not an http(s) URL", what, v)
+		return "", fmt.Errorf("%s: %s is not an http(s) URL", what, netguard.RedactURL(v))
 	}
 	return strings.TrimRight(v, "/"), nil
 }
@@ -242,4 +294,30 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// dsnPasswordKeyword finds a password in libpq's keyword form
+// ("host=db password=x") or as a URL query parameter ("?password=x").
+var dsnPasswordKeyword = regexp.MustCompile(`(?i)(^|[\s?&;])password\s*=`)
+
+// dsnHasPassword reports whether an inline DSN carries a password: a
+// postgres URL with one in its user info, or a password keyword or query
+// parameter.
+func dsnHasPassword(dsn string) bool {
+	if dsnPasswordKeyword.MatchString(dsn) {
+		return true
+	}
+	if i := strings.Index(dsn, "://"); i > 0 {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			// Unparseable: judge the user-info part by hand.
+			rest := dsn[i+3:]
+			at := strings.LastIndex(rest, "@")
+			return at > 0 && strings.Contains(rest[:at], ":")
+		}
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	return false
 }

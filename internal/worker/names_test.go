@@ -14,7 +14,7 @@ databases:
   payments: {dialect: postgres, dsnEnv: PG}
 routers:
   edge: {driver: haproxy, address: /run/haproxy.sock, allowedBackends: [payments_api]}
-  mesh: {driver: consul-splitter}
+  mesh: {driver: consul-splitter, allowedBackends: [anything]}
 consul:
   allowedPrefixes: [rollbook-demo/]
 endpoints:

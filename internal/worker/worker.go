@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -80,13 +81,13 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 			if err != nil {
 				return nil, fmt.Errorf("router %s: %w", n, err)
 			}
-			routers[n] = h
+			routers[n] = router.Scope(h, r.AllowedBackends)
 		case "consul-splitter":
 			s, err := consulsplit.New(consul, n)
 			if err != nil {
 				return nil, fmt.Errorf("router %s: %w", n, err)
 			}
-			routers[n] = s
+			routers[n] = router.Scope(s, r.AllowedBackends)
 		}
 	}
 	tr, err := activities.NewTraffic(routers)
@@ -110,7 +111,7 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 		}
 		endpoints[n] = u
 	}
-	chk, err := activities.NewChecks(activities.ChecksConfig{Prometheus: prom, Routers: routers, Endpoints: endpoints})
+	chk, err := activities.NewChecks(activities.ChecksConfig{Prometheus: prom, Routers: routers, Endpoints: endpoints, AllowedHosts: cfg.Checks.AllowedHosts})
 	if err != nil {
 		return nil, fmt.Errorf("checks: %w", err)
 	}
@@ -152,6 +153,13 @@ func buildPreflight(cfg *Config, mig *activities.Migrations, kv *activities.KV, 
 		pf.Trusted, pf.RequireSignature = t, s.Require
 	}
 	return pf, nil
+}
+
+func keyFileOf(c *CodecConfig) string {
+	if c == nil {
+		return ""
+	}
+	return c.KeyFile
 }
 
 // Register adds the Deploy workflow and every activity to w.
@@ -222,6 +230,17 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 			closeListener()
 			return nil, fmt.Errorf("codec: %w", err)
 		}
+		if cfg.Codec.RequireEncryption {
+			cdc = cdc.RequireEncryption()
+		}
+	}
+	for _, kf := range []string{keyFileOf(cfg.Codec), lookupEnv(codec.EnvKeyFile)} {
+		if kf == "" {
+			continue
+		}
+		if err := codec.CheckKeyFileMode(kf); errors.Is(err, codec.ErrKeyFileExposed) {
+			log.Warn("payload key file is readable by other users", zap.Error(err))
+		}
 	}
 	m, err := NewMetrics(log)
 	if err != nil {
@@ -276,6 +295,9 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 	encryption := "off"
 	if opts.DataConverter != nil {
 		encryption = "on"
+		if cdc != nil && cdc.RequiresEncryption() {
+			encryption = "required"
+		}
 	}
 	log.Info("rollbook worker started", zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace),
 		zap.String("taskQueue", cfg.TaskQueue), zap.Strings("databases", sortedKeys(cfg.Databases)),

@@ -96,7 +96,12 @@ type report struct {
 	StartedAt    time.Time   `json:"started_at"`
 	DurationS    float64     `json:"duration_s"`
 	Load         loadSummary `json:"client_load"`
-	Details      []runResult `json:"details"`
+	// Every write the API acknowledged during the runs, and how many of them the checker
+	// (internal/writecheck) could not find afterwards, live or archived, or found twice.
+	WritesAcknowledged int         `json:"writes_acknowledged"`
+	WritesLost         int         `json:"writes_lost"`
+	WritesDuplicated   int         `json:"writes_duplicated"`
+	Details            []runResult `json:"details"`
 }
 
 type loadSummary struct {
@@ -104,6 +109,8 @@ type loadSummary struct {
 	Requests int64  `json:"requests"`
 	Failed   int64  `json:"failed"`
 	Note     string `json:"note"`
+	// By kind, summed over the runs.
+	Counts loadgen.MixedCounts `json:"by_kind"`
 }
 
 type harness struct {
@@ -116,6 +123,7 @@ type harness struct {
 	bin, cfg    string
 	env         map[string]string
 	log         io.Writer
+	rps         int // mixed client load per run; 0: none
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -190,12 +198,9 @@ func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
 		return nil, err
 	}
 
-	// The router checks need requests to judge; -rps 0 runs without load.
-	var load *loadgen.Load
-	if o.rps > 0 {
-		load = loadgen.Start(h.stack.HAProxyURL+"/api/payments", o.rps, false)
-		defer load.Stop()
-	}
+	// The router checks need requests to judge, and the writes are what must survive: every
+	// run sends a mixed load (runOne); -rps 0 runs without load.
+	h.rps = o.rps
 
 	rep := &report{KillPoints: len(points), Runbook: "runbooks/payments-api.yaml", Shortened: shortenedNote, StartedAt: time.Now().UTC()}
 	fmt.Fprintf(out, "rollbook crash campaign: %d kill points, runbook %s\n%s\n\n", len(points), rep.Runbook, shortenedNote)
@@ -238,15 +243,22 @@ func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
 		}
 	}
 	rep.DurationS = time.Since(rep.StartedAt).Seconds()
-	var reqs, failed int64
-	if load != nil {
-		c := load.Snapshot()
-		reqs, failed = c.Requests, c.Errors
+	var counts loadgen.MixedCounts
+	for _, r := range rep.Details {
+		if r.Load != nil {
+			counts = addCounts(counts, *r.Load)
+		}
+		rep.WritesAcknowledged += r.WritesAcknowledged
+		rep.WritesLost += r.WritesLost
+		rep.WritesDuplicated += r.WritesDuplicated
 	}
-	rep.Load = loadSummary{RPS: o.rps, Requests: reqs, Failed: failed,
-		Note: "GET /api/payments through HAProxy during the whole campaign, so the router checks have traffic; informational (HAProxy retries a failed GET on the other server)"}
-	fmt.Fprintf(out, "\nkill points %d, runs %d (%d on the rollback/abort path), consistent %d, inconsistent %d, %.0fs; client requests %d, failed %d\n",
-		rep.KillPoints, rep.Runs, rep.RollbackRuns, rep.Consistent, rep.Inconsistent, rep.DurationS, reqs, failed)
+	reqs := counts.Reads.Sent + counts.Keyed.Sent + counts.Unkeyed.Sent
+	failed := counts.Errors()
+	rep.Load = loadSummary{RPS: o.rps, Requests: reqs, Failed: failed, Counts: counts,
+		Note: "reads, writes with an Idempotency-Key and a few without, through HAProxy during every run (internal/loadgen mixed load); client errors are informational, lost writes are not"}
+	fmt.Fprintf(out, "\nkill points %d, runs %d (%d on the rollback/abort path), consistent %d, inconsistent %d, %.0fs; client requests %d, failed %d (reads %d, keyed writes %d, unkeyed writes %d)\nacknowledged writes: %d, lost: %d, duplicated: %d\n",
+		rep.KillPoints, rep.Runs, rep.RollbackRuns, rep.Consistent, rep.Inconsistent, rep.DurationS, reqs, failed,
+		counts.Reads.Errors, counts.Keyed.Errors, counts.Unkeyed.Errors, rep.WritesAcknowledged, rep.WritesLost, rep.WritesDuplicated)
 	if o.out != "" {
 		path := o.out
 		if !filepath.IsAbs(path) {
@@ -265,6 +277,13 @@ func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
 		fmt.Fprintf(out, "report: %s\n", path)
 	}
 	return rep, nil
+}
+
+func addCounts(a, b loadgen.MixedCounts) loadgen.MixedCounts {
+	add := func(x, y loadgen.KindCounts) loadgen.KindCounts {
+		return loadgen.KindCounts{Sent: x.Sent + y.Sent, Errors: x.Errors + y.Errors, Retried: x.Retried + y.Retried}
+	}
+	return loadgen.MixedCounts{Reads: add(a.Reads, b.Reads), Keyed: add(a.Keyed, b.Keyed), Unkeyed: add(a.Unkeyed, b.Unkeyed), Skipped: a.Skipped + b.Skipped}
 }
 
 func prefixed(p, s string) string {

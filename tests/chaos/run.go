@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/rollbook/rollbook/internal/loadgen"
+	"github.com/rollbook/rollbook/internal/writecheck"
 	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
 )
@@ -50,6 +52,11 @@ type runResult struct {
 	WorkflowID    string        `json:"workflowID"`
 	RunID         string        `json:"runID,omitempty"`
 	Logs          []string      `json:"workerLogs,omitempty"`
+	// The run's mixed client load and what became of its acknowledged writes.
+	Load               *loadgen.MixedCounts `json:"clientLoad,omitempty"`
+	WritesAcknowledged int                  `json:"writesAcknowledged"`
+	WritesLost         int                  `json:"writesLost"`
+	WritesDuplicated   int                  `json:"writesDuplicated"`
 }
 
 type killRecord struct {
@@ -118,6 +125,12 @@ func (h *harness) runOne(ctx context.Context, idx int, p killPoint) (res runResu
 		if !c.OK {
 			return fail("baseline not reached: %s: want %s, got %s", c.Name, c.Want, c.Got)
 		}
+	}
+	if h.rps > 0 {
+		load := loadgen.StartMixed(loadgen.Mix{BaseURL: h.stack.HAProxyURL, Rate: h.rps})
+		// Deferred after the deployment's own end (endDeployment below runs first): the
+		// check sees the final state, whatever path the run took.
+		defer h.checkWrites(ctx, &res, load)
 	}
 	if p.BadFromStart {
 		if err := setCanaryBad(ctx, h.stack, 0.5); err != nil {
@@ -272,6 +285,24 @@ func (h *harness) runOne(ctx context.Context, idx int, p killPoint) (res runResu
 	}
 	res.Compensations, _ = compChecks(&res, result)
 	return res
+}
+
+// checkWrites stops the run's load and looks for every write it was told succeeded, in the
+// live tables or the rollback's archive (internal/writecheck).
+func (h *harness) checkWrites(ctx context.Context, res *runResult, load *loadgen.MixedLoad) {
+	rep := load.Stop()
+	res.Load = &rep.Counts
+	wr, err := writecheck.Check(ctx, h.stack.PGDSN, rep.Acks)
+	if err != nil {
+		res.add(check{Name: "acknowledged writes survive", OK: false, Want: "0 lost, 0 duplicated", Got: err.Error()})
+		return
+	}
+	res.WritesAcknowledged, res.WritesLost, res.WritesDuplicated = wr.Acknowledged, wr.Lost, wr.Duplicated
+	res.add(check{Name: "acknowledged writes survive", OK: wr.OK() && wr.Acknowledged > 0, Want: "some acknowledged, 0 lost, 0 duplicated",
+		Got: fmt.Sprintf("%d acknowledged, %d lost, %d duplicated", wr.Acknowledged, wr.Lost, wr.Duplicated)})
+	for _, s := range append(wr.LostSamples, wr.DuplicateSamples...) {
+		res.note("%s", s)
+	}
 }
 
 // compChecks checks the workflow's compensation stack: nothing skipped or

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -50,6 +51,49 @@ func New(client *consulapi.Client, name string) (*Router, error) {
 }
 
 func (r *Router) String() string { return "consul-splitter(" + r.name + ")" }
+
+// maxNameLen bounds a service or subset name (Consul's own limit for
+// service names is 256 bytes; DNS labels are far shorter).
+const maxNameLen = 128
+
+// ValidName checks a service or subset name before it reaches Consul: a
+// service name becomes part of a URL path (/v1/config/<kind>/<name>,
+// /v1/health/service/<name>), so it must not hold '/', "..", control or
+// non-ASCII characters, and must be unchanged by url.PathEscape; the
+// accepted alphabet is [A-Za-z0-9_.-], starting with a letter or digit.
+func ValidName(name string) error {
+	if name == "" || len(name) > maxNameLen {
+		return fmt.Errorf("must be 1 to %d characters", maxNameLen)
+	}
+	if strings.Contains(name, "..") {
+		return errors.New(`must not contain ".."`)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || (c != '_' && c != '.' && c != '-')) {
+			return fmt.Errorf("byte %d (%q) is outside [A-Za-z0-9_.-] (and the first must be a letter or digit)", i, c)
+		}
+	}
+	if url.PathEscape(name) != name {
+		// Unreachable with the alphabet above; kept so that a wider
+		// alphabet can never put an unescaped name into a path.
+		return errors.New("needs escaping in a URL path")
+	}
+	return nil
+}
+
+func checkNames(backend string, subsets []string) error {
+	if err := ValidName(backend); err != nil {
+		return fmt.Errorf("service name %q: %v: %w", router.Clip(backend, maxNameLen), err, router.ErrRejected)
+	}
+	for _, s := range subsets {
+		if err := ValidName(s); err != nil {
+			return fmt.Errorf("service %s: subset name %q: %v: %w", backend, router.Clip(s, maxNameLen), err, router.ErrRejected)
+		}
+	}
+	return nil
+}
 
 func isNotFound(err error) bool {
 	var se consulapi.StatusError
@@ -108,6 +152,9 @@ func (r *Router) splitter(ctx context.Context, backend string) (*consulapi.Servi
 // Weights reads the resolver (to validate subsets and read health filters),
 // the splitter and each subset's health.
 func (r *Router) Weights(ctx context.Context, backend string, subsets []string) (router.State, error) {
+	if err := checkNames(backend, subsets); err != nil {
+		return router.State{}, err
+	}
 	res, err := r.resolver(ctx, backend)
 	if err != nil {
 		return router.State{}, err
@@ -224,6 +271,9 @@ func (r *Router) health(ctx context.Context, backend, subset string, def consula
 // zero weights included), with check-and-set against expect (create-only
 // when expect is Absent; unconditional when expect is nil).
 func (r *Router) SetWeights(ctx context.Context, backend string, subsets []string, want map[string]int, expect *router.State) (router.State, error) {
+	if err := checkNames(backend, subsets); err != nil {
+		return router.State{}, err
+	}
 	if err := router.ValidatePercent(subsets, want); err != nil {
 		return router.State{}, fmt.Errorf("service %s: %w: %w", backend, err, router.ErrRejected)
 	}
@@ -240,6 +290,9 @@ func (r *Router) SetWeights(ctx context.Context, backend string, subsets []strin
 // Restore writes the captured entry back (or deletes the entry when it was
 // absent), with check-and-set against expect.
 func (r *Router) Restore(ctx context.Context, backend string, subsets []string, captured router.State, expect *router.State) (router.State, error) {
+	if err := checkNames(backend, subsets); err != nil {
+		return router.State{}, err
+	}
 	if captured.Absent {
 		if expect != nil && expect.Absent {
 			return r.Weights(ctx, backend, subsets)
@@ -299,5 +352,8 @@ func (r *Router) write(ctx context.Context, entry *consulapi.ServiceSplitterConf
 // Counters is not available from Consul's config entries; use a Prometheus
 // check on the mesh's metrics instead.
 func (r *Router) Counters(ctx context.Context, backend string, subsets []string) (map[string]router.Counters, error) {
+	if err := checkNames(backend, subsets); err != nil {
+		return nil, err
+	}
 	return nil, fmt.Errorf("service %s: request counters are not available from a Consul service-splitter (use a prometheus check on Envoy metrics): %w", backend, router.ErrUnsupported)
 }

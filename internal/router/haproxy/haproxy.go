@@ -261,9 +261,29 @@ func (r *Router) state(servers map[string]server, backend string, subsets []stri
 	return st, nil
 }
 
+// maxNameLen bounds a backend or server name (and how much of a bad one
+// an error quotes).
+const maxNameLen = 128
+
+// ValidName checks a backend or server name against HAProxy's own name
+// syntax, [A-Za-z0-9_.:-]. Names go into runtime-API commands, which HAProxy
+// splits on ';' and whitespace, so anything else could smuggle a command.
+func ValidName(name string) error {
+	if name == "" || len(name) > maxNameLen {
+		return fmt.Errorf("must be 1 to %d characters", maxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return fmt.Errorf("byte %d (%q) is outside [A-Za-z0-9_.:-]", i, c)
+		}
+	}
+	return nil
+}
+
 func checkName(kind, name string) error {
-	if name == "" || strings.ContainsAny(name, " \t;/\n\r") {
-		return fmt.Errorf("%s name %q is not a valid HAProxy name: %w", kind, name, router.ErrRejected)
+	if err := ValidName(name); err != nil {
+		return fmt.Errorf("%s name %q is not a valid HAProxy name: %v: %w", kind, router.Clip(name, maxNameLen), err, router.ErrRejected)
 	}
 	return nil
 }

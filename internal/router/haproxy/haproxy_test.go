@@ -181,3 +181,40 @@ func TestUnreachable(t *testing.T) {
 		t.Error("http:// address accepted")
 	}
 }
+
+// Names that would smuggle a second runtime-API command, or that HAProxy
+// itself would never accept, are refused before anything is sent.
+func TestRefusesNamesOutsideHAProxySyntax(t *testing.T) {
+	f, path := startFake(t, func(string) string { return stateLines(50, 50, 2, 0) })
+	r, err := New(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	bad := []string{"be;shutdown", "be shutdown", "be\tx", "pay\u202Ements", "be\u0085x", "bé", "be/x", "be\x00", "", strings.Repeat("a", 129)}
+	for _, name := range bad {
+		if _, err := r.Weights(ctx, name, subsets); !errors.Is(err, router.ErrRejected) {
+			t.Errorf("Weights(backend %q) = %v, want ErrRejected", name, err)
+		}
+		if _, err := r.SetWeights(ctx, "payments_api", []string{"stable", name}, map[string]int{"stable": 100}, nil); !errors.Is(err, router.ErrRejected) {
+			t.Errorf("SetWeights(server %q) = %v, want ErrRejected", name, err)
+		}
+		if _, err := r.Counters(ctx, name, subsets); !errors.Is(err, router.ErrRejected) {
+			t.Errorf("Counters(backend %q) = %v, want ErrRejected", name, err)
+		}
+	}
+	f.mu.Lock()
+	sent := len(f.lines)
+	f.mu.Unlock()
+	if sent != 0 {
+		t.Fatalf("%d commands reached HAProxy: %q", sent, f.lines)
+	}
+	for _, good := range []string{"payments_api", "be-1.v2:blue"} {
+		if err := ValidName(good); err != nil {
+			t.Errorf("ValidName(%q) = %v", good, err)
+		}
+	}
+	if _, err := r.Weights(ctx, "payments_api", subsets); err != nil {
+		t.Fatalf("a valid name: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 -- +goose Up
--- Nullable so that the previous version, which does not write it, keeps working.
-ALTER TABLE ledger_entries ADD COLUMN external_reference VARCHAR(128);
+-- The caller's reference of a payment: v1 keeps it in payments.memo, v2 here. Nullable so
+-- that the previous version, which does not write it, keeps working.
+ALTER TABLE payments ADD COLUMN external_reference VARCHAR(128);
 
 -- +goose Down
-ALTER TABLE ledger_entries DROP COLUMN external_reference;
+ALTER TABLE payments DROP COLUMN external_reference;
