@@ -169,12 +169,17 @@ func (p *Preflight) probeRoutes(ctx context.Context, rb *runbook.Runbook, add fu
 	// for every route would only add timeouts.
 	silent := map[string]bool{}
 	for i, route := range rb.Routes {
-		r, ok := p.Traffic.Routers[route.Router]
-		if !ok || silent[route.Router] {
+		if silent[route.Router] {
+			continue
+		}
+		// An unknown router or a backend outside the router's
+		// allowedBackends is never probed: the names check reports it.
+		r, err := resolveRouter(p.Traffic.Routers, route)
+		if err != nil {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, p.probeTimeout())
-		_, err := r.Weights(pctx, route.Backend, route.Subsets)
+		_, err = r.Weights(pctx, route.Backend, route.Subsets)
 		cancel()
 		switch {
 		case err == nil:

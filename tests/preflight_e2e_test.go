@@ -15,7 +15,7 @@ import (
 	"github.com/rollbook/rollbook/internal/worker"
 )
 
-// A runbook naming a backend HAProxy does not have, a database the worker
+// A runbook naming a server HAProxy does not have, a database the worker
 // does not know and a Consul key outside the allowed prefixes is refused by
 // the preflight with every problem listed, exit 1, and nothing changes: the
 // schema, the keys and the weights stay as they were.
@@ -25,7 +25,11 @@ func TestE2EPreflightRefusesBeforeTheFirstChange(t *testing.T) {
 	y, err := os.ReadFile(rb)
 	require.NoError(t, err)
 	text := string(y)
-	text = strings.Replace(text, "backend: payments_api", "backend: no_such_backend", 1)
+	// A server HAProxy does not have: the backend is allowed, the live
+	// probe finds the subset missing.
+	text = strings.Replace(text, "subsets: [stable, canary], stable: stable, canary: canary", "subsets: [stable, canary, ghost], stable: stable, canary: canary", 1)
+	text = strings.ReplaceAll(text, "canary: 50}", "canary: 50, ghost: 0}")
+	text = strings.ReplaceAll(text, "canary: 100}", "canary: 100, ghost: 0}")
 	text = strings.Replace(text, "database: payments", "database: billing", 1)
 	text = strings.Replace(text, f.prefix+"config/version", "secret/config/version", 1)
 	require.NoError(t, os.WriteFile(rb, []byte(text), 0o644))
@@ -37,7 +41,7 @@ func TestE2EPreflightRefusesBeforeTheFirstChange(t *testing.T) {
 		"outcome: refused",
 		`steps[0].migrate.database: unknown database "billing"`,
 		`steps[1].consul.set: key "secret/config/version" is outside the prefixes this worker may change`,
-		`routes[0]: backend "no_such_backend" or one of its subsets (stable, canary) does not exist on router edge`,
+		`routes[0]: backend "payments_api" or one of its subsets (stable, canary, ghost) does not exist on router edge`,
 		"nothing was changed (3 problems)",
 	} {
 		assert.Contains(t, out, want)

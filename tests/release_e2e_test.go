@@ -70,7 +70,7 @@ taskQueue: %[1]s
 databases:
   payments: {dialect: postgres, dsnEnv: ROLLBOOK_PG_DSN}
 routers:
-  edge: {driver: haproxy, addressEnv: ROLLBOOK_HAPROXY_SOCKET}
+  edge: {driver: haproxy, addressEnv: ROLLBOOK_HAPROXY_SOCKET, allowedBackends: [payments_api]}
 consul:
   allowedPrefixes: [rollbook-e2e/]
 endpoints:
@@ -243,7 +243,7 @@ taskQueue: `+releaseHTTPTaskQueue+`
 databases:
   payments: {dialect: postgres, dsnEnv: ROLLBOOK_PG_DSN}
 routers:
-  edge: {driver: haproxy, addressEnv: ROLLBOOK_HAPROXY_SOCKET}
+  edge: {driver: haproxy, addressEnv: ROLLBOOK_HAPROXY_SOCKET, allowedBackends: [payments_api]}
 consul:
   allowedPrefixes: [rollbook-e2e/]
 releaseDrivers:

@@ -13,8 +13,8 @@ const defaultPrometheus = "default"
 
 // CheckNames checks every name rb uses against the worker configuration:
 // databases, release targets, routers and their allowed backends, Consul
-// keys against the allowed prefixes, http endpoints, Prometheus servers and
-// the notification webhook. It returns every problem, each as "field: what is wrong", in
+// keys against the allowed prefixes, http endpoints (and full URLs when the
+// worker allows none), Prometheus servers and the notification webhook. It returns every problem, each as "field: what is wrong", in
 // runbook order; none means the configuration knows every name.
 //
 // It is the offline half of the preflight: the Preflight activity runs it
@@ -95,6 +95,10 @@ func (n *nameCheck) checks(field string, list []runbook.Check) {
 	for i, c := range list {
 		p := fmt.Sprintf("%s[%d]", field, i)
 		switch {
+		case c.HTTP != nil && c.HTTP.URL != "" && len(n.cfg.Checks.AllowedHosts) == 0:
+			// With an allowlist the worker checks the peer address when it
+			// connects; without one, full URLs never work.
+			n.addf(p+".http.url", "this worker allows no full check URLs (checks.allowedHosts is empty); name an endpoint instead")
 		case c.HTTP != nil && c.HTTP.Endpoint != "":
 			if _, ok := n.cfg.Endpoints[c.HTTP.Endpoint]; !ok {
 				n.addf(p+".http.endpoint", "unknown endpoint %q (this worker knows: %s)", c.HTTP.Endpoint, known(n.cfg.Endpoints))

@@ -54,7 +54,8 @@ func namesRunbook() *runbook.Runbook {
 				{Name: "d", Prometheus: &runbook.PrometheusCheck{Server: "thanos", Query: "up"}},
 			}}},
 		},
-		Analysis: &runbook.Analysis{Checks: []runbook.Check{{Name: "e", HTTP: &runbook.HTTPCheck{Endpoint: "nope"}}}},
+		Analysis: &runbook.Analysis{Checks: []runbook.Check{{Name: "e", HTTP: &runbook.HTTPCheck{Endpoint: "nope"}},
+			{Name: "g", HTTP: &runbook.HTTPCheck{URL: "http://10.1.2.3/healthz"}}}},
 		Rollback: &runbook.RollbackOptions{Verify: &runbook.VerifyStep{Checks: []runbook.Check{{Name: "f", Prometheus: &runbook.PrometheusCheck{Server: "gone"}}}}},
 		Notify:   &runbook.Notify{Webhook: "pager"},
 	}
@@ -75,11 +76,20 @@ func TestCheckNames(t *testing.T) {
 		`steps[5].verify.checks[1].http.endpoint: unknown endpoint "internal-admin" (this worker knows: edge)`,
 		`steps[5].verify.checks[3].prometheus.server: unknown Prometheus server "thanos" (this worker knows: default)`,
 		`analysis.checks[0].http.endpoint: unknown endpoint "nope" (this worker knows: edge)`,
+		`analysis.checks[1].http.url: this worker allows no full check URLs (checks.allowedHosts is empty); name an endpoint instead`,
 		`rollback.verify.checks[0].prometheus.server: unknown Prometheus server "gone" (this worker knows: default)`,
 		`notify.webhook: unknown webhook "pager" (this worker knows: slack)`,
 	}, CheckNames(cfg, namesRunbook()))
 	assert.True(t, cfg.Signing.Require)
 	assert.Equal(t, []string{"/etc/rollbook/ci.pub"}, cfg.Signing.TrustedKeys)
+}
+
+// With checks.allowedHosts, full URLs are left to the connect-time check.
+func TestCheckNamesFullURLWithAllowlist(t *testing.T) {
+	cfg, err := ParseConfig("w.yaml", []byte("checks: {allowedHosts: [10.0.0.0/8]}\n"))
+	require.NoError(t, err)
+	rb := &runbook.Runbook{Steps: []runbook.Step{{Name: "v", Verify: &runbook.VerifyStep{Checks: []runbook.Check{{Name: "u", HTTP: &runbook.HTTPCheck{URL: "http://10.1.2.3/healthz"}}}}}}}
+	assert.Empty(t, CheckNames(cfg, rb))
 }
 
 func TestCheckNamesWithoutPrefixes(t *testing.T) {
