@@ -165,11 +165,13 @@ func (s *Stack) startComponent(ctx context.Context, c component, b binaries) err
 		if taken == nil {
 			return err
 		}
-		if attempt == startAttempts || ctx.Err() != nil {
-			return fmt.Errorf("%w (gave up after %d attempts)", taken, attempt)
-		}
+		// What lost the race goes, also when giving up: the stack then does not list a
+		// process that never served it.
 		if err := s.stopProcs(c, pt); err != nil {
 			return errors.Join(taken, err)
+		}
+		if attempt == startAttempts || ctx.Err() != nil {
+			return fmt.Errorf("%w (gave up after %d attempts)", taken, attempt)
 		}
 		if s.isUp() {
 			// A restart keeps the ports the stack's users already know.
@@ -258,6 +260,13 @@ func (s *Stack) confirmListeners(ctx context.Context, c component, pt stackPorts
 			for _, port := range want[name] {
 				state, err := listenerOf(p.pid, port)
 				if err != nil {
+					if !p.alive() { // exited while being looked at
+						select {
+						case <-doneChan(p):
+						case <-time.After(time.Second):
+						}
+						return p.exitError()
+					}
 					return fmt.Errorf("%s: checking who listens on port %d: %w", c.name, port, err)
 				}
 				switch state {

@@ -46,7 +46,8 @@ func TestStack(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, dir := range dirs {
 		wg.Go(func() {
-			stacks[i], errs[i] = Start(ctx, Options{Dir: dir, Log: testLog{t}, RemoveOnStop: true})
+			// Four stacks at once on a shared 2-core machine take longer than one.
+			stacks[i], errs[i] = Start(ctx, Options{Dir: dir, Log: testLog{t}, RemoveOnStop: true, Timeout: 3 * time.Minute})
 		})
 	}
 	wg.Wait()

@@ -74,7 +74,7 @@ func TestStartSurvivesTakenPorts(t *testing.T) {
 	attempts := map[string]int{}
 	taken := map[string]*impostor{}
 	var log strings.Builder
-	opts := Options{Dir: t.TempDir(), RemoveOnStop: true, Log: io.MultiWriter(testLog{t}, &syncWriter{w: &log, mu: &mu})}
+	opts := Options{Dir: t.TempDir(), RemoveOnStop: true, Timeout: 150 * time.Second, Log: io.MultiWriter(testLog{t}, &syncWriter{w: &log, mu: &mu})}
 	opts.beforeStart = func(component string, pt stackPorts) {
 		mu.Lock()
 		defer mu.Unlock()
