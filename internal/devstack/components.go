@@ -171,6 +171,9 @@ func (s *Stack) startComponent(ctx context.Context, c component, b binaries) err
 			return errors.Join(taken, err)
 		}
 		if attempt == startAttempts || ctx.Err() != nil {
+			if !errors.Is(err, ErrPortTaken) { // the exit error: it has the end of the log
+				return fmt.Errorf("%w (gave up after %d attempts); the last one: %v", taken, attempt, err)
+			}
 			return fmt.Errorf("%w (gave up after %d attempts)", taken, attempt)
 		}
 		if s.isUp() {
