@@ -73,7 +73,7 @@ func describeStep(rb *Runbook, s Step) (forward, compensation string) {
 		case OnRollbackDrop:
 			compensation = fmt.Sprintf("DATA-DESTROYING: migrate database %s down to the version captured before the step without preserving the data of the tables and columns these migrations created (onRollback: drop)", m.Database)
 		default:
-			compensation = fmt.Sprintf("for each file, newest first: copy the rows of the tables it created and the values of the columns it added (with the primary key) into the rollbook_archive schema, then run its Down, down to the version captured before the step (onRollback: archive%s)", defaultNote(m))
+			compensation = fmt.Sprintf("migrate database %s down to the version captured before the step, file by file; before each Down, copy the rows of the tables the file created and the values of the columns it added (with the primary key) into the rollbook_archive schema (onRollback: archive%s)", m.Database, defaultNote(m))
 		}
 		return forward, compensation
 	case s.Consul != nil:
