@@ -334,8 +334,10 @@ type sourceColumn struct {
 // sourceColumns reads a table of the migrations' schema; nil when it does
 // not exist.
 func (a *archiver) sourceColumns(ctx context.Context, tx *sql.Tx, table string) ([]sourceColumn, error) {
+	// int2vector subscripts start at 0: number the key columns with
+	// ORDINALITY instead of array_position.
 	query := `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
-       coalesce(array_position(i.indkey::int2[], a.attnum), 0)
+       coalesce((SELECT k.ord FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) WHERE k.attnum = a.attnum), 0)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid
