@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"path"
@@ -48,8 +49,8 @@ type DatabaseTarget struct {
 // targets the worker knows by name.
 //
 // Each call builds a goose Provider over an in-memory file system holding the
-// bundle's files (the worker's disk is never read). On PostgreSQL a goose
-// session lock (pg_advisory_lock) serialises concurrent deployments to the
+// bundle's files (the worker's disk is never read). On PostgreSQL goose's
+// session lock (pg_advisory_lock, taken by lockDatabase) serialises concurrent deployments to the
 // same database; each migration file runs in its own transaction, so a
 // failing file leaves the schema at the last good version.
 type Migrations struct {
@@ -162,25 +163,75 @@ func (m *Migrations) provider(in MigrateInput) (*goose.Provider, *sql.DB, Databa
 	opts = append(opts, faults.GooseOptions()...)
 	if t.Dialect == DialectSQLite {
 		dialect = goose.DialectSQLite3
-	} else {
-		timeout := m.LockTimeout
-		if timeout <= 0 {
-			timeout = 5 * time.Minute
-		}
-		const period = 2 // seconds between lock attempts
-		tries := max(uint64(timeout/(period*time.Second)), 1)
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(period, tries))
-		if err != nil {
-			return nil, nil, t, fmt.Errorf("creating session locker: %w", err)
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
 	}
+	// No goose session locker: MigrateUp and MigrateDown hold goose's
+	// advisory lock themselves (lockDatabase) for the whole call, across
+	// the files, the catalog reads and the archives between them.
 	p, err := goose.NewProvider(dialect, db, fsys, opts...)
 	if err != nil {
 		// Only the file set can be wrong here (names, duplicate versions).
 		return nil, nil, t, invalidf("migrations in %q for database %q: %v", in.Dir, in.Database, err)
 	}
 	return p, db, t, nil
+}
+
+// lockDatabase takes goose's PostgreSQL advisory lock (the ID goose's own
+// session locker uses, so goose CLIs and older workers are excluded too) on
+// a connection of its own, and holds it until unlock: concurrent
+// deployments to the same database are serialised for a whole migrate call,
+// not file by file. It waits up to LockTimeout (default 5 minutes) and
+// gives up when ctx is cancelled. SQLite needs no lock (one writer).
+func (m *Migrations) lockDatabase(ctx context.Context, db *sql.DB, t DatabaseTarget, database string) (unlock func(), err error) {
+	if t.Dialect != DialectPostgres {
+		return func() {}, nil
+	}
+	timeout := m.LockTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to database %s to take the migration lock: %w", database, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var ok bool
+		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, lock.DefaultLockID).Scan(&ok); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("taking the migration lock of database %s: %w", database, err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			conn.Close()
+			return nil, fmt.Errorf("database %s: another migration has held the lock for more than %s", database, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			conn.Close()
+			return nil, fmt.Errorf("waiting for the migration lock of database %s: %w", database, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+	return func() {
+		// Closing the session would release it too; unlocking first lets
+		// the pool reuse the connection.
+		uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := conn.ExecContext(uctx, `SELECT pg_advisory_unlock($1)`, lock.DefaultLockID); err != nil {
+			// The pool must not keep a session that may still hold the
+			// lock: close it underneath (the driver then reports it
+			// invalid and the pool discards it), which releases the lock.
+			_ = conn.Raw(func(dc any) error {
+				if c, ok := dc.(io.Closer); ok {
+					return c.Close()
+				}
+				return nil
+			})
+		}
+		conn.Close()
+	}, nil
 }
 
 func (m *Migrations) heartbeatEvery() time.Duration {
@@ -267,6 +318,13 @@ func (m *Migrations) MigrateUp(ctx context.Context, in MigrateUpInput) (MigrateR
 	if !slices.ContainsFunc(sources, func(s *goose.Source) bool { return s.Version == target }) {
 		return MigrateResult{}, invalidf("target version %d of database %q is not among the migrations in %q", target, in.Database, in.Dir)
 	}
+	stop := keepAlive(ctx, m.heartbeatEvery(), func() any { return fmt.Sprintf("migrating %s up to %d", in.Database, target) })
+	defer stop()
+	unlock, err := m.lockDatabase(ctx, db, t, in.Database)
+	if err != nil {
+		return MigrateResult{}, err
+	}
+	defer unlock()
 	from, err := currentVersion(ctx, p, db, t)
 	if err != nil {
 		return MigrateResult{}, fmt.Errorf("reading schema version of database %q: %w", in.Database, err)
@@ -291,8 +349,6 @@ func (m *Migrations) MigrateUp(ctx context.Context, in MigrateUpInput) (MigrateR
 		logger(ctx).Info("schema already at or above target, nothing to apply", "database", in.Database, "version", from, "target", target)
 		return res, nil
 	}
-	stop := keepAlive(ctx, m.heartbeatEvery(), func() any { return fmt.Sprintf("migrating %s up to %d", in.Database, target) })
-	defer stop()
 	for cur := from; cur < target; {
 		next := int64(-1)
 		for _, s := range sources {
@@ -391,6 +447,13 @@ func (m *Migrations) MigrateDown(ctx context.Context, in MigrateDownInput) (Rest
 	}
 	arch := &archiver{db: db, dialect: t.Dialect}
 	want := in.Captured.Version
+	stop := keepAlive(ctx, m.heartbeatEvery(), func() any { return fmt.Sprintf("migrating %s down to %d", in.Database, want) })
+	defer stop()
+	unlock, err := m.lockDatabase(ctx, db, t, in.Database)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	defer unlock()
 	cur, err := currentVersion(ctx, p, db, t)
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("reading schema version of database %q: %w", in.Database, err)
@@ -412,7 +475,6 @@ func (m *Migrations) MigrateDown(ctx context.Context, in MigrateDownInput) (Rest
 	if !slices.ContainsFunc(p.ListSources(), func(s *goose.Source) bool { return s.Version == cur }) {
 		return RestoreResult{}, conflictf("database %s is at version %d and holds a migration that is not in %q of this bundle (another deployment?)", in.Database, cur, in.Dir)
 	}
-	stop := keepAlive(ctx, m.heartbeatEvery(), func() any { return fmt.Sprintf("migrating %s down to %d", in.Database, want) })
 	var reverted []int64
 	if in.Policy == runbook.OnRollbackArchive {
 		reverted, err = m.archiveAndDown(ctx, p, arch, in, cur)
@@ -427,7 +489,6 @@ func (m *Migrations) MigrateDown(ctx context.Context, in MigrateDownInput) (Rest
 			reverted = append(reverted, r.Source.Version)
 		}
 	}
-	stop()
 	if err != nil {
 		if errors.Is(err, goose.ErrVersionNotFound) {
 			return RestoreResult{}, conflictf("database %s is at version %d and holds a migration that is not in %q of this bundle (another deployment?): %v", in.Database, cur, in.Dir, err)
