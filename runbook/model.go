@@ -150,6 +150,35 @@ type MigrateStep struct {
 	Version int64 `json:"version,omitempty"`
 	// Phase is "expand" or "contract" (optional).
 	Phase string `json:"phase,omitempty"`
+	// OnRollback is what a rollback does to this step's schema changes:
+	// "keep" leaves them (the stable version runs on an expanded schema),
+	// "archive" copies the data each Down would destroy into the
+	// rollbook_archive schema and then migrates down, "drop" migrates down
+	// and loses that data. Default: keep for phase expand, archive
+	// otherwise; drop is never a default.
+	OnRollback string `json:"onRollback,omitempty"`
+}
+
+// Rollback policies of a migrate step (MigrateStep.OnRollback).
+const (
+	OnRollbackKeep    = "keep"
+	OnRollbackArchive = "archive"
+	OnRollbackDrop    = "drop"
+)
+
+// OnRollbackPolicies are the values MigrateStep.OnRollback may take.
+var OnRollbackPolicies = []string{OnRollbackKeep, OnRollbackArchive, OnRollbackDrop}
+
+// RollbackPolicy is the step's effective onRollback policy: the one written,
+// or the phase's default.
+func (m MigrateStep) RollbackPolicy() string {
+	if m.OnRollback != "" {
+		return m.OnRollback
+	}
+	if m.Phase == PhaseExpand {
+		return OnRollbackKeep
+	}
+	return OnRollbackArchive
 }
 
 // ConsulStep sets and deletes Consul KV keys in one transaction.

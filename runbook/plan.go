@@ -14,6 +14,13 @@ type PlanStep struct {
 	// Compensation is how the step is undone on rollback, or why it is not.
 	Compensation string `json:"compensation"`
 	Irreversible bool   `json:"irreversible,omitempty"`
+	// OnRollback is a migrate step's effective rollback policy.
+	OnRollback string `json:"onRollback,omitempty"`
+	// DataDestroying marks a compensation that deletes data callers may
+	// have written (onRollback: drop).
+	DataDestroying bool `json:"dataDestroying,omitempty"`
+	// Warning explains DataDestroying.
+	Warning string `json:"warning,omitempty"`
 	// PointOfNoReturn marks the first irreversible step: once it is applied,
 	// earlier compensations are discarded and failures wait for a human.
 	PointOfNoReturn bool `json:"pointOfNoReturn,omitempty"`
@@ -27,6 +34,13 @@ func Plan(rb *Runbook) []PlanStep {
 	for _, s := range rb.Steps {
 		ps := PlanStep{Name: s.Name, Kind: s.Kind(), Irreversible: s.Irreversible}
 		ps.Forward, ps.Compensation = describeStep(rb, s)
+		if s.Migrate != nil && !s.Irreversible {
+			ps.OnRollback = s.Migrate.RollbackPolicy()
+			if ps.OnRollback == OnRollbackDrop {
+				ps.DataDestroying = true
+				ps.Warning = fmt.Sprintf("onRollback: drop DESTROYS DATA: a rollback runs the Down sections of %s without preserving anything; rows written into the tables and columns these migrations create (by the canary, during the deployment) are lost. Use archive (the default outside expand) to keep them in the %s schema", s.Migrate.Dir, "rollbook_archive")
+			}
+		}
 		if s.Irreversible {
 			ps.Compensation = "none: irreversible"
 			if !pivot {
@@ -52,8 +66,16 @@ func describeStep(rb *Runbook, s Step) (forward, compensation string) {
 		if m.Phase != "" {
 			phase = " (" + m.Phase + ")"
 		}
-		return fmt.Sprintf("migrate database %s up to %s in %s%s", m.Database, target, safeText(m.Dir), phase),
-			fmt.Sprintf("migrate database %s down to the version captured before the step", m.Database)
+		forward = fmt.Sprintf("migrate database %s up to %s in %s%s; record what each file creates (tables, columns)", m.Database, target, safeText(m.Dir), phase)
+		switch m.RollbackPolicy() {
+		case OnRollbackKeep:
+			compensation = fmt.Sprintf("keep the schema of database %s as migrated (onRollback: keep%s): the stable version runs on it, data stays in the live tables, a later deployment re-applies nothing", m.Database, defaultNote(m))
+		case OnRollbackDrop:
+			compensation = fmt.Sprintf("DATA-DESTROYING: migrate database %s down to the version captured before the step without preserving the data of the tables and columns these migrations created (onRollback: drop)", m.Database)
+		default:
+			compensation = fmt.Sprintf("migrate database %s down to the version captured before the step, file by file; before each Down, copy the rows of the tables the file created and the values of the columns it added (with the primary key) into the rollbook_archive schema (onRollback: archive%s)", m.Database, defaultNote(m))
+		}
+		return forward, compensation
 	case s.Consul != nil:
 		var parts []string
 		for _, op := range s.Consul.Ops() {
@@ -103,6 +125,17 @@ func describeStep(rb *Runbook, s Step) (forward, compensation string) {
 		return describeRelease(s)
 	}
 	return "invalid step", "none"
+}
+
+// defaultNote says when a policy comes from the phase's default.
+func defaultNote(m *MigrateStep) string {
+	if m.OnRollback != "" {
+		return ""
+	}
+	if m.Phase != "" {
+		return ", the default for phase " + m.Phase
+	}
+	return ", the default"
 }
 
 // DescribeChecks lists checks for a plan: "a (http GET …); b (router …)".

@@ -21,6 +21,14 @@ func (c *checker) checkMigrate(p string, m *MigrateStep, irreversible bool) {
 	default:
 		c.addf(fieldPath(p, "phase"), "unknown phase %q (use expand or contract, or leave it out)", m.Phase)
 	}
+	switch m.OnRollback {
+	case "", OnRollbackKeep, OnRollbackArchive, OnRollbackDrop:
+	default:
+		c.addf(fieldPath(p, "onRollback"), "unknown onRollback policy %q (use keep, archive or drop, or leave it out: expand keeps, other phases archive)", m.OnRollback)
+	}
+	if irreversible && m.OnRollback != "" {
+		c.addf(fieldPath(p, "onRollback"), "an irreversible step is never rolled back; onRollback %q would not be used: remove it", m.OnRollback)
+	}
 	if dirOK && c.src != nil {
 		c.checkMigrationFiles(p, m, irreversible)
 	}

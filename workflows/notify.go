@@ -33,7 +33,10 @@ func (d *deployment) notify(phase string) {
 		Phase:   phase,
 		Step:    d.status.CurrentStep,
 		Reason:  truncate(d.status.Reason, 500),
-		At:      workflow.Now(d.nctx),
+		// What the rollback kept or archived so far: the outcome's
+		// notification names where the callers' data is.
+		Preserved: truncate(d.preservedNote(), 1000),
+		At:        workflow.Now(d.nctx),
 	}
 	if !d.notifyVersioned {
 		// Runs started before notifications were ordered sent each one at

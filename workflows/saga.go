@@ -117,6 +117,7 @@ func (d *deployment) compensate(ctx workflow.Context, i, lowest int) {
 			}
 			c.Detail = res.Detail
 			c.Error = ""
+			d.recordPreserved(c, res)
 			break
 		}
 		c.Error = err.Error()
@@ -229,13 +230,7 @@ func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, sta
 	var res activities.RestoreResult
 	switch {
 	case c.Migrate != nil:
-		in := *c.Migrate
-		if len(in.Files) == 0 { // recorded without them (see migrate)
-			in.Files = runbook.FilesUnder(d.in.Files, in.Dir)
-		}
-		actx := workflow.WithActivityOptions(ctx, compOptions(fmt.Sprintf("undo %s: migrate %s down to %d", c.Step, in.Database, in.Captured.Version), true))
-		err := workflow.ExecuteActivity(actx, migrations.MigrateDown, in).Get(ctx, &res)
-		return res, err
+		return d.undoMigrate(ctx, c)
 	case c.KV != nil:
 		in, err := d.kvRestoreInput(c)
 		if err != nil {

@@ -79,6 +79,9 @@ func (d *deployment) updateDetails(ctx workflow.Context) {
 	if w := d.waitingFor(); w != "" {
 		fmt.Fprintf(&b, "Waiting for %s.\n\n", w)
 	}
+	if p := d.preservedNote(); p != "" {
+		fmt.Fprintf(&b, "Data preserved: %s\n\n", truncate(p, 600))
+	}
 	for _, s := range d.status.Steps {
 		fmt.Fprintf(&b, "- %s `%s` (%s)", stateMark(s.State), s.Name, s.Kind)
 		if s.Detail != "" {

@@ -36,7 +36,7 @@ const (
 )
 
 // nonRetryable are the activity error types that retrying cannot fix.
-var nonRetryable = []string{activities.ErrInvalid, activities.ErrConflict, activities.ErrMismatch, activities.ErrNoCapacity}
+var nonRetryable = []string{activities.ErrInvalid, activities.ErrConflict, activities.ErrMismatch, activities.ErrNoCapacity, activities.ErrArchive}
 
 func captureOptions(summary string) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
@@ -82,51 +82,6 @@ func (d *deployment) push(c Compensation) int {
 	c.State = CompPending
 	d.comps = append(d.comps, c)
 	return len(d.comps) - 1
-}
-
-func (d *deployment) migrate(ctx workflow.Context, i int) error {
-	step := d.rb.Steps[i]
-	m := step.Migrate
-	in := activities.MigrateInput{
-		StepRef:  d.ref(step.Name),
-		Database: m.Database,
-		Dir:      m.Dir,
-		Files:    runbook.FilesUnder(d.in.Files, m.Dir),
-	}
-	target, err := runbook.TargetVersion(*m, d.in.Files)
-	if err != nil {
-		return fmt.Errorf("resolving the target version: %w", err)
-	}
-	var captured activities.SchemaState
-	cctx := workflow.WithActivityOptions(ctx, captureOptions(fmt.Sprintf("%s: read schema version of %s", step.Name, m.Database)))
-	if err := workflow.ExecuteActivity(cctx, migrations.CaptureSchema, in).Get(ctx, &captured); err != nil {
-		return fmt.Errorf("capturing the schema version of %s: %w", m.Database, err)
-	}
-	d.status.Steps[i].Captured = &Captured{Schema: &captured, SchemaTarget: target}
-	// An irreversible migration may have no Down section: it gets no
-	// compensation, and a failure half-way is reported for a human.
-	if !step.Irreversible {
-		// The record leaves the files out: they are in the bundle once, and
-		// execCompensation takes them from there. A copy per compensation
-		// would be repeated in every status answer, in the result and in
-		// the continue-as-new input, where a bundle near MaxBundleBytes
-		// passed Temporal's 2 MiB payload limit and the server terminated
-		// the deployment half-way.
-		rec := in
-		rec.Files = nil
-		d.push(Compensation{Step: step.Name, Kind: runbook.KindMigrate,
-			Migrate: &activities.MigrateDownInput{MigrateInput: rec, Captured: captured}})
-	}
-	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: migrate %s from %d to %d", step.Name, m.Database, captured.Version, target), true))
-	var res activities.MigrateResult
-	if err := workflow.ExecuteActivity(actx, migrations.MigrateUp, activities.MigrateUpInput{MigrateInput: in, Target: target}).Get(ctx, &res); err != nil {
-		return fmt.Errorf("migrating %s to version %d: %w", m.Database, target, err)
-	}
-	if n := len(d.comps); !step.Irreversible && n > 0 {
-		d.comps[n-1].ApplyDone = true
-	}
-	d.status.Steps[i].Detail = fmt.Sprintf("schema %s: %d → %d", m.Database, res.From, res.To)
-	return nil
 }
 
 func (d *deployment) consul(ctx workflow.Context, i int) error {

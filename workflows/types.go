@@ -150,9 +150,15 @@ type Compensation struct {
 	Detail    string `json:"detail,omitempty"`
 	// Merged lists later steps on the same route whose traffic
 	// compensations this one performed in the same write.
-	Merged    []string  `json:"merged,omitempty"`
-	StartedAt time.Time `json:"startedAt,omitempty"`
-	EndedAt   time.Time `json:"endedAt,omitempty"`
+	Merged []string `json:"merged,omitempty"`
+	// Kept is true when a migrate compensation left the schema as the step
+	// migrated it (onRollback: keep): the data stays in the live tables.
+	Kept bool `json:"kept,omitempty"`
+	// Preserved lists what a migrate compensation archived before its
+	// Downs (onRollback: archive): objects, rows, archive tables.
+	Preserved []activities.ArchivedObject `json:"preserved,omitempty"`
+	StartedAt time.Time                   `json:"startedAt,omitempty"`
+	EndedAt   time.Time                   `json:"endedAt,omitempty"`
 
 	// KVValuesInRunbook: the KV record leaves out the values the step
 	// writes (its ops' values and the applied state's): they are the

@@ -41,6 +41,9 @@ func Details(b *runbook.Bundle) string {
 			if s.Migrate.Version > 0 {
 				what += fmt.Sprintf(" to %d", s.Migrate.Version)
 			}
+			if !s.Irreversible {
+				what += "; on rollback: " + s.Migrate.RollbackPolicy()
+			}
 		case runbook.KindConsul:
 			what = fmt.Sprintf("%d Consul keys", len(s.Consul.Ops()))
 		case runbook.KindTraffic:

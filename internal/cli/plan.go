@@ -49,6 +49,9 @@ func writePlan(w io.Writer, rb *runbook.Runbook) {
 	fmt.Fprintln(w)
 	for i, l := range plan(rb) {
 		fmt.Fprintf(w, "%2d. %s [%s]\n    do:   %s\n    undo: %s\n", i+1, l.Name, l.Kind, l.Forward, l.Compensation)
+		if l.Warning != "" {
+			fmt.Fprintf(w, "    WARNING: %s\n", l.Warning)
+		}
 		if l.PointOfNoReturn {
 			fmt.Fprintln(w, "    ---- POINT OF NO RETURN: from here on a failure waits for a human instead of rolling back ----")
 		}
@@ -70,7 +73,11 @@ func writePlanMarkdown(w io.Writer, rb *runbook.Runbook) {
 		if l.PointOfNoReturn {
 			name += " ⚠️ point of no return"
 		}
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s |\n", i+1, name, mdEscape(l.Kind), mdEscape(l.Forward), mdEscape(l.Compensation))
+		undo := mdEscape(l.Compensation)
+		if l.Warning != "" {
+			undo = "⚠️ **" + mdEscape(l.Warning) + "** " + undo
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s |\n", i+1, name, mdEscape(l.Kind), mdEscape(l.Forward), undo)
 	}
 	fmt.Fprintln(w, "\nOn failure or abort, the undo actions of applied steps run in reverse order.")
 }

@@ -160,6 +160,10 @@ func (a *app) revert(ctx context.Context, service, reason string, dryRun bool, f
 
 func describeUndo(c workflows.Compensation) string {
 	switch {
+	case c.Migrate != nil && c.Migrate.Policy == runbook.OnRollbackKeep:
+		return fmt.Sprintf("keep the schema of %s as migrated (onRollback: keep)", c.Migrate.Database)
+	case c.Migrate != nil && c.Migrate.Policy == runbook.OnRollbackArchive:
+		return fmt.Sprintf("archive the data the Downs destroy, then migrate %s down to version %d", c.Migrate.Database, c.Migrate.Captured.Version)
 	case c.Migrate != nil:
 		return fmt.Sprintf("migrate %s down to version %d", c.Migrate.Database, c.Migrate.Captured.Version)
 	case c.KV != nil:

@@ -62,9 +62,9 @@ func ResetDemoSchema(ctx context.Context, dsn string) error {
 }
 
 // startDemo builds examples/demoapi (unless Options.DemoBinary is set) and starts it twice:
-// "stable" (StableVersion) and "canary" (CanaryVersion), once PostgreSQL is up (pgUp closed)
+// "stable" (StableVersion) and "canary" (CanaryVersion), once PostgreSQL is up (s.pgUp closed)
 // and the base schema exists: both write to the stack's first database.
-func (s *Stack) startDemo(ctx context.Context, b binaries, pt stackPorts, pgUp <-chan struct{}) error {
+func (s *Stack) startDemo(ctx context.Context, b binaries, pt stackPorts) error {
 	bin := s.opts.DemoBinary
 	if bin == "" {
 		root := s.opts.ModuleRoot
@@ -81,10 +81,12 @@ func (s *Stack) startDemo(ctx context.Context, b binaries, pt stackPorts, pgUp <
 			return fmt.Errorf("go build ./examples/demoapi in %s: %w\n%s", root, err, out)
 		}
 	}
-	select {
-	case <-pgUp:
-	case <-ctx.Done():
-		return ctx.Err()
+	if s.pgUp != nil { // nil on a restart of a running stack: PostgreSQL is up
+		select {
+		case <-s.pgUp:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if err := EnsureDemoSchema(ctx, s.PGDSN); err != nil {
 		return err

@@ -15,6 +15,11 @@
 // writes the addresses to <Dir>/env (KEY=VALUE lines) and the PIDs to <Dir>/pids, so another
 // process can Attach to the stack or stop it. Each process logs to <Dir>/logs/<name>.log.
 //
+// Ports are chosen free and bound a moment later by another program, so another stack
+// starting at the same time can take one in between: every component's start detects it
+// (the process exits with "address already in use", or another process listens on the
+// port) and starts again, on new ports during Start (components.go).
+//
 // StopComponent, StartComponent and Restart stop and start the stateful components
 // (temporal, consul, postgres, haproxy) on the same ports with the same data, for outage
 // tests (tests/durability_e2e_test.go) and drills (`stack restart`); <Dir>/ports keeps the
@@ -33,13 +38,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -115,6 +120,10 @@ type Options struct {
 	Log io.Writer
 	// Timeout bounds the whole start. Default: 90 s.
 	Timeout time.Duration
+
+	// beforeStart, when set, is called before each attempt to start a component, with the
+	// ports it is about to get (tests take one of them to prove the start survives it).
+	beforeStart func(component string, pt stackPorts)
 }
 
 // Stack is a running dev stack. Its fields are what Env reports.
@@ -138,7 +147,9 @@ type Stack struct {
 	// one): this process did not start it. Callers that reuse a stack usually leave it running.
 	Attached bool
 
-	opts   Options
+	opts Options
+	// pgUp is closed once PostgreSQL answers during Start: the demo API waits for it.
+	pgUp   chan struct{}
 	mu     sync.Mutex
 	procs  []*proc
 	pgUser *osUser
@@ -209,29 +220,21 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	// temporal: grpc, http, metrics, ui; consul: http, serf lan, serf wan, server;
 	// postgres; demo: stable, canary; haproxy: frontend, admin, stats.
-	ports, err := freePorts(14)
+	ports, err := freePorts(14, nil)
 	if err != nil {
 		return nil, err
 	}
 	s := &Stack{Dir: dir, opts: opts, bins: &bins}
-	pt := stackPorts{
+	s.ports = &stackPorts{
 		Temporal: ports[0], TemporalHTTP: ports[1], TemporalMetrics: ports[2], TemporalUI: ports[3],
 		ConsulHTTP: ports[4], ConsulSerfLAN: ports[5], ConsulSerfWAN: ports[6], ConsulServer: ports[7],
 		PG:         ports[8],
 		DemoStable: ports[9], DemoCanary: ports[10],
 		HAProxy: ports[11], HAProxyAdmin: ports[12], HAProxyStats: ports[13],
 	}
-	s.ports = &pt
-	s.TemporalAddress = hostPort(pt.Temporal)
-	if opts.WebUI {
-		s.WebUI = "http://" + hostPort(pt.TemporalUI)
+	for _, name := range startOrder {
+		s.component(name).addrs(*s.ports)
 	}
-	s.ConsulHTTPAddr = "http://" + hostPort(pt.ConsulHTTP)
-	s.DemoStableURL = "http://" + hostPort(pt.DemoStable)
-	s.DemoCanaryURL = "http://" + hostPort(pt.DemoCanary)
-	s.HAProxyURL = "http://" + hostPort(pt.HAProxy)
-	s.HAProxyAdmin = hostPort(pt.HAProxyAdmin)
-	s.HAProxyStatsURL = "http://" + hostPort(pt.HAProxyStats) + "/"
 	s.HAProxySocket = filepath.Join(dir, "haproxy.sock")
 
 	defer func() {
@@ -246,25 +249,27 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	defer cancel()
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return s.timed(start, "temporal", func() error { return s.startTemporal(gctx, bins, pt) })
-	})
-	g.Go(func() error { return s.timed(start, "consul", func() error { return s.startConsul(gctx, bins, pt) }) })
+	run := func(name string) error {
+		return s.timed(start, name, func() error { return s.startComponent(gctx, s.component(name), bins) })
+	}
+	g.Go(func() error { return run(ComponentTemporal) })
+	g.Go(func() error { return run(ComponentConsul) })
 	// The demo API writes to PostgreSQL: it starts once the database is up (its build runs
-	// meanwhile).
-	pgUp := make(chan struct{})
+	// meanwhile; startDemo waits for pgUp).
+	s.pgUp = make(chan struct{})
 	g.Go(func() error {
-		if err := s.timed(start, "postgres", func() error { return s.startPostgres(gctx, bins, pt) }); err != nil {
+		if err := run(ComponentPostgres); err != nil {
 			return err
 		}
-		close(pgUp)
+		close(s.pgUp)
 		return nil
 	})
 	g.Go(func() error {
-		if err := s.timed(start, "demo api", func() error { return s.startDemo(gctx, bins, pt, pgUp) }); err != nil {
+		// HAProxy fronts the demo API: its configuration needs the demo's final ports.
+		if err := run(componentDemo); err != nil {
 			return err
 		}
-		return s.timed(start, "haproxy", func() error { return s.startHAProxy(gctx, bins, pt) })
+		return run(ComponentHAProxy)
 	})
 	if err := g.Wait(); err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
@@ -275,8 +280,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.WriteEnv(filepath.Join(dir, "env")); err != nil {
 		return nil, err
 	}
-	// After the start: startTemporal may have moved the server to other ports.
-	if err := writePorts(filepath.Join(dir, "ports"), *s.ports); err != nil {
+	// After the start: a component that lost the race for a port has moved to others.
+	if err := writePorts(filepath.Join(dir, "ports"), s.portsNow()); err != nil {
 		return nil, err
 	}
 	s.logf("stack up in %.1fs: env in %s", time.Since(start).Seconds(), filepath.Join(dir, "env"))
@@ -285,6 +290,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.mu.Unlock()
 	return s, nil
 }
+
+// startOrder lists the components in the order Start reports them.
+var startOrder = []string{ComponentTemporal, ComponentConsul, ComponentPostgres, componentDemo, ComponentHAProxy}
 
 type stackPorts struct {
 	Temporal        int `json:"temporal"`
@@ -451,14 +459,7 @@ func (s *Stack) Stop() error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(procs))
 	for i, p := range procs {
-		wg.Go(func() {
-			switch p.name {
-			case "postgres":
-				errs[i] = p.stop(15*time.Second, syscall.SIGINT, syscall.SIGQUIT)
-			default:
-				errs[i] = p.stop(10 * time.Second)
-			}
-		})
+		wg.Go(func() { errs[i] = stopProc(p) })
 	}
 	wg.Wait()
 	err := errors.Join(errs...)
@@ -512,6 +513,15 @@ func Load(dir string) (*Stack, error) {
 func (s *Stack) loaded(dir string) {
 	s.opts.Detach = true
 	s.up = true
+	// What Start was given, as far as a restart needs it: a Temporal server started with
+	// its Web UI comes back with it, and PostgreSQL with the database of ROLLBOOK_PG_DSN
+	// (the others exist in the cluster already).
+	s.opts.WebUI = s.WebUI != ""
+	if u, err := url.Parse(s.PGDSN); err == nil && strings.TrimPrefix(u.Path, "/") != "" {
+		s.opts.Databases = []string{strings.TrimPrefix(u.Path, "/")}
+	} else {
+		s.opts.Databases = []string{DefaultDBName}
+	}
 	if pt, err := readPorts(filepath.Join(dir, "ports")); err == nil {
 		s.ports = pt
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,21 +31,23 @@ func (w testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestStack starts two stacks side by side (free ports, no clashes), checks every component
-// of the first one for real, stops both and checks that their processes are gone.
-// A missing tool is a failure that says what to run, never a skip.
+// TestStack starts four stacks at once in one process, as parallel test packages do (each
+// must win its ports or move to others), checks that each answers on addresses of its own,
+// checks every component of the first one for real, stops them all and checks that their
+// processes are gone. A missing tool is a failure that says what to run, never a skip.
 func TestStack(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	dirs := []string{t.TempDir(), t.TempDir()}
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()}
 	stacks := make([]*Stack, len(dirs))
 	errs := make([]error, len(dirs))
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, dir := range dirs {
 		wg.Go(func() {
-			stacks[i], errs[i] = Start(ctx, Options{Dir: dir, Log: testLog{t}, RemoveOnStop: true})
+			// Four stacks at once on a shared 2-core machine take longer than one.
+			stacks[i], errs[i] = Start(ctx, Options{Dir: dir, Log: testLog{t}, RemoveOnStop: true, Timeout: 3 * time.Minute})
 		})
 	}
 	wg.Wait()
@@ -56,14 +59,34 @@ func TestStack(t *testing.T) {
 			t.Fatalf("stack %d: %v", i, errs[i])
 		}
 	}
-	t.Logf("two stacks up in %v; PostgreSQL dirs %s, %s", time.Since(start).Round(time.Millisecond), stacks[0].PGDir, stacks[1].PGDir)
+	t.Logf("%d stacks up in %v", len(stacks), time.Since(start).Round(time.Millisecond))
 	s, other := stacks[0], stacks[1]
 
-	if err := other.Check(ctx); err != nil {
-		t.Fatalf("second stack: %v", err)
-	}
-	if s.TemporalAddress == other.TemporalAddress || s.HAProxyURL == other.HAProxyURL || s.PGDSN == other.PGDSN {
-		t.Fatalf("stacks share addresses: %v / %v", s.Env(), other.Env())
+	seen := map[int]int{} // port → stack
+	for i, st := range stacks {
+		if err := st.Check(ctx); err != nil {
+			t.Fatalf("stack %d: %v", i, err)
+		}
+		for _, port := range st.portsNow().all() {
+			if j, ok := seen[port]; ok {
+				t.Fatalf("port %d is used by stacks %d and %d: %v / %v", port, j, i, stacks[j].Env(), st.Env())
+			}
+			seen[port] = i
+		}
+		// Each stack's demo API is its own: the canary of stack i says v2 only there.
+		if err := post(st.DemoCanaryURL+"/admin/bad", `{"errorRate":1}`); err != nil {
+			t.Fatal(err)
+		}
+		for j, other := range stacks {
+			want := 200
+			if j == i {
+				want = 500
+			}
+			getVersion(t, other.DemoCanaryURL+"/api/payments", want)
+		}
+		if err := post(st.DemoCanaryURL+"/admin/good", ""); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	t.Run("env", func(t *testing.T) {
@@ -203,8 +226,11 @@ func TestStack(t *testing.T) {
 		}
 	})
 
-	pids := append(mapValues(s.PIDs()), mapValues(other.PIDs())...)
-	if len(pids) != 12 {
+	var pids []int
+	for _, st := range stacks {
+		pids = append(pids, mapValues(st.PIDs())...)
+	}
+	if len(pids) != 6*len(stacks) {
 		t.Fatalf("pids %v, want 6 per stack", pids)
 	}
 	stopStart := time.Now()
@@ -213,7 +239,7 @@ func TestStack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("both stopped in %v", time.Since(stopStart).Round(time.Millisecond))
+	t.Logf("all stopped in %v", time.Since(stopStart).Round(time.Millisecond))
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("pid %d still exists after Stop (kill 0: %v)", pid, err)
@@ -224,9 +250,11 @@ func TestStack(t *testing.T) {
 			t.Errorf("RemoveOnStop left %s", dir)
 		}
 	}
-	if s.PGDir != "" {
-		if _, err := os.Stat(s.PGDir); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("RemoveOnStop left the PostgreSQL dir %s", s.PGDir)
+	for _, st := range stacks {
+		if st.PGDir != "" {
+			if _, err := os.Stat(st.PGDir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("RemoveOnStop left the PostgreSQL dir %s", st.PGDir)
+			}
 		}
 	}
 	if err := s.Stop(); err != nil {
@@ -258,6 +286,18 @@ func getVersion(t *testing.T, url string, wantStatus int) string {
 		t.Fatalf("GET %s: %d, want %d", url, resp.StatusCode, wantStatus)
 	}
 	return resp.Header.Get("X-Rollbook-Version")
+}
+
+func post(url, body string) error {
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: %s", url, resp.Status)
+	}
+	return nil
 }
 
 func mapValues(m map[string]int) []int {
@@ -484,6 +524,66 @@ func TestRestartComponents(t *testing.T) {
 		want("30", "70")
 		getVersion(t, s.HAProxyURL+"/healthz", 200)
 	})
+
+	t.Run("haproxy port held", func(t *testing.T) {
+		if err := s.StopComponent(ComponentHAProxy); err != nil {
+			t.Fatal(err)
+		}
+		pt, env := s.portsNow(), s.Env()
+		im := occupy(t, pt.HAProxyStats)
+		begin := time.Now()
+		err := s.StartComponent(ctx, ComponentHAProxy)
+		want := fmt.Sprintf("port %d is taken by pid %d", pt.HAProxyStats, os.Getpid())
+		if !errors.Is(err, ErrPortTaken) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("restart with the stats port held for good: %v; want ErrPortTaken saying %q", err, want)
+		}
+		t.Logf("gave up after %v: %v", time.Since(begin).Round(time.Millisecond), err)
+		if s.portsNow() != pt || !maps.Equal(s.Env(), env) {
+			t.Fatalf("a restart moved the stack: ports %+v → %+v", pt, s.portsNow())
+		}
+		if pid, ok := s.PIDs()[ComponentHAProxy]; ok {
+			t.Fatalf("the failed restart left haproxy (pid %d) in the stack", pid)
+		}
+		// Held for a moment only, like another stack's freePorts probe: the restart
+		// waits and gets the same port.
+		go func() { time.Sleep(time.Second); im.srv.Close() }()
+		if err := s.StartComponent(ctx, ComponentHAProxy); err != nil {
+			t.Fatal(err)
+		}
+		if s.portsNow() != pt || !maps.Equal(s.Env(), env) {
+			t.Fatalf("a restart moved the stack: ports %+v → %+v", pt, s.portsNow())
+		}
+		if body, err := httpGet(ctx, s.HAProxyStatsURL); err != nil || !strings.Contains(string(body), "Statistics Report") {
+			t.Fatalf("HAProxy stats page after the restart: %v %.200q", err, body)
+		}
+		getVersion(t, s.HAProxyURL+"/healthz", 200)
+	})
+
+	// What `stack restart` does: a Stack read back from the directory by another process.
+	// Start's options are not there: the restart must find what it needs elsewhere (the
+	// database of ROLLBOOK_PG_DSN, whether the Web UI runs).
+	var loaded *Stack
+	t.Run("postgres from Load", func(t *testing.T) {
+		var err error
+		if loaded, err = Load(s.Dir); err != nil {
+			t.Fatal(err)
+		}
+		before := loaded.PIDs()[ComponentPostgres]
+		if err := loaded.Restart(ctx, ComponentPostgres); err != nil {
+			t.Fatal(err)
+		}
+		if after := loaded.PIDs()[ComponentPostgres]; after == before || after == 0 || loaded.PGDSN != s.PGDSN {
+			t.Fatalf("pid %d → %d, DSN %s → %s", before, after, s.PGDSN, loaded.PGDSN)
+		}
+		if err := pgPing(ctx, s.PGDSN); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if loaded != nil {
+		// The new postgres is in loaded's list only: stop it with the rest (before s.Stop,
+		// which removes the directory).
+		t.Cleanup(func() { _ = loaded.Stop() })
+	}
 
 	if err := s.Check(ctx); err != nil {
 		t.Fatalf("after the restarts: %v", err)

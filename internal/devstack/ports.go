@@ -3,13 +3,15 @@ package devstack
 import (
 	"fmt"
 	"net"
+	"slices"
 )
 
 // freePorts returns n distinct ports on 127.0.0.1 that are free for both TCP and UDP right
-// now (Consul's Serf ports use both). All are held open until every port is found, so the
-// same port is never returned twice; a process could still take one before the stack
-// binds it, which start reports as that component failing to start.
-func freePorts(n int) ([]int, error) {
+// now (Consul's Serf ports use both), none of them in avoid (ports the stack has already
+// given to a component that has not bound them yet). All are held open until every port is
+// found, so the same port is never returned twice; a process can still take one before
+// the component binds it, which startComponent detects and survives.
+func freePorts(n int, avoid []int) ([]int, error) {
 	var closers []func()
 	defer func() {
 		for _, c := range closers {
@@ -31,8 +33,18 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 			continue
 		}
+		// An avoided port stays held too, so that the kernel does not offer it again.
 		closers = append(closers, func() { l.Close(); u.Close() })
-		ports = append(ports, port)
+		if !slices.Contains(avoid, port) {
+			ports = append(ports, port)
+		}
 	}
 	return ports, nil
+}
+
+// all returns every port in pt.
+func (pt stackPorts) all() []int {
+	return []int{pt.Temporal, pt.TemporalHTTP, pt.TemporalMetrics, pt.TemporalUI,
+		pt.ConsulHTTP, pt.ConsulSerfLAN, pt.ConsulSerfWAN, pt.ConsulServer, pt.PG,
+		pt.DemoStable, pt.DemoCanary, pt.HAProxy, pt.HAProxyAdmin, pt.HAProxyStats}
 }

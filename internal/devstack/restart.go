@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -59,13 +58,7 @@ func (s *Stack) StopComponent(name string) error {
 	}
 	s.mu.Unlock()
 	for _, p := range procs {
-		var err error
-		if name == ComponentPostgres {
-			err = p.stop(15*time.Second, syscall.SIGINT, syscall.SIGQUIT)
-		} else {
-			err = p.stop(10 * time.Second)
-		}
-		if err != nil {
+		if err := stopProc(p); err != nil {
 			return fmt.Errorf("devstack: stopping %s: %w", name, err)
 		}
 		if err := s.forget(p); err != nil {
@@ -108,18 +101,7 @@ func (s *Stack) StartComponent(ctx context.Context, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	var start1 func(context.Context, binaries, stackPorts) error
-	switch name {
-	case ComponentTemporal:
-		start1 = s.startTemporal
-	case ComponentConsul:
-		start1 = s.startConsul
-	case ComponentPostgres:
-		start1 = s.startPostgres
-	case ComponentHAProxy:
-		start1 = s.startHAProxy
-	}
-	return s.timed(start, name, func() error { return start1(ctx, *s.bins, *s.ports) })
+	return s.timed(start, name, func() error { return s.startComponent(ctx, s.component(name), *s.bins) })
 }
 
 // Restart stops a component and starts it again (StopComponent, StartComponent). For

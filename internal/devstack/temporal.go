@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
@@ -22,48 +21,8 @@ import (
 // their membership ports) itself: it asks the kernel for a free port and releases it.
 // The other components of this stack, starting at the same time, or another stack on the
 // machine can bind one of them first, and the server then exits with "address already in
-// use". Such a start is tried again (a new server picks new ports), at most tempAttempts
-// times in all. The ports the stack chose (frontend, HTTP, metrics, UI) can be taken the same
-// way between freePorts and the server's bind when many stacks start at once (parallel test
-// packages): during Start they are chosen again for the next attempt; a restart
-// (StartComponent) must keep them.
+// use": startComponent starts it again, and a new server picks new internal ports.
 func (s *Stack) startTemporal(ctx context.Context, b binaries, pt stackPorts) error {
-	for attempt := 1; ; attempt++ {
-		p, err := s.startTemporalOnce(ctx, b, pt)
-		if err == nil {
-			if s.WebUI != "" {
-				return waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
-					return httpOK(ctx, s.WebUI+"/")
-				})
-			}
-			return nil
-		}
-		if attempt == tempAttempts || p == nil || !p.exited() || !strings.Contains(tail(p.log, 40), "address already in use") {
-			return err
-		}
-		s.logf("temporal  exited at start: one of its ports was taken (address already in use); starting it again")
-		if err := s.forget(p); err != nil {
-			return err
-		}
-		if !s.up {
-			ports, err := freePorts(4)
-			if err != nil {
-				return err
-			}
-			pt.Temporal, pt.TemporalHTTP, pt.TemporalMetrics, pt.TemporalUI = ports[0], ports[1], ports[2], ports[3]
-			s.mu.Lock()
-			s.ports.Temporal, s.ports.TemporalHTTP, s.ports.TemporalMetrics, s.ports.TemporalUI = pt.Temporal, pt.TemporalHTTP, pt.TemporalMetrics, pt.TemporalUI
-			s.TemporalAddress = hostPort(pt.Temporal)
-			if s.WebUI != "" {
-				s.WebUI = "http://" + hostPort(pt.TemporalUI)
-			}
-			s.mu.Unlock()
-		}
-	}
-}
-
-// startTemporalOnce spawns the server and waits for its frontend.
-func (s *Stack) startTemporalOnce(ctx context.Context, b binaries, pt stackPorts) (*proc, error) {
 	args := []string{
 		"server", "start-dev",
 		"--ip", "127.0.0.1",
@@ -99,16 +58,20 @@ func (s *Stack) startTemporalOnce(ctx context.Context, b binaries, pt stackPorts
 	args = append(args, s.opts.TemporalArgs...)
 	p, err := s.spawn(spawnSpec{name: "temporal", exe: b.temporal, args: args, dir: s.Dir})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return p, waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
+	if err := waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
 		return temporalReady(ctx, s.TemporalAddress)
+	}); err != nil {
+		return err
+	}
+	if s.WebUI == "" {
+		return nil
+	}
+	return waitFor(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
+		return httpOK(ctx, s.WebUI+"/")
 	})
 }
-
-// tempAttempts bounds the starts of the Temporal server that fail on a port taken by
-// another process (see startTemporal).
-const tempAttempts = 3
 
 var silentSDKLogger = sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
 

@@ -12,7 +12,10 @@
 //     result is not yet reported to Temporal: the retry on the next worker
 //     tests idempotency), or "mid<k>" (inside a migration activity, after
 //     its k-th migration file has been applied and committed, before the
-//     next one starts).
+//     next one starts), or "archived<k>" (inside a migrate-down with
+//     onRollback archive, after the k-th file's data has been preserved and
+//     committed, before that file's Down runs: the retry must neither
+//     duplicate archived rows nor lose rows written in between).
 //   - activity: the activity type, for example MigrateUp, CaptureKV,
 //     SetWeights, RestoreWeights, Measure.
 //   - step: only calls for that runbook step (the "step" of the activity's
@@ -21,7 +24,8 @@
 //     the second stage of a gradual traffic restore.
 //
 // Examples: before:MigrateUp@expand-schema, after:ApplyKV,
-// mid2:MigrateUp@expand-schema, after:RestoreWeights@canary-50#1.
+// mid2:MigrateUp@expand-schema, after:RestoreWeights@canary-50#1,
+// archived1:MigrateDown@expand-schema.
 //
 // When the point is reached the worker prints one line to stdout,
 //
@@ -56,9 +60,9 @@ const Marker = "ROLLBOOK-CRASHPOINT-REACHED"
 
 // Point is a parsed ROLLBOOK_CRASHPOINT.
 type Point struct {
-	// When is "before", "after" or "mid".
+	// When is "before", "after", "mid" or "archived".
 	When string
-	// File is k of "mid<k>".
+	// File is k of "mid<k>" or "archived<k>".
 	File     int
 	Activity string
 	// Step is empty for any step.
@@ -77,6 +81,12 @@ func Parse(s string) (Point, error) {
 	switch {
 	case when == "before" || when == "after":
 		p.When = when
+	case strings.HasPrefix(when, "archived"):
+		k, err := strconv.Atoi(strings.TrimPrefix(when, "archived"))
+		if err != nil || k < 1 {
+			return p, fmt.Errorf("crash point %q: %q: want archived<k> with k ≥ 1 (after the k-th file's archive, before its Down)", s, when)
+		}
+		p.When, p.File = "archived", k
 	case strings.HasPrefix(when, "mid"):
 		k, err := strconv.Atoi(strings.TrimPrefix(when, "mid"))
 		if err != nil || k < 1 {
@@ -84,7 +94,7 @@ func Parse(s string) (Point, error) {
 		}
 		p.When, p.File = "mid", k
 	default:
-		return p, fmt.Errorf("crash point %q: %q is not before, after or mid<k>", s, when)
+		return p, fmt.Errorf("crash point %q: %q is not before, after, mid<k> or archived<k>", s, when)
 	}
 	p.N = 1
 	if i := strings.LastIndexByte(rest, '#'); i >= 0 {
@@ -104,7 +114,7 @@ func Parse(s string) (Point, error) {
 // String formats p in the syntax Parse reads.
 func (p Point) String() string {
 	s := p.When
-	if p.When == "mid" {
+	if p.When == "mid" || p.When == "archived" {
 		s += strconv.Itoa(p.File)
 	}
 	s += ":" + p.Activity
@@ -161,8 +171,9 @@ func Active() (Point, bool) {
 type call struct {
 	activity, step string
 	// armed: this call is the n-th match, the one the point is about.
-	armed bool
-	files int
+	armed    bool
+	files    int
+	archives int
 }
 
 type callKey struct{}
@@ -216,6 +227,23 @@ func MigrationFileDone(ctx context.Context) {
 	}
 	c.files++
 	if active.When == "mid" && c.armed && c.files == active.File {
+		crash(c)
+	}
+}
+
+// ArchiveDone is called by a migrate-down after each file's data has been
+// preserved and committed, right before that file's Down; with an
+// archived<k> point armed for this call it does not return.
+func ArchiveDone(ctx context.Context) {
+	if active == nil {
+		return
+	}
+	c, ok := ctx.Value(callKey{}).(*call)
+	if !ok {
+		return
+	}
+	c.archives++
+	if active.When == "archived" && c.armed && c.archives == active.File {
 		crash(c)
 	}
 }

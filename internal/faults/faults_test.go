@@ -14,6 +14,7 @@ func TestParse(t *testing.T) {
 		{"before:MigrateUp", Point{When: "before", Activity: "MigrateUp", N: 1}},
 		{"after:ApplyKV@feature-flags", Point{When: "after", Activity: "ApplyKV", Step: "feature-flags", N: 1}},
 		{"mid2:MigrateUp@expand-schema", Point{When: "mid", File: 2, Activity: "MigrateUp", Step: "expand-schema", N: 1}},
+		{"archived1:MigrateDown@expand-schema", Point{When: "archived", File: 1, Activity: "MigrateDown", Step: "expand-schema", N: 1}},
 		{"after:RestoreWeights@canary-100#3", Point{When: "after", Activity: "RestoreWeights", Step: "canary-100", N: 3}},
 		{"before:Measure#2", Point{When: "before", Activity: "Measure", N: 2}},
 	} {
@@ -22,7 +23,7 @@ func TestParse(t *testing.T) {
 		require.Equal(t, tc.want, got, tc.in)
 		require.Equal(t, tc.in, got.String(), "String round-trips")
 	}
-	for _, bad := range []string{"", "MigrateUp", "during:MigrateUp", "mid:MigrateUp", "mid0:MigrateUp", "before:", "before:@step", "after:X#0", "after:X#two"} {
+	for _, bad := range []string{"", "MigrateUp", "during:MigrateUp", "mid:MigrateUp", "mid0:MigrateUp", "archived:MigrateDown", "archived0:MigrateDown", "before:", "before:@step", "after:X#0", "after:X#two"} {
 		_, err := Parse(bad)
 		require.Error(t, err, "%q", bad)
 	}

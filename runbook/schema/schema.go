@@ -98,6 +98,11 @@ func Generate(srcDir string) ([]byte, error) {
 		if p, ok := d.Properties.Get("phase"); ok {
 			p.Enum = []any{runbook.PhaseExpand, runbook.PhaseContract}
 		}
+		if p, ok := d.Properties.Get("onRollback"); ok {
+			for _, v := range runbook.OnRollbackPolicies {
+				p.Enum = append(p.Enum, v)
+			}
+		}
 	}
 	if d := s.Definitions["ReleaseStep"]; d != nil {
 		if p, ok := d.Properties.Get("version"); ok {

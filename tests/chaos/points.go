@@ -28,7 +28,8 @@ type killPoint struct {
 	Name string `json:"point"`
 	// Kind is what is interrupted: migrate, consul, traffic, verify, pause.
 	Kind string `json:"kind"`
-	// Phase: capture, apply, compensate, mid-migration, verify, paused.
+	// Phase: capture, apply, compensate, mid-migration, archive (between a
+	// file's archive and its Down), verify, paused.
 	Phase string `json:"phase"`
 	Path  string `json:"path"`
 	// BadFromStart makes the canary fail before the deployment starts:
@@ -103,6 +104,12 @@ var catalogue = []killPoint{
 		Why: "the migrate-down attempt dies before it starts"},
 	{Name: "mid1:MigrateDown@expand-schema", Kind: "migrate", Phase: "mid-migration", Path: pathAbort, AbortAt: "verify-10",
 		Why: "killed after one Down file: the retry reverts the other two"},
+	// preserve-then-Down (onRollback: archive): the Downs run 3, 2, 1;
+	// file 2 added external_reference, file 1 created ledger_entries.
+	{Name: "archived2:MigrateDown@expand-schema", Kind: "migrate", Phase: "archive", Path: pathRollback, BadFromStart: true,
+		Why: "killed after external_reference's values were archived, before file 2's Down: the retry archives again (no duplicate, rows written since included) and then drops the column"},
+	{Name: "archived3:MigrateDown@expand-schema", Kind: "migrate", Phase: "archive", Path: pathAbort, AbortAt: "verify-10",
+		Why: "killed after ledger_entries was copied into rollbook_archive, before DROP TABLE: the retry upserts the copy and runs the Down"},
 	{Name: "after:MigrateDown@expand-schema", Kind: "migrate", Phase: "compensate", Path: pathRollback, BadFromStart: true,
 		Why: "the schema is back at 0 but the answer is lost: the retry reports already restored"},
 

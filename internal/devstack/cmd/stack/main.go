@@ -5,12 +5,15 @@
 //	go run ./internal/devstack/cmd/stack down   [--dir .stack] [--purge]
 //	go run ./internal/devstack/cmd/stack restart [--dir .stack] [--lose-state] temporal|consul|postgres|haproxy
 //
-// up starts the stack detached (it keeps running after this command exits), writes
-// <dir>/env as KEY=VALUE lines and prints them. When a live stack is already in <dir>, up
-// only prints its env. down stops exactly the processes listed in <dir>/pids, after saving
-// HAProxy's server state. restart stops one component and starts it again on the same ports
-// with the same data (for outage drills); HAProxy's runtime weights are saved to its
-// server-state-file first unless --lose-state.
+// up starts the stack detached (it keeps running after this command exits) on free ports,
+// writes <dir>/env as KEY=VALUE lines and prints them; a component that loses one of its
+// ports to another program while starting is started again on new ones, and env tells the
+// final ones. When a live stack is already in <dir>, up only prints its env. down stops
+// exactly the processes listed in <dir>/pids, after saving HAProxy's server state. restart
+// stops one component and starts it again on the same ports with the same data (for outage
+// drills); when another program holds one of them, it tries again for a few seconds, then
+// fails naming the holder. HAProxy's runtime weights are saved to its server-state-file
+// first unless --lose-state.
 package main
 
 import (

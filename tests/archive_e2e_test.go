@@ -1,0 +1,513 @@
+package tests
+
+// End-to-end tests of the migrate step's onRollback policies on the real
+// stack: rows written into the tables and columns a migration created
+// while the canary ran survive an abort, in the live tables (keep) or in
+// the rollbook_archive schema (archive), on PostgreSQL and SQLite; an
+// archive that cannot be written stops the rollback before the Down; a
+// worker killed between a file's archive and its Down loses and
+// duplicates nothing.
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	sdkpb "go.temporal.io/api/sdk/v1"
+	sdkworker "go.temporal.io/sdk/worker"
+	_ "modernc.org/sqlite"
+
+	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/internal/faults"
+	"github.com/rollbook/rollbook/internal/worker"
+	"github.com/rollbook/rollbook/workflows"
+)
+
+// archiveQueue is the task queue of this file's workers: their
+// configuration adds a SQLite database ("local") to the dev stack's.
+const archiveQueue = "rollbook-archive-e2e"
+
+// archiveWorkerConfig is examples/dev-worker.yaml on queue, plus the SQLite
+// database "local" at sqliteFile.
+func archiveWorkerConfig(t *testing.T, queue, sqliteFile string) *worker.Config {
+	t.Helper()
+	cfg, err := worker.LoadConfig(filepath.Join(repoRoot, "examples", "dev-worker.yaml"))
+	require.NoError(t, err)
+	cfg.TaskQueue = queue
+	cfg.Metrics.Listen = ""
+	cfg.Databases["local"] = worker.DatabaseConfig{Dialect: "sqlite", DSN: sqliteFile}
+	return cfg
+}
+
+type archiveEnv struct {
+	sqliteFile string
+}
+
+func newArchiveEnv(t *testing.T) *archiveEnv {
+	e := &archiveEnv{sqliteFile: filepath.Join(t.TempDir(), "local.db")}
+	acts, err := worker.BuildActivities(archiveWorkerConfig(t, archiveQueue, e.sqliteFile))
+	require.NoError(t, err)
+	w := sdkworker.New(tclient, archiveQueue, sdkworker.Options{})
+	worker.Register(w, acts)
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+	return e
+}
+
+type archiveRunbook struct {
+	database, phase, onRollback string
+	// approval pauses after the canary gets 50 %: the test writes rows,
+	// then aborts or approves.
+	approval bool
+}
+
+func (f *fixture) archiveRunbook(o archiveRunbook) string {
+	if o.database == "" {
+		o.database = "payments"
+	}
+	migrate := fmt.Sprintf("{database: %s, dir: migrations", o.database)
+	if o.phase != "" {
+		migrate += ", phase: " + o.phase
+	}
+	if o.onRollback != "" {
+		migrate += ", onRollback: " + o.onRollback
+	}
+	migrate += "}"
+	pause := ""
+	if o.approval {
+		pause = "\n  - name: approval\n    pause: {approval: true}"
+	}
+	y := fmt.Sprintf(`apiVersion: rollbook/v1
+service: %s
+routes:
+  - {name: api, router: edge, backend: payments_api, subsets: [stable, canary], stable: stable, canary: canary}
+steps:
+  - name: expand-schema
+    migrate: %s
+  - name: canary-50
+    traffic: {route: api, weights: {stable: 50, canary: 50}}%s
+`, f.service, migrate, pause)
+	p := filepath.Join(f.dir, f.service+".yaml")
+	require.NoError(f.t, os.WriteFile(p, []byte(y), 0o644))
+	return p
+}
+
+// writeLedger writes n rows as the two versions do during the canary: odd
+// ids as v1 (memo), even ids as v2 (external_reference).
+func writeLedger(t *testing.T, db *sql.DB, from, n int, sqlite bool) {
+	t.Helper()
+	q := `INSERT INTO ledger_entries (id, account_id, amount_cents, currency, memo, external_reference) VALUES ($1, $2, $3, 'EUR', $4, $5)`
+	if sqlite {
+		q = strings.ReplaceAll(q, "$", "?")
+	}
+	for i := from; i < from+n; i++ {
+		var memo, ref sql.NullString
+		if i%2 == 1 {
+			memo = sql.NullString{String: fmt.Sprintf("v1 memo %d", i), Valid: true}
+		} else {
+			ref = sql.NullString{String: fmt.Sprintf("v2-ref-%d", i), Valid: true}
+		}
+		_, err := db.Exec(q, i, fmt.Sprintf("acct-%d", i%7), i*100, memo, ref)
+		require.NoError(t, err)
+	}
+}
+
+func deploymentResult(t *testing.T, service string) (workflows.Result, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	run := tclient.GetWorkflow(ctx, workflows.WorkflowID(service), "")
+	var r workflows.Result
+	require.NoError(t, run.Get(ctx, &r))
+	return r, workflows.WorkflowID(service) + "/" + run.GetRunID()
+}
+
+func currentDetails(t *testing.T, service string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := tclient.QueryWorkflow(ctx, workflows.WorkflowID(service), "", "__temporal_workflow_metadata")
+	require.NoError(t, err)
+	var md sdkpb.WorkflowMetadata
+	require.NoError(t, v.Get(&md))
+	return md.GetCurrentDetails()
+}
+
+// archivedByDeployment reads the archive catalog rows of one deployment.
+func archivedByDeployment(t *testing.T, db *sql.DB, sqlite bool, deploymentID string) map[string]activities.ArchivedObject {
+	t.Helper()
+	table, q := "rollbook_archive.archives", "$1"
+	if sqlite {
+		table, q = "rollbook_archive__archives", "?"
+	}
+	var exists bool
+	if sqlite {
+		require.NoError(t, db.QueryRow(`SELECT count(*) > 0 FROM sqlite_master WHERE name = 'rollbook_archive__archives'`).Scan(&exists))
+	} else {
+		require.NoError(t, db.QueryRow(`SELECT to_regclass('rollbook_archive.archives') IS NOT NULL`).Scan(&exists))
+	}
+	out := map[string]activities.ArchivedObject{}
+	if !exists {
+		return out
+	}
+	rows, err := db.Query(`SELECT version, kind, source_table, coalesce(source_column, ''), archive_table, rows FROM `+table+` WHERE deployment_id = `+q+` AND step = 'expand-schema'`, deploymentID)
+	require.NoError(t, err)
+	defer rows.Close()
+	for rows.Next() {
+		var a activities.ArchivedObject
+		require.NoError(t, rows.Scan(&a.Version, &a.Kind, &a.Table, &a.Column, &a.ArchiveTable, &a.Rows))
+		key := a.Table
+		if a.Column != "" {
+			key += "." + a.Column
+		}
+		out[key] = a
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+// abortAfterWrites deploys with an approval pause, writes n rows while the
+// canary takes 50 %, aborts, and returns the CLI's output and exit code.
+func (f *fixture) abortAfterWrites(rb string, db *sql.DB, n int, sqlite bool) (string, int) {
+	f.t.Helper()
+	a := startCLI(f.t, "deploy", rb, "--version", "v2", "--wait", "--task-queue", archiveQueue)
+	waitPhase(f.t, f.service, workflows.PhasePaused, 90*time.Second)
+	writeLedger(f.t, db, 1, n, sqlite)
+	out, code := cli(f.t, "abort", f.service, "--reason", "bad canary: payments failing")
+	require.Equal(f.t, 0, code, out)
+	return a.wait(f.t, 2*time.Minute)
+}
+
+func TestArchiveE2E(t *testing.T) {
+	env := newArchiveEnv(t)
+	t.Run("ArchivePostgres", func(t *testing.T) { testArchivePostgres(t) })
+	t.Run("KeepThenSecondDeployment", func(t *testing.T) { testKeepThenSecondDeployment(t) })
+	t.Run("DropPostgres", func(t *testing.T) { testDropPostgres(t) })
+	t.Run("ArchiveSQLite", func(t *testing.T) { testArchiveSQLite(t, env) })
+	t.Run("UnwritableArchiveIsStuck", func(t *testing.T) { testUnwritableArchive(t) })
+}
+
+func testArchivePostgres(t *testing.T) {
+	f := newFixture(t, "e2e-archive")
+	db := openDB(t)
+	out, code := f.abortAfterWrites(f.archiveRunbook(archiveRunbook{approval: true}), db, 100, false)
+	require.Equal(t, 3, code, out)
+	assert.EqualValues(t, 0, schemaVersion(t), "migrated down")
+	assert.False(t, tableExists(t, "ledger_entries"))
+
+	r, depID := deploymentResult(t, f.service)
+	require.Equal(t, workflows.OutcomeAborted, r.Outcome)
+	arch := archivedByDeployment(t, db, false, depID)
+	require.Len(t, arch, 2, "the table of file 1 and the column of file 2 (file 3 is an index): %v", arch)
+	tbl, col := arch["ledger_entries"], arch["ledger_entries.external_reference"]
+	assert.Equal(t, activities.ArchivedObject{Version: 1, Kind: "table", Table: "ledger_entries", ArchiveTable: tbl.ArchiveTable, Rows: 100}, tbl)
+	assert.Equal(t, activities.ArchivedObject{Version: 2, Kind: "column", Table: "ledger_entries", Column: "external_reference", ArchiveTable: col.ArchiveTable, Rows: 100}, col)
+	assert.True(t, strings.HasPrefix(tbl.ArchiveTable, "rollbook_archive."), tbl.ArchiveTable)
+
+	// Every row, with the values the callers sent.
+	var memo string
+	var amount int64
+	require.NoError(t, db.QueryRow(`SELECT memo, amount_cents FROM `+tbl.ArchiveTable+` WHERE id = 41`).Scan(&memo, &amount))
+	assert.Equal(t, "v1 memo 41", memo)
+	assert.EqualValues(t, 4100, amount)
+	var n, distinct, refs int
+	require.NoError(t, db.QueryRow(`SELECT count(*), count(DISTINCT id), count(external_reference) FROM `+col.ArchiveTable).Scan(&n, &distinct, &refs))
+	assert.Equal(t, []int{100, 100, 50}, []int{n, distinct, refs})
+	var ref string
+	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+col.ArchiveTable+` WHERE id = 42`).Scan(&ref))
+	assert.Equal(t, "v2-ref-42", ref)
+	// The column archive holds the primary key and the column only.
+	var cols []string
+	rows, err := db.Query(`SELECT column_name FROM information_schema.columns WHERE table_schema = 'rollbook_archive' AND table_name = $1 ORDER BY ordinal_position`,
+		strings.TrimPrefix(col.ArchiveTable, "rollbook_archive."))
+	require.NoError(t, err)
+	for rows.Next() {
+		var c string
+		require.NoError(t, rows.Scan(&c))
+		cols = append(cols, c)
+	}
+	rows.Close()
+	assert.Equal(t, []string{"id", "external_reference"}, cols)
+
+	// The catalog diff of each file, on PostgreSQL, kept in the
+	// compensation record.
+	c := r.Compensations[0]
+	require.Equal(t, "expand-schema", c.Step)
+	assert.Equal(t, []activities.FileObjects{
+		{Version: 1, Created: []activities.CatalogObject{{Kind: "table", Table: "ledger_entries"}}},
+		{Version: 2, Created: []activities.CatalogObject{{Kind: "column", Table: "ledger_entries", Column: "external_reference"}}},
+		{Version: 3},
+	}, c.Migrate.Created)
+	// The result, the step detail and the Web UI say what was kept where.
+	assert.Len(t, c.Preserved, 2)
+	assert.Contains(t, r.Steps[0].Detail, "rollback preserved")
+	assert.Contains(t, r.Steps[0].Detail, "ledger_entries (100 rows) → "+tbl.ArchiveTable)
+	assert.Contains(t, currentDetails(t, f.service), "Data preserved: payments archived by expand-schema")
+}
+
+func testKeepThenSecondDeployment(t *testing.T) {
+	f := newFixture(t, "e2e-keep")
+	db := openDB(t)
+	out, code := f.abortAfterWrites(f.archiveRunbook(archiveRunbook{phase: "expand", approval: true}), db, 100, false)
+	require.Equal(t, 3, code, out)
+	assert.EqualValues(t, 3, schemaVersion(t), "expand keeps the schema")
+	var n int
+	require.NoError(t, db.QueryRow(`SELECT count(*) FROM ledger_entries`).Scan(&n))
+	assert.Equal(t, 100, n, "the rows stay in the live table")
+	r, depID := deploymentResult(t, f.service)
+	assert.True(t, r.Compensations[0].Kept)
+	assert.Contains(t, r.Compensations[0].Detail, "kept as migrated (onRollback: keep)")
+	assert.Empty(t, archivedByDeployment(t, db, false, depID))
+	assert.Equal(t, map[string]int{"stable": 100, "canary": 0}, weights(t), "traffic rolled back")
+
+	// The next deployment goes on top of the kept schema: the same files
+	// are a no-op, the new one applies.
+	require.NoError(t, os.WriteFile(filepath.Join(f.dir, "migrations", "00004_add_settled_at.sql"),
+		[]byte("-- +goose Up\nALTER TABLE ledger_entries ADD COLUMN settled_at TIMESTAMP;\n\n-- +goose Down\nALTER TABLE ledger_entries DROP COLUMN settled_at;\n"), 0o644))
+	out, code = cli(t, "deploy", f.archiveRunbook(archiveRunbook{phase: "expand"}), "--version", "v3", "--wait", "--task-queue", archiveQueue)
+	require.Equal(t, 0, code, out)
+	assert.EqualValues(t, 4, schemaVersion(t))
+	r2, _ := deploymentResult(t, f.service)
+	assert.Contains(t, r2.Steps[0].Detail, "schema payments: 3 → 4; created ledger_entries.settled_at")
+	require.NoError(t, db.QueryRow(`SELECT count(*) FROM ledger_entries WHERE settled_at IS NULL`).Scan(&n))
+	assert.Equal(t, 100, n)
+}
+
+func testDropPostgres(t *testing.T) {
+	f := newFixture(t, "e2e-drop")
+	db := openDB(t)
+	rb := f.archiveRunbook(archiveRunbook{onRollback: "drop", approval: true})
+	plan, code := cli(t, "plan", rb)
+	require.Equal(t, 0, code, plan)
+	assert.Contains(t, plan, "WARNING: onRollback: drop DESTROYS DATA")
+	out, code := f.abortAfterWrites(rb, db, 20, false)
+	require.Equal(t, 3, code, out)
+	assert.False(t, tableExists(t, "ledger_entries"))
+	r, depID := deploymentResult(t, f.service)
+	assert.Empty(t, archivedByDeployment(t, db, false, depID), "drop preserves nothing")
+	assert.Empty(t, r.Compensations[0].Preserved)
+	assert.Contains(t, r.Compensations[0].Detail, "nothing preserved (onRollback: drop)")
+}
+
+func testArchiveSQLite(t *testing.T, env *archiveEnv) {
+	f := newFixture(t, "e2e-archive-sqlite")
+	db, err := sql.Open("sqlite", env.sqliteFile)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	out, code := f.abortAfterWrites(f.archiveRunbook(archiveRunbook{database: "local", approval: true}), db, 30, true)
+	require.Equal(t, 3, code, out)
+	var left int
+	require.NoError(t, db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ledger_entries'`).Scan(&left))
+	assert.Zero(t, left, "migrated down")
+
+	r, depID := deploymentResult(t, f.service)
+	arch := archivedByDeployment(t, db, true, depID)
+	require.Len(t, arch, 2, "%v", arch)
+	tbl, col := arch["ledger_entries"], arch["ledger_entries.external_reference"]
+	assert.True(t, strings.HasPrefix(tbl.ArchiveTable, "rollbook_archive__"), tbl.ArchiveTable)
+	assert.EqualValues(t, 30, tbl.Rows)
+	assert.EqualValues(t, 30, col.Rows)
+	var memo, ref string
+	require.NoError(t, db.QueryRow(`SELECT memo FROM `+tbl.ArchiveTable+` WHERE id = 7`).Scan(&memo))
+	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+col.ArchiveTable+` WHERE id = 8`).Scan(&ref))
+	assert.Equal(t, "v1 memo 7", memo)
+	assert.Equal(t, "v2-ref-8", ref)
+	assert.Len(t, r.Compensations[0].Preserved, 2)
+	assert.Equal(t, []activities.FileObjects{
+		{Version: 1, Created: []activities.CatalogObject{{Kind: "table", Table: "ledger_entries"}}},
+		{Version: 2, Created: []activities.CatalogObject{{Kind: "column", Table: "ledger_entries", Column: "external_reference"}}},
+		{Version: 3},
+	}, r.Compensations[0].Migrate.Created, "the catalog diff on SQLite")
+}
+
+func testUnwritableArchive(t *testing.T) {
+	f := newFixture(t, "e2e-archive-stuck")
+	db := openDB(t)
+	// The stack's user is the database's superuser: it may create event
+	// triggers (per database, so on the payments database itself).
+	admin := db
+	a := startCLI(t, "deploy", f.archiveRunbook(archiveRunbook{approval: true}), "--version", "v2", "--wait", "--task-queue", archiveQueue)
+	waitPhase(t, f.service, workflows.PhasePaused, 90*time.Second)
+	writeLedger(t, db, 1, 10, false)
+	// The archive cannot be written, as with a full disk: the database
+	// refuses to create the archive tables.
+	_, err := admin.Exec(`CREATE OR REPLACE FUNCTION rollbook_e2e_deny_archive() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'could not extend file: No space left on device (simulated by the e2e test)'; END $$;
+CREATE EVENT TRIGGER rollbook_e2e_deny_archive ON ddl_command_start WHEN TAG IN ('CREATE TABLE AS') EXECUTE FUNCTION rollbook_e2e_deny_archive()`)
+	require.NoError(t, err)
+	dropTrigger := func() {
+		_, _ = admin.Exec(`DROP EVENT TRIGGER IF EXISTS rollbook_e2e_deny_archive; DROP FUNCTION IF EXISTS rollbook_e2e_deny_archive()`)
+	}
+	t.Cleanup(dropTrigger)
+
+	out, code := cli(t, "abort", f.service, "--reason", "bad canary")
+	require.Equal(t, 0, code, out)
+	st := waitPhase(t, f.service, workflows.PhaseRollbackStuck, 90*time.Second)
+	assert.Contains(t, st.Reason, "compensation of expand-schema is stuck")
+	assert.Contains(t, st.Reason, "No space left on device")
+	assert.Contains(t, st.Reason, "the Down was not run")
+	// File 3 (an index) had nothing to preserve and was reverted; file 2's
+	// column could not be archived, so its Down did not run.
+	assert.EqualValues(t, 2, schemaVersion(t), "no Down without its archive")
+	assert.True(t, columnExists(t, "ledger_entries", "external_reference"))
+	var n int
+	require.NoError(t, db.QueryRow(`SELECT count(*) FROM ledger_entries`).Scan(&n))
+	assert.Equal(t, 10, n)
+
+	// The operator frees the disk and retries: archive, then Down.
+	dropTrigger()
+	out, code = cli(t, "retry", f.service)
+	require.Equal(t, 0, code, out)
+	out, code = a.wait(t, 2*time.Minute)
+	require.Equal(t, 3, code, out)
+	assert.EqualValues(t, 0, schemaVersion(t))
+	_, depID := deploymentResult(t, f.service)
+	arch := archivedByDeployment(t, db, false, depID)
+	assert.EqualValues(t, 10, arch["ledger_entries"].Rows)
+}
+
+// workerProcess is a rollbook worker binary run by the test, stopped by PID.
+type workerProcess struct {
+	cmd     *exec.Cmd
+	reached chan string
+	started chan struct{}
+	done    chan struct{}
+}
+
+func startWorkerProcess(t *testing.T, bin, cfg, point string) *workerProcess {
+	t.Helper()
+	cmd := exec.Command(bin, "-config", cfg)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, faults.EnvPoint+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if point != "" {
+		cmd.Env = append(cmd.Env, faults.EnvPoint+"="+point, faults.EnvWait+"=90s")
+	}
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	w := &workerProcess{cmd: cmd, reached: make(chan string, 1), started: make(chan struct{}), done: make(chan struct{})}
+	var once sync.Once
+	scan := func(r io.Reader, name string) {
+		s := bufio.NewScanner(r)
+		s.Buffer(make([]byte, 1<<20), 1<<20)
+		for s.Scan() {
+			line := s.Text()
+			if strings.HasPrefix(line, faults.Marker) {
+				select {
+				case w.reached <- line:
+				default:
+				}
+			}
+			if strings.Contains(line, "rollbook worker started") {
+				once.Do(func() { close(w.started) })
+			}
+			if os.Getenv("ROLLBOOK_E2E_VERBOSE") != "" {
+				t.Logf("worker %d %s: %s", cmd.Process.Pid, name, line)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); scan(stdout, "stdout") }()
+	go func() { defer wg.Done(); scan(stderr, "stderr") }()
+	go func() { wg.Wait(); _ = cmd.Wait(); close(w.done) }()
+	t.Cleanup(w.kill)
+	select {
+	case <-w.started:
+	case <-w.done:
+		t.Fatalf("worker %v exited at start", cmd.Args)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("worker did not start within 60 s")
+	}
+	return w
+}
+
+func (w *workerProcess) kill() {
+	select {
+	case <-w.done:
+		return
+	default:
+	}
+	_ = w.cmd.Process.Kill() // SIGKILL, by PID
+	<-w.done
+}
+
+// A worker killed after file 2's column values were archived and before
+// its Down: the next worker archives again, with the rows written in
+// between, without a duplicate, then runs the Downs.
+func TestArchiveCrashBetweenPreserveAndDown(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "rollbook-worker")
+	build := exec.Command("go", "build", "-o", bin, "./workers")
+	build.Dir = repoRoot
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build ./workers: %s", out)
+	const queue = "rollbook-archive-crash-e2e"
+	cfg := archiveWorkerConfig(t, queue, filepath.Join(dir, "local.db"))
+	cfg.Log = worker.LogConfig{Level: "info", Format: "json"}
+	data, err := yaml.Marshal(cfg)
+	require.NoError(t, err)
+	cfgPath := filepath.Join(dir, "worker.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, data, 0o644))
+
+	f := newFixture(t, "e2e-archive-crash")
+	db := openDB(t)
+	first := startWorkerProcess(t, bin, cfgPath, "archived2:MigrateDown@expand-schema")
+	a := startCLI(t, "deploy", f.archiveRunbook(archiveRunbook{approval: true}), "--version", "v2", "--wait", "--task-queue", queue)
+	waitPhase(t, f.service, workflows.PhasePaused, 90*time.Second)
+	writeLedger(t, db, 1, 40, false)
+	out2, code := cli(t, "abort", f.service, "--reason", "bad canary")
+	require.Equal(t, 0, code, out2)
+
+	select {
+	case line := <-first.reached:
+		t.Logf("crash point reached: %s", line)
+	case <-time.After(90 * time.Second):
+		t.Fatal("the crash point archived2:MigrateDown@expand-schema was not reached")
+	}
+	first.kill()
+	// The column's values are archived, its Down has not run.
+	assert.True(t, columnExists(t, "ledger_entries", "external_reference"))
+	// Writes while no worker runs: new rows and a changed value.
+	writeLedger(t, db, 41, 10, false)
+	_, err = db.Exec(`UPDATE ledger_entries SET external_reference = 'changed-after-archive' WHERE id = 2`)
+	require.NoError(t, err)
+
+	startWorkerProcess(t, bin, cfgPath, "")
+	out3, code := a.wait(t, 3*time.Minute)
+	require.Equal(t, 3, code, out3)
+	assert.EqualValues(t, 0, schemaVersion(t))
+
+	_, depID := deploymentResult(t, f.service)
+	arch := archivedByDeployment(t, db, false, depID)
+	require.Len(t, arch, 2, "%v", arch)
+	for _, o := range arch {
+		var n, distinct int
+		require.NoError(t, db.QueryRow(`SELECT count(*), count(DISTINCT id) FROM `+o.ArchiveTable).Scan(&n, &distinct))
+		assert.Equal(t, 50, n, "%s: every row, those written between the archive and the Down included", o.ArchiveTable)
+		assert.Equal(t, 50, distinct, "%s: no duplicates", o.ArchiveTable)
+		assert.EqualValues(t, 50, o.Rows)
+	}
+	var ref string
+	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+arch["ledger_entries.external_reference"].ArchiveTable+` WHERE id = 2`).Scan(&ref))
+	assert.Equal(t, "changed-after-archive", ref, "the latest value is archived")
+	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+arch["ledger_entries.external_reference"].ArchiveTable+` WHERE id = 44`).Scan(&ref))
+	assert.Equal(t, "v2-ref-44", ref)
+}
