@@ -235,6 +235,22 @@ func TestArchiveE2E(t *testing.T) {
 	t.Run("UnwritableArchiveIsStuck", func(t *testing.T) { testUnwritableArchive(t) })
 }
 
+// columnNames reads one column of names.
+func columnNames(t *testing.T, db *sql.DB, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query(query, args...)
+	require.NoError(t, err, query)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		require.NoError(t, rows.Scan(&c))
+		out = append(out, c)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
 // countIn runs a query that counts, on db (PostgreSQL or SQLite).
 func countIn(t *testing.T, db *sql.DB, query string, args ...any) int {
 	t.Helper()
@@ -287,17 +303,9 @@ func testArchivePostgres(t *testing.T) {
 	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+col.ArchiveTable+` WHERE id = $1`, paymentID(41)).Scan(&v1ref))
 	assert.False(t, v1ref.Valid, "v1 did not write external_reference")
 	// The column archive holds the primary key and the column only.
-	var cols []string
-	rows, err := db.Query(`SELECT column_name FROM information_schema.columns WHERE table_schema = 'rollbook_archive' AND table_name = $1 ORDER BY ordinal_position`,
-		strings.TrimPrefix(col.ArchiveTable, "rollbook_archive."))
-	require.NoError(t, err)
-	for rows.Next() {
-		var c string
-		require.NoError(t, rows.Scan(&c))
-		cols = append(cols, c)
-	}
-	rows.Close()
-	assert.Equal(t, []string{"id", "external_reference"}, cols)
+	assert.Equal(t, []string{"id", "external_reference"},
+		columnNames(t, db, `SELECT column_name FROM information_schema.columns WHERE table_schema = 'rollbook_archive' AND table_name = $1 ORDER BY ordinal_position`,
+			strings.TrimPrefix(col.ArchiveTable, "rollbook_archive.")))
 
 	// The catalog diff of each file, on PostgreSQL, kept in the
 	// compensation record.
@@ -368,6 +376,12 @@ func testArchiveSQLite(t *testing.T, env *archiveEnv) {
 	t.Cleanup(func() { db.Close() })
 	_, err = db.Exec(sqliteBaseSchema)
 	require.NoError(t, err, "creating the base tables in %s", env.sqliteFile)
+	// The same tables and columns as demoschema.sql, which newFixture has
+	// just created in PostgreSQL: the SQLite copy must not drift from it.
+	for _, table := range []string{"payments", "idempotency_keys"} {
+		assert.Equal(t, columnNames(t, openDB(t), `SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position`, table),
+			columnNames(t, db, `SELECT name FROM pragma_table_info(?) ORDER BY cid`, table), "columns of %s: sqliteBaseSchema against internal/devstack/demoschema.sql", table)
+	}
 	out, code := f.abortAfterWrites(f.archiveRunbook(archiveRunbook{database: "local", approval: true}), db, 30, true)
 	require.Equal(t, 3, code, out)
 	assert.Zero(t, countIn(t, db, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ledger_entries'`), "migrated down")
