@@ -235,6 +235,27 @@ func TestArchiveE2E(t *testing.T) {
 	t.Run("UnwritableArchiveIsStuck", func(t *testing.T) { testUnwritableArchive(t) })
 }
 
+// restoreFromArchive brings the archived rows back the way docs/archive.md
+// shows, once a deployment has created the tables and columns again: the
+// same statements on PostgreSQL and SQLite.
+func restoreFromArchive(t *testing.T, db *sql.DB, ledgerArchive, referenceArchive string) {
+	t.Helper()
+	tx, err := db.Begin()
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback() }()
+	_, err = tx.Exec(`INSERT INTO ledger_entries (payment_id, account_id, amount_cents, currency, created_at)
+SELECT payment_id, account_id, amount_cents, currency, created_at
+FROM ` + ledgerArchive + `
+WHERE true
+ON CONFLICT (payment_id) DO NOTHING`)
+	require.NoError(t, err, "restoring ledger_entries from %s as docs/archive.md shows", ledgerArchive)
+	_, err = tx.Exec(`UPDATE payments AS p SET external_reference = a.external_reference
+FROM ` + referenceArchive + ` a
+WHERE p.id = a.id AND p.external_reference IS NULL`)
+	require.NoError(t, err, "restoring payments.external_reference from %s as docs/archive.md shows", referenceArchive)
+	require.NoError(t, tx.Commit())
+}
+
 // columnNames reads one column of names.
 func columnNames(t *testing.T, db *sql.DB, query string, args ...any) []string {
 	t.Helper()
@@ -322,6 +343,14 @@ func testArchivePostgres(t *testing.T) {
 	assert.Contains(t, r.Steps[0].Detail, "ledger_entries (50 rows) → "+tbl.ArchiveTable)
 	assert.Contains(t, r.Steps[0].Detail, "payments.external_reference (100 rows) → "+col.ArchiveTable)
 	assert.Contains(t, currentDetails(t, f.service), "Data preserved: payments archived by expand-schema")
+
+	// Bringing the data back: a deployment creates the table and the
+	// column again, the statements of docs/archive.md copy the rows back.
+	out, code = cli(t, "deploy", f.archiveRunbook(archiveRunbook{}), "--version", "v2", "--wait", "--task-queue", archiveQueue)
+	require.Equal(t, 0, code, out)
+	restoreFromArchive(t, db, tbl.ArchiveTable, col.ArchiveTable)
+	assert.Equal(t, 50, countIn(t, db, `SELECT count(*) FROM ledger_entries l JOIN payments p ON p.id = l.payment_id WHERE p.external_reference = 'v2-ref-' || substr(p.id, 5) AND l.amount_cents = p.amount_cents`))
+	assert.Equal(t, 50, countIn(t, db, `SELECT count(*) FROM payments WHERE memo IS NOT NULL AND external_reference IS NULL`), "v1's payments keep their memo")
 }
 
 func testKeepThenSecondDeployment(t *testing.T) {
@@ -412,6 +441,12 @@ func testArchiveSQLite(t *testing.T, env *archiveEnv) {
 		{Version: 2, Created: []activities.CatalogObject{{Kind: "column", Table: "payments", Column: "external_reference"}}},
 		{Version: 3},
 	}, r.Compensations[0].Migrate.Created, "the catalog diff on SQLite")
+
+	// The statements of docs/archive.md work on SQLite too.
+	out, code = cli(t, "deploy", f.archiveRunbook(archiveRunbook{database: "local"}), "--version", "v2", "--wait", "--task-queue", archiveQueue)
+	require.Equal(t, 0, code, out)
+	restoreFromArchive(t, db, tbl.ArchiveTable, col.ArchiveTable)
+	assert.Equal(t, 15, countIn(t, db, `SELECT count(*) FROM ledger_entries l JOIN payments p ON p.id = l.payment_id WHERE p.external_reference = 'v2-ref-' || substr(p.id, 5) AND l.amount_cents = p.amount_cents`))
 }
 
 func testUnwritableArchive(t *testing.T) {
