@@ -104,25 +104,61 @@ steps:
 	return p
 }
 
-// writeLedger writes n rows as the two versions do during the canary: odd
-// ids as v1 (memo), even ids as v2 (external_reference).
-func writeLedger(t *testing.T, db *sql.DB, from, n int, sqlite bool) {
+// paymentID is the id of the i-th payment a test writes.
+func paymentID(i int) string { return fmt.Sprintf("pay-%d", i) }
+
+// writePayments writes payments from .. from+n-1 as the two versions of the
+// demo API do during the canary (examples/demoapi/payments.go): odd ones as
+// v1 (the caller's reference in payments.memo), even ones as v2 (the
+// reference in payments.external_reference, added by file 2, and a
+// ledger_entries row, a table file 1 created, in the same transaction).
+func writePayments(t *testing.T, db *sql.DB, from, n int, sqlite bool) {
 	t.Helper()
-	q := `INSERT INTO ledger_entries (id, account_id, amount_cents, currency, memo, external_reference) VALUES ($1, $2, $3, 'EUR', $4, $5)`
+	v1 := `INSERT INTO payments (id, account_id, amount_cents, currency, memo, status) VALUES ($1, $2, $3, 'EUR', $4, 'succeeded')`
+	v2 := `INSERT INTO payments (id, account_id, amount_cents, currency, external_reference, status) VALUES ($1, $2, $3, 'EUR', $4, 'succeeded')`
+	ledger := `INSERT INTO ledger_entries (payment_id, account_id, amount_cents, currency) VALUES ($1, $2, $3, 'EUR')`
 	if sqlite {
-		q = strings.ReplaceAll(q, "$", "?")
+		v1, v2, ledger = strings.ReplaceAll(v1, "$", "?"), strings.ReplaceAll(v2, "$", "?"), strings.ReplaceAll(ledger, "$", "?")
 	}
 	for i := from; i < from+n; i++ {
-		var memo, ref sql.NullString
+		id, acct, amount := paymentID(i), fmt.Sprintf("acct-%d", i%7), i*100
 		if i%2 == 1 {
-			memo = sql.NullString{String: fmt.Sprintf("v1 memo %d", i), Valid: true}
-		} else {
-			ref = sql.NullString{String: fmt.Sprintf("v2-ref-%d", i), Valid: true}
+			_, err := db.Exec(v1, id, acct, amount, fmt.Sprintf("v1 memo %d", i))
+			require.NoError(t, err, "writing payment %s as v1", id)
+			continue
 		}
-		_, err := db.Exec(q, i, fmt.Sprintf("acct-%d", i%7), i*100, memo, ref)
+		tx, err := db.Begin()
 		require.NoError(t, err)
+		_, err = tx.Exec(v2, id, acct, amount, fmt.Sprintf("v2-ref-%d", i))
+		require.NoError(t, err, "writing payment %s as v2", id)
+		_, err = tx.Exec(ledger, id, acct, amount)
+		require.NoError(t, err, "booking the ledger entry of %s as v2", id)
+		require.NoError(t, tx.Commit())
 	}
 }
+
+// sqliteBaseSchema is internal/devstack/demoschema.sql (the payments
+// database at version 0) in SQLite's dialect: that file's column defaults
+// call now(), which SQLite does not have. The migrations build on it:
+// file 2 alters payments.
+const sqliteBaseSchema = `CREATE TABLE payments (
+    id           VARCHAR(64)  PRIMARY KEY,
+    account_id   VARCHAR(64)  NOT NULL,
+    amount_cents BIGINT       NOT NULL,
+    currency     CHAR(3)      NOT NULL,
+    memo         VARCHAR(256),
+    status       VARCHAR(16)  NOT NULL DEFAULT 'pending',
+    created_at   TIMESTAMP    NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX payments_created_at_idx ON payments (created_at);
+CREATE TABLE idempotency_keys (
+    key          VARCHAR(255) PRIMARY KEY,
+    request_hash CHAR(64)     NOT NULL,
+    payment_id   VARCHAR(64)  NOT NULL,
+    status_code  INTEGER      NOT NULL,
+    response     TEXT         NOT NULL,
+    created_at   TIMESTAMP    NOT NULL DEFAULT CURRENT_TIMESTAMP
+)`
 
 func deploymentResult(t *testing.T, service string) (workflows.Result, string) {
 	t.Helper()
@@ -184,7 +220,7 @@ func (f *fixture) abortAfterWrites(rb string, db *sql.DB, n int, sqlite bool) (s
 	f.t.Helper()
 	a := startCLI(f.t, "deploy", rb, "--version", "v2", "--wait", "--task-queue", archiveQueue)
 	waitPhase(f.t, f.service, workflows.PhasePaused, 90*time.Second)
-	writeLedger(f.t, db, 1, n, sqlite)
+	writePayments(f.t, db, 1, n, sqlite)
 	out, code := cli(f.t, "abort", f.service, "--reason", "bad canary: payments failing")
 	require.Equal(f.t, 0, code, out)
 	return a.wait(f.t, 2*time.Minute)
@@ -199,6 +235,51 @@ func TestArchiveE2E(t *testing.T) {
 	t.Run("UnwritableArchiveIsStuck", func(t *testing.T) { testUnwritableArchive(t) })
 }
 
+// restoreFromArchive brings the archived rows back the way docs/archive.md
+// shows, once a deployment has created the tables and columns again: the
+// same statements on PostgreSQL and SQLite.
+func restoreFromArchive(t *testing.T, db *sql.DB, ledgerArchive, referenceArchive string) {
+	t.Helper()
+	tx, err := db.Begin()
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback() }()
+	_, err = tx.Exec(`INSERT INTO ledger_entries (payment_id, account_id, amount_cents, currency, created_at)
+SELECT payment_id, account_id, amount_cents, currency, created_at
+FROM ` + ledgerArchive + `
+WHERE true
+ON CONFLICT (payment_id) DO NOTHING`)
+	require.NoError(t, err, "restoring ledger_entries from %s as docs/archive.md shows", ledgerArchive)
+	_, err = tx.Exec(`UPDATE payments AS p SET external_reference = a.external_reference
+FROM ` + referenceArchive + ` a
+WHERE p.id = a.id AND p.external_reference IS NULL`)
+	require.NoError(t, err, "restoring payments.external_reference from %s as docs/archive.md shows", referenceArchive)
+	require.NoError(t, tx.Commit())
+}
+
+// columnNames reads one column of names.
+func columnNames(t *testing.T, db *sql.DB, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query(query, args...)
+	require.NoError(t, err, query)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		require.NoError(t, rows.Scan(&c))
+		out = append(out, c)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+// countIn runs a query that counts, on db (PostgreSQL or SQLite).
+func countIn(t *testing.T, db *sql.DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.QueryRow(query, args...).Scan(&n), query)
+	return n
+}
+
 func testArchivePostgres(t *testing.T) {
 	f := newFixture(t, "e2e-archive")
 	db := openDB(t)
@@ -206,40 +287,46 @@ func testArchivePostgres(t *testing.T) {
 	require.Equal(t, 3, code, out)
 	assert.EqualValues(t, 0, schemaVersion(t), "migrated down")
 	assert.False(t, tableExists(t, "ledger_entries"))
+	assert.False(t, columnExists(t, "payments", "external_reference"))
+	// payments is the platform's table: the Downs do not touch its rows,
+	// and what v1 wrote stays where v1 reads it.
+	assert.Equal(t, 100, countIn(t, db, `SELECT count(*) FROM payments`))
+	var memo string
+	require.NoError(t, db.QueryRow(`SELECT memo FROM payments WHERE id = $1`, paymentID(41)).Scan(&memo))
+	assert.Equal(t, "v1 memo 41", memo)
 
 	r, depID := deploymentResult(t, f.service)
 	require.Equal(t, workflows.OutcomeAborted, r.Outcome)
 	arch := archivedByDeployment(t, db, false, depID)
 	require.Len(t, arch, 2, "the table of file 1 and the column of file 2 (file 3 is an index): %v", arch)
-	tbl, col := arch["ledger_entries"], arch["ledger_entries.external_reference"]
-	assert.Equal(t, activities.ArchivedObject{Version: 1, Kind: "table", Table: "ledger_entries", ArchiveTable: tbl.ArchiveTable, Rows: 100}, tbl)
-	assert.Equal(t, activities.ArchivedObject{Version: 2, Kind: "column", Table: "ledger_entries", Column: "external_reference", ArchiveTable: col.ArchiveTable, Rows: 100}, col)
+	tbl, col := arch["ledger_entries"], arch["payments.external_reference"]
+	assert.Equal(t, activities.ArchivedObject{Version: 1, Kind: "table", Table: "ledger_entries", ArchiveTable: tbl.ArchiveTable, Rows: 50}, tbl)
+	assert.Equal(t, activities.ArchivedObject{Version: 2, Kind: "column", Table: "payments", Column: "external_reference", ArchiveTable: col.ArchiveTable, Rows: 100}, col)
 	assert.True(t, strings.HasPrefix(tbl.ArchiveTable, "rollbook_archive."), tbl.ArchiveTable)
+	assert.True(t, strings.HasPrefix(col.ArchiveTable, "rollbook_archive."), col.ArchiveTable)
 
-	// Every row, with the values the callers sent.
-	var memo string
+	// Every ledger entry v2 booked, with the values the callers sent.
+	var account string
 	var amount int64
-	require.NoError(t, db.QueryRow(`SELECT memo, amount_cents FROM `+tbl.ArchiveTable+` WHERE id = 41`).Scan(&memo, &amount))
-	assert.Equal(t, "v1 memo 41", memo)
-	assert.EqualValues(t, 4100, amount)
+	require.NoError(t, db.QueryRow(`SELECT account_id, amount_cents FROM `+tbl.ArchiveTable+` WHERE payment_id = $1`, paymentID(42)).Scan(&account, &amount))
+	assert.Equal(t, "acct-0", account)
+	assert.EqualValues(t, 4200, amount)
+	assert.Equal(t, 50, countIn(t, db, `SELECT count(DISTINCT payment_id) FROM `+tbl.ArchiveTable+` WHERE payment_id IN (SELECT id FROM payments)`),
+		"one entry per v2 payment, each naming a live payment")
+	// Every payment's external_reference: v2's filled, v1's null.
 	var n, distinct, refs int
 	require.NoError(t, db.QueryRow(`SELECT count(*), count(DISTINCT id), count(external_reference) FROM `+col.ArchiveTable).Scan(&n, &distinct, &refs))
 	assert.Equal(t, []int{100, 100, 50}, []int{n, distinct, refs})
 	var ref string
-	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+col.ArchiveTable+` WHERE id = 42`).Scan(&ref))
+	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+col.ArchiveTable+` WHERE id = $1`, paymentID(42)).Scan(&ref))
 	assert.Equal(t, "v2-ref-42", ref)
+	var v1ref sql.NullString
+	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+col.ArchiveTable+` WHERE id = $1`, paymentID(41)).Scan(&v1ref))
+	assert.False(t, v1ref.Valid, "v1 did not write external_reference")
 	// The column archive holds the primary key and the column only.
-	var cols []string
-	rows, err := db.Query(`SELECT column_name FROM information_schema.columns WHERE table_schema = 'rollbook_archive' AND table_name = $1 ORDER BY ordinal_position`,
-		strings.TrimPrefix(col.ArchiveTable, "rollbook_archive."))
-	require.NoError(t, err)
-	for rows.Next() {
-		var c string
-		require.NoError(t, rows.Scan(&c))
-		cols = append(cols, c)
-	}
-	rows.Close()
-	assert.Equal(t, []string{"id", "external_reference"}, cols)
+	assert.Equal(t, []string{"id", "external_reference"},
+		columnNames(t, db, `SELECT column_name FROM information_schema.columns WHERE table_schema = 'rollbook_archive' AND table_name = $1 ORDER BY ordinal_position`,
+			strings.TrimPrefix(col.ArchiveTable, "rollbook_archive.")))
 
 	// The catalog diff of each file, on PostgreSQL, kept in the
 	// compensation record.
@@ -247,14 +334,23 @@ func testArchivePostgres(t *testing.T) {
 	require.Equal(t, "expand-schema", c.Step)
 	assert.Equal(t, []activities.FileObjects{
 		{Version: 1, Created: []activities.CatalogObject{{Kind: "table", Table: "ledger_entries"}}},
-		{Version: 2, Created: []activities.CatalogObject{{Kind: "column", Table: "ledger_entries", Column: "external_reference"}}},
+		{Version: 2, Created: []activities.CatalogObject{{Kind: "column", Table: "payments", Column: "external_reference"}}},
 		{Version: 3},
 	}, c.Migrate.Created)
 	// The result, the step detail and the Web UI say what was kept where.
 	assert.Len(t, c.Preserved, 2)
 	assert.Contains(t, r.Steps[0].Detail, "rollback preserved")
-	assert.Contains(t, r.Steps[0].Detail, "ledger_entries (100 rows) → "+tbl.ArchiveTable)
+	assert.Contains(t, r.Steps[0].Detail, "ledger_entries (50 rows) → "+tbl.ArchiveTable)
+	assert.Contains(t, r.Steps[0].Detail, "payments.external_reference (100 rows) → "+col.ArchiveTable)
 	assert.Contains(t, currentDetails(t, f.service), "Data preserved: payments archived by expand-schema")
+
+	// Bringing the data back: a deployment creates the table and the
+	// column again, the statements of docs/archive.md copy the rows back.
+	out, code = cli(t, "deploy", f.archiveRunbook(archiveRunbook{}), "--version", "v2", "--wait", "--task-queue", archiveQueue)
+	require.Equal(t, 0, code, out)
+	restoreFromArchive(t, db, tbl.ArchiveTable, col.ArchiveTable)
+	assert.Equal(t, 50, countIn(t, db, `SELECT count(*) FROM ledger_entries l JOIN payments p ON p.id = l.payment_id WHERE p.external_reference = 'v2-ref-' || substr(p.id, 5) AND l.amount_cents = p.amount_cents`))
+	assert.Equal(t, 50, countIn(t, db, `SELECT count(*) FROM payments WHERE memo IS NOT NULL AND external_reference IS NULL`), "v1's payments keep their memo")
 }
 
 func testKeepThenSecondDeployment(t *testing.T) {
@@ -263,9 +359,9 @@ func testKeepThenSecondDeployment(t *testing.T) {
 	out, code := f.abortAfterWrites(f.archiveRunbook(archiveRunbook{phase: "expand", approval: true}), db, 100, false)
 	require.Equal(t, 3, code, out)
 	assert.EqualValues(t, 3, schemaVersion(t), "expand keeps the schema")
-	var n int
-	require.NoError(t, db.QueryRow(`SELECT count(*) FROM ledger_entries`).Scan(&n))
-	assert.Equal(t, 100, n, "the rows stay in the live table")
+	assert.Equal(t, 50, countIn(t, db, `SELECT count(*) FROM ledger_entries`), "the ledger entries stay in the live table")
+	assert.Equal(t, 50, countIn(t, db, `SELECT count(*) FROM payments WHERE external_reference LIKE 'v2-ref-%'`), "v2's references stay in the live column")
+	assert.Equal(t, 50, countIn(t, db, `SELECT count(*) FROM payments WHERE memo LIKE 'v1 memo %' AND external_reference IS NULL`))
 	r, depID := deploymentResult(t, f.service)
 	assert.True(t, r.Compensations[0].Kept)
 	assert.Contains(t, r.Compensations[0].Detail, "kept as migrated (onRollback: keep)")
@@ -281,8 +377,7 @@ func testKeepThenSecondDeployment(t *testing.T) {
 	assert.EqualValues(t, 4, schemaVersion(t))
 	r2, _ := deploymentResult(t, f.service)
 	assert.Contains(t, r2.Steps[0].Detail, "schema payments: 3 → 4; created ledger_entries.settled_at")
-	require.NoError(t, db.QueryRow(`SELECT count(*) FROM ledger_entries WHERE settled_at IS NULL`).Scan(&n))
-	assert.Equal(t, 100, n)
+	assert.Equal(t, 50, countIn(t, db, `SELECT count(*) FROM ledger_entries WHERE settled_at IS NULL`))
 }
 
 func testDropPostgres(t *testing.T) {
@@ -295,6 +390,8 @@ func testDropPostgres(t *testing.T) {
 	out, code := f.abortAfterWrites(rb, db, 20, false)
 	require.Equal(t, 3, code, out)
 	assert.False(t, tableExists(t, "ledger_entries"))
+	assert.False(t, columnExists(t, "payments", "external_reference"))
+	assert.Equal(t, 20, countIn(t, db, `SELECT count(*) FROM payments`), "drop reverts the migrations, not the platform's table")
 	r, depID := deploymentResult(t, f.service)
 	assert.Empty(t, archivedByDeployment(t, db, false, depID), "drop preserves nothing")
 	assert.Empty(t, r.Compensations[0].Preserved)
@@ -306,30 +403,50 @@ func testArchiveSQLite(t *testing.T, env *archiveEnv) {
 	db, err := sql.Open("sqlite", env.sqliteFile)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
+	_, err = db.Exec(sqliteBaseSchema)
+	require.NoError(t, err, "creating the base tables in %s", env.sqliteFile)
+	// The same tables and columns as demoschema.sql, which newFixture has
+	// just created in PostgreSQL: the SQLite copy must not drift from it.
+	for _, table := range []string{"payments", "idempotency_keys"} {
+		assert.Equal(t, columnNames(t, openDB(t), `SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position`, table),
+			columnNames(t, db, `SELECT name FROM pragma_table_info(?) ORDER BY cid`, table), "columns of %s: sqliteBaseSchema against internal/devstack/demoschema.sql", table)
+	}
 	out, code := f.abortAfterWrites(f.archiveRunbook(archiveRunbook{database: "local", approval: true}), db, 30, true)
 	require.Equal(t, 3, code, out)
-	var left int
-	require.NoError(t, db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ledger_entries'`).Scan(&left))
-	assert.Zero(t, left, "migrated down")
+	assert.Zero(t, countIn(t, db, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ledger_entries'`), "migrated down")
+	assert.Zero(t, countIn(t, db, `SELECT count(*) FROM pragma_table_info('payments') WHERE name = 'external_reference'`), "migrated down")
+	assert.Equal(t, 30, countIn(t, db, `SELECT count(*) FROM payments`))
+	var memo string
+	require.NoError(t, db.QueryRow(`SELECT memo FROM payments WHERE id = ?`, paymentID(7)).Scan(&memo))
+	assert.Equal(t, "v1 memo 7", memo)
 
 	r, depID := deploymentResult(t, f.service)
 	arch := archivedByDeployment(t, db, true, depID)
 	require.Len(t, arch, 2, "%v", arch)
-	tbl, col := arch["ledger_entries"], arch["ledger_entries.external_reference"]
+	tbl, col := arch["ledger_entries"], arch["payments.external_reference"]
 	assert.True(t, strings.HasPrefix(tbl.ArchiveTable, "rollbook_archive__"), tbl.ArchiveTable)
-	assert.EqualValues(t, 30, tbl.Rows)
+	assert.True(t, strings.HasPrefix(col.ArchiveTable, "rollbook_archive__"), col.ArchiveTable)
+	assert.EqualValues(t, 15, tbl.Rows)
 	assert.EqualValues(t, 30, col.Rows)
-	var memo, ref string
-	require.NoError(t, db.QueryRow(`SELECT memo FROM `+tbl.ArchiveTable+` WHERE id = 7`).Scan(&memo))
-	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+col.ArchiveTable+` WHERE id = 8`).Scan(&ref))
-	assert.Equal(t, "v1 memo 7", memo)
+	var amount int64
+	var ref string
+	require.NoError(t, db.QueryRow(`SELECT amount_cents FROM `+tbl.ArchiveTable+` WHERE payment_id = ?`, paymentID(8)).Scan(&amount))
+	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+col.ArchiveTable+` WHERE id = ?`, paymentID(8)).Scan(&ref))
+	assert.EqualValues(t, 800, amount)
 	assert.Equal(t, "v2-ref-8", ref)
+	assert.Equal(t, 15, countIn(t, db, `SELECT count(external_reference) FROM `+col.ArchiveTable))
 	assert.Len(t, r.Compensations[0].Preserved, 2)
 	assert.Equal(t, []activities.FileObjects{
 		{Version: 1, Created: []activities.CatalogObject{{Kind: "table", Table: "ledger_entries"}}},
-		{Version: 2, Created: []activities.CatalogObject{{Kind: "column", Table: "ledger_entries", Column: "external_reference"}}},
+		{Version: 2, Created: []activities.CatalogObject{{Kind: "column", Table: "payments", Column: "external_reference"}}},
 		{Version: 3},
 	}, r.Compensations[0].Migrate.Created, "the catalog diff on SQLite")
+
+	// The statements of docs/archive.md work on SQLite too.
+	out, code = cli(t, "deploy", f.archiveRunbook(archiveRunbook{database: "local"}), "--version", "v2", "--wait", "--task-queue", archiveQueue)
+	require.Equal(t, 0, code, out)
+	restoreFromArchive(t, db, tbl.ArchiveTable, col.ArchiveTable)
+	assert.Equal(t, 15, countIn(t, db, `SELECT count(*) FROM ledger_entries l JOIN payments p ON p.id = l.payment_id WHERE p.external_reference = 'v2-ref-' || substr(p.id, 5) AND l.amount_cents = p.amount_cents`))
 }
 
 func testUnwritableArchive(t *testing.T) {
@@ -340,7 +457,7 @@ func testUnwritableArchive(t *testing.T) {
 	admin := db
 	a := startCLI(t, "deploy", f.archiveRunbook(archiveRunbook{approval: true}), "--version", "v2", "--wait", "--task-queue", archiveQueue)
 	waitPhase(t, f.service, workflows.PhasePaused, 90*time.Second)
-	writeLedger(t, db, 1, 10, false)
+	writePayments(t, db, 1, 10, false)
 	// The archive cannot be written, as with a full disk: the database
 	// refuses to create the archive tables.
 	_, err := admin.Exec(`CREATE OR REPLACE FUNCTION rollbook_e2e_deny_archive() RETURNS event_trigger LANGUAGE plpgsql AS $$
@@ -361,10 +478,9 @@ CREATE EVENT TRIGGER rollbook_e2e_deny_archive ON ddl_command_start WHEN TAG IN 
 	// File 3 (an index) had nothing to preserve and was reverted; file 2's
 	// column could not be archived, so its Down did not run.
 	assert.EqualValues(t, 2, schemaVersion(t), "no Down without its archive")
-	assert.True(t, columnExists(t, "ledger_entries", "external_reference"))
-	var n int
-	require.NoError(t, db.QueryRow(`SELECT count(*) FROM ledger_entries`).Scan(&n))
-	assert.Equal(t, 10, n)
+	assert.True(t, columnExists(t, "payments", "external_reference"))
+	assert.Equal(t, 5, countIn(t, db, `SELECT count(external_reference) FROM payments`))
+	assert.Equal(t, 5, countIn(t, db, `SELECT count(*) FROM ledger_entries`))
 
 	// The operator frees the disk and retries: archive, then Down.
 	dropTrigger()
@@ -375,7 +491,8 @@ CREATE EVENT TRIGGER rollbook_e2e_deny_archive ON ddl_command_start WHEN TAG IN 
 	assert.EqualValues(t, 0, schemaVersion(t))
 	_, depID := deploymentResult(t, f.service)
 	arch := archivedByDeployment(t, db, false, depID)
-	assert.EqualValues(t, 10, arch["ledger_entries"].Rows)
+	assert.EqualValues(t, 5, arch["ledger_entries"].Rows)
+	assert.EqualValues(t, 10, arch["payments.external_reference"].Rows)
 }
 
 // workerProcess is a rollbook worker binary run by the test, stopped by PID.
@@ -472,7 +589,7 @@ func TestArchiveCrashBetweenPreserveAndDown(t *testing.T) {
 	first := startWorkerProcess(t, bin, cfgPath, "archived2:MigrateDown@expand-schema")
 	a := startCLI(t, "deploy", f.archiveRunbook(archiveRunbook{approval: true}), "--version", "v2", "--wait", "--task-queue", queue)
 	waitPhase(t, f.service, workflows.PhasePaused, 90*time.Second)
-	writeLedger(t, db, 1, 40, false)
+	writePayments(t, db, 1, 40, false)
 	out2, code := cli(t, "abort", f.service, "--reason", "bad canary")
 	require.Equal(t, 0, code, out2)
 
@@ -484,30 +601,41 @@ func TestArchiveCrashBetweenPreserveAndDown(t *testing.T) {
 	}
 	first.kill()
 	// The column's values are archived, its Down has not run.
-	assert.True(t, columnExists(t, "ledger_entries", "external_reference"))
-	// Writes while no worker runs: new rows and a changed value.
-	writeLedger(t, db, 41, 10, false)
-	_, err = db.Exec(`UPDATE ledger_entries SET external_reference = 'changed-after-archive' WHERE id = 2`)
+	assert.True(t, columnExists(t, "payments", "external_reference"))
+	assert.True(t, tableExists(t, "ledger_entries"))
+	// Writes while no worker runs: new payments (v1 and v2) and a changed
+	// reference.
+	writePayments(t, db, 41, 10, false)
+	_, err = db.Exec(`UPDATE payments SET external_reference = 'changed-after-archive' WHERE id = $1`, paymentID(2))
 	require.NoError(t, err)
 
 	startWorkerProcess(t, bin, cfgPath, "")
 	out3, code := a.wait(t, 3*time.Minute)
 	require.Equal(t, 3, code, out3)
 	assert.EqualValues(t, 0, schemaVersion(t))
+	assert.Equal(t, 50, countIn(t, db, `SELECT count(*) FROM payments`))
 
 	_, depID := deploymentResult(t, f.service)
 	arch := archivedByDeployment(t, db, false, depID)
 	require.Len(t, arch, 2, "%v", arch)
-	for _, o := range arch {
+	// Every row, those written between the archive and the Down included,
+	// none twice: 25 ledger entries (the even payments), 50 references.
+	for key, want := range map[string]struct {
+		id   string
+		rows int
+	}{"ledger_entries": {"payment_id", 25}, "payments.external_reference": {"id", 50}} {
+		o := arch[key]
 		var n, distinct int
-		require.NoError(t, db.QueryRow(`SELECT count(*), count(DISTINCT id) FROM `+o.ArchiveTable).Scan(&n, &distinct))
-		assert.Equal(t, 50, n, "%s: every row, those written between the archive and the Down included", o.ArchiveTable)
-		assert.Equal(t, 50, distinct, "%s: no duplicates", o.ArchiveTable)
-		assert.EqualValues(t, 50, o.Rows)
+		require.NoError(t, db.QueryRow(`SELECT count(*), count(DISTINCT `+want.id+`) FROM `+o.ArchiveTable).Scan(&n, &distinct))
+		assert.Equal(t, want.rows, n, "%s: every row, those written between the archive and the Down included", o.ArchiveTable)
+		assert.Equal(t, want.rows, distinct, "%s: no duplicates", o.ArchiveTable)
+		assert.EqualValues(t, want.rows, o.Rows, key)
 	}
+	col := arch["payments.external_reference"].ArchiveTable
 	var ref string
-	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+arch["ledger_entries.external_reference"].ArchiveTable+` WHERE id = 2`).Scan(&ref))
+	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+col+` WHERE id = $1`, paymentID(2)).Scan(&ref))
 	assert.Equal(t, "changed-after-archive", ref, "the latest value is archived")
-	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+arch["ledger_entries.external_reference"].ArchiveTable+` WHERE id = 44`).Scan(&ref))
+	require.NoError(t, db.QueryRow(`SELECT external_reference FROM `+col+` WHERE id = $1`, paymentID(44)).Scan(&ref))
 	assert.Equal(t, "v2-ref-44", ref)
+	assert.Equal(t, 1, countIn(t, db, `SELECT count(*) FROM `+arch["ledger_entries"].ArchiveTable+` WHERE payment_id = $1`, paymentID(44)))
 }
