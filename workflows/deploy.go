@@ -93,9 +93,9 @@ type deployment struct {
 // every mutating step, verification in the workflow, and a durable rollback
 // in reverse order when anything fails or an operator aborts.
 func Deploy(ctx workflow.Context, in Input) (Result, error) {
-	if err := in.Check(); err != nil {
-		// Nothing has been touched yet: refuse the bundle as a whole.
-		return Result{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("invalid bundle: %v", err), ErrTypeInvalidBundle, nil)
+	refusal, err := checkBundle(ctx, &in)
+	if err != nil {
+		return Result{}, err
 	}
 	if err := checkResume(&in); err != nil {
 		return Result{}, err
@@ -140,7 +140,11 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 		d.startAnalysis(fwd, d.rb.Analysis, r.Analysis)
 	}
 
-	err = d.forward(fwd, from, in.Resume)
+	if refusal != nil {
+		err = refusal
+	} else {
+		err = d.forward(fwd, from, in.Resume)
+	}
 	if errors.Is(err, errContinueAsNew) {
 		// Yield once so the signal coroutine handles every signal that
 		// already arrived: an abort must not be carried away by the hop.
