@@ -268,8 +268,10 @@ type Check struct {
 	// consecutive successful measurements; otherwise it runs for the whole
 	// verify duration.
 	SuccessThreshold int `json:"successThreshold,omitempty"`
-	// InconclusiveLimit is how many "not enough data" results a compare
-	// check may give before it counts them as a failure (default 3).
+	// InconclusiveLimit, when set, is how many "not enough data" results
+	// (a router or compare check with too little traffic) are tolerated;
+	// one more fails the check. Default 0: no limit, but an inconclusive
+	// result never counts as a pass.
 	InconclusiveLimit int `json:"inconclusiveLimit,omitempty"`
 
 	HTTP       *HTTPCheck       `json:"http,omitempty"`
