@@ -290,8 +290,10 @@ func (d *demo) snapshot() snapshot {
 	// No goose table yet means version 0, as goose itself reports it.
 	_ = d.db.QueryRow(`SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&v)
 	s.schema = strconv.FormatInt(v.Int64, 10)
-	rows, err := d.db.Query(`SELECT table_name || '.' || column_name || ' ' || data_type FROM information_schema.columns WHERE table_schema = 'public'
-		UNION ALL SELECT 'index ' || indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1`)
+	// goose's own table is bookkeeping, reported as the schema version above.
+	rows, err := d.db.Query(`SELECT table_name || '.' || column_name || ' ' || data_type FROM information_schema.columns
+			WHERE table_schema = 'public' AND table_name <> 'goose_db_version'
+		UNION ALL SELECT 'index ' || indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename <> 'goose_db_version' ORDER BY 1`)
 	if err == nil {
 		for rows.Next() {
 			var line string

@@ -12,7 +12,8 @@
 //     result is not yet reported to Temporal: the retry on the next worker
 //     tests idempotency), or "mid<k>" (inside a migration activity, after
 //     its k-th migration file has been applied and committed, before the
-//     next one starts).
+//     next one starts; inside a release activity, mid1 is after its deploy
+//     finished, before the health wait).
 //   - activity: the activity type, for example MigrateUp, CaptureKV,
 //     SetWeights, RestoreWeights, Measure.
 //   - step: only calls for that runbook step (the "step" of the activity's
@@ -219,6 +220,13 @@ func MigrationFileDone(ctx context.Context) {
 		crash(c)
 	}
 }
+
+// DeployDone is called by the release activities (ApplyRelease,
+// RestoreRelease) once their deploy has finished, before they wait for the
+// target's health; with a mid1 point armed for this call it does not return:
+// the target runs the new version, and the retry on the next worker must
+// recognise it.
+func DeployDone(ctx context.Context) { MigrationFileDone(ctx) }
 
 // crash announces the point and waits to be killed.
 func crash(c *call) {
