@@ -237,7 +237,9 @@ func TestE2ERevertPromotedDeployment(t *testing.T) {
 	f := newFixture(t, "e2e-revert-promoted")
 	releaseBaseline(t, "v1", "v1")
 	putKV(t, f.prefix+"config/version", "1")
+	l := startLoad(t, 60) // the canary's router check needs requests
 	_, code, out := deployResult(t, f.promotionRunbook(), "v5")
+	l.Stop()
 	require.Equal(t, 0, code, out)
 	require.Equal(t, "v5 / v5", targetVersions(t))
 
@@ -246,7 +248,7 @@ func TestE2ERevertPromotedDeployment(t *testing.T) {
 	assert.Contains(t, out, "v1")
 	assert.Equal(t, "v5 / v5", targetVersions(t), "a dry run changes nothing")
 
-	l := startLoad(t, 60)
+	l = startLoad(t, 60)
 	out, code = cli(t, "revert", f.service, "--wait", "--reason", "e2e: revert a promotion")
 	c, _, _ := l.Load.Stop()
 	require.Equal(t, 0, code, out)
