@@ -144,6 +144,10 @@ func RunSupervisor(ctx context.Context, cfg SupervisorConfig) error {
 		return fmt.Errorf("release supervisor: %w", err)
 	}
 	defer os.Remove(sock)
+	// Only this user (the worker's commands run as it) may release.
+	if err := os.Chmod(sock, 0o600); err != nil {
+		return fmt.Errorf("release supervisor: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /targets/{target}", sv.handleGet)
 	mux.HandleFunc("GET /targets/{target}/health", sv.handleHealth)
