@@ -13,6 +13,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/rollbook/rollbook/internal/faults"
 	"github.com/rollbook/rollbook/internal/release"
 	"github.com/rollbook/rollbook/runbook"
 )
@@ -180,6 +181,7 @@ func (r *Release) ApplyRelease(ctx context.Context, in ApplyReleaseInput) (Relea
 		if err := t.Driver.Deploy(ctx, req); err != nil {
 			return res, releaseError(fmt.Sprintf("releasing %s onto target %s", in.Version, in.Target), err, true)
 		}
+		faults.DeployDone(ctx) // the crash campaign's mid1:ApplyRelease; a no-op otherwise
 	}
 	if err := release.WaitHealthy(ctx, t.Driver, t.Name, in.Version, p.set); err != nil {
 		return res, releaseError(fmt.Sprintf("released %s onto target %s", in.Version, in.Target), err, true)
@@ -234,6 +236,7 @@ func (r *Release) RestoreRelease(ctx context.Context, in RestoreReleaseInput) (R
 	if err := t.Driver.Deploy(ctx, req); err != nil {
 		return RestoreResult{}, releaseError(fmt.Sprintf("putting %s back onto target %s", want, in.Target), err, false)
 	}
+	faults.DeployDone(ctx) // the crash campaign's mid1:RestoreRelease; a no-op otherwise
 	if err := release.WaitHealthy(ctx, t.Driver, t.Name, want, p.set); err != nil {
 		return RestoreResult{}, releaseError(fmt.Sprintf("put %s back onto target %s", want, in.Target), err, false)
 	}

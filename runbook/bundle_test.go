@@ -82,7 +82,7 @@ func TestBundleTamper(t *testing.T) {
 		},
 		{
 			name:   "weights",
-			change: func(b *Bundle) { b.Runbook.Steps[2].Traffic.Weights = map[string]int{"stable": 0, "canary": 100} },
+			change: func(b *Bundle) { b.Runbook.Steps[3].Traffic.Weights = map[string]int{"stable": 0, "canary": 100} },
 		},
 		{
 			name:   "version",

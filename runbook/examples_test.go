@@ -3,6 +3,7 @@ package runbook
 import (
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -100,7 +101,17 @@ func TestPaymentsExample(t *testing.T) {
 			weights = append(weights, s.Traffic.Weights["canary"])
 		}
 	}
-	if len(weights) != 3 || weights[0] != 10 || weights[1] != 50 || weights[2] != 100 {
-		t.Errorf("canary weights = %v, want [10 50 100]", weights)
+	// 10/50/100 on the canary, then back to the promoted stable.
+	if len(weights) != 4 || weights[0] != 10 || weights[1] != 50 || weights[2] != 100 || weights[3] != 0 {
+		t.Errorf("canary weights = %v, want [10 50 100 0]", weights)
+	}
+	var promotion []string
+	for _, p := range Plan(&b.Runbook) {
+		if p.Promotion {
+			promotion = append(promotion, p.Name)
+		}
+	}
+	if strings.Join(promotion, ",") != "promote-stable,stable-100" {
+		t.Errorf("promotion steps in the plan = %v, want promote-stable, stable-100", promotion)
 	}
 }

@@ -24,6 +24,10 @@ type PlanStep struct {
 	// PointOfNoReturn marks the first irreversible step: once it is applied,
 	// earlier compensations are discarded and failures wait for a human.
 	PointOfNoReturn bool `json:"pointOfNoReturn,omitempty"`
+	// Promotion marks the steps of a promotion (Argo Rollouts' model): the
+	// release onto a route's stable target after its canary took 100 %, and
+	// the traffic step that moves the route back to stable.
+	Promotion bool `json:"promotion,omitempty"`
 }
 
 // Plan lists the steps of a (valid) runbook with their forward action and
@@ -31,14 +35,34 @@ type PlanStep struct {
 func Plan(rb *Runbook) []PlanStep {
 	out := make([]PlanStep, 0, len(rb.Steps))
 	pivot := false
+	// The latest weights each route's traffic steps set, and the routes
+	// whose stable target got the new version (promoted).
+	weights := map[string]map[string]int{}
+	promoted := map[string]bool{}
 	for _, s := range rb.Steps {
 		ps := PlanStep{Name: s.Name, Kind: s.Kind(), Irreversible: s.Irreversible}
 		ps.Forward, ps.Compensation = describeStep(rb, s)
-		if s.Migrate != nil && !s.Irreversible {
+		switch {
+		case s.Migrate != nil && !s.Irreversible:
 			ps.OnRollback = s.Migrate.RollbackPolicy()
 			if ps.OnRollback == OnRollbackDrop {
 				ps.DataDestroying = true
 				ps.Warning = fmt.Sprintf("onRollback: drop DESTROYS DATA: a rollback runs the Down sections of %s without preserving anything; rows written into the tables and columns these migrations create (by the canary, during the deployment) are lost. Use archive (the default outside expand) to keep them in the %s schema", s.Migrate.Dir, "rollbook_archive")
+			}
+		case s.Release != nil:
+			for _, r := range rb.Routes {
+				if w := weights[r.Name]; r.Stable == s.Release.Target && w != nil && w[r.Canary] == 100 {
+					promoted[r.Name], ps.Promotion = true, true
+					ps.Forward += fmt.Sprintf(" — promotion: route %s sends 100 %% to its canary (%s) and nothing to stable", r.Name, r.Canary)
+				}
+			}
+		case s.Traffic != nil:
+			weights[s.Traffic.Route] = s.Traffic.Weights
+			for _, r := range rb.Routes {
+				if r.Name == s.Traffic.Route && promoted[r.Name] && s.Traffic.Weights[r.Stable] == 100 {
+					ps.Promotion = true
+					ps.Forward += fmt.Sprintf(" — promotion: route %s back on the promoted stable (%s); the canary (%s) stays idle at the same version", r.Name, r.Stable, r.Canary)
+				}
 			}
 		}
 		if s.Irreversible {

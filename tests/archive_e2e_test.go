@@ -9,16 +9,13 @@ package tests
 // duplicates nothing.
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +27,6 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/rollbook/rollbook/activities"
-	"github.com/rollbook/rollbook/internal/faults"
 	"github.com/rollbook/rollbook/internal/worker"
 	"github.com/rollbook/rollbook/workflows"
 )
@@ -493,77 +489,6 @@ CREATE EVENT TRIGGER rollbook_e2e_deny_archive ON ddl_command_start WHEN TAG IN 
 	arch := archivedByDeployment(t, db, false, depID)
 	assert.EqualValues(t, 5, arch["ledger_entries"].Rows)
 	assert.EqualValues(t, 10, arch["payments.external_reference"].Rows)
-}
-
-// workerProcess is a rollbook worker binary run by the test, stopped by PID.
-type workerProcess struct {
-	cmd     *exec.Cmd
-	reached chan string
-	started chan struct{}
-	done    chan struct{}
-}
-
-func startWorkerProcess(t *testing.T, bin, cfg, point string) *workerProcess {
-	t.Helper()
-	cmd := exec.Command(bin, "-config", cfg)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, faults.EnvPoint+"=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	if point != "" {
-		cmd.Env = append(cmd.Env, faults.EnvPoint+"="+point, faults.EnvWait+"=90s")
-	}
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	w := &workerProcess{cmd: cmd, reached: make(chan string, 1), started: make(chan struct{}), done: make(chan struct{})}
-	var once sync.Once
-	scan := func(r io.Reader, name string) {
-		s := bufio.NewScanner(r)
-		s.Buffer(make([]byte, 1<<20), 1<<20)
-		for s.Scan() {
-			line := s.Text()
-			if strings.HasPrefix(line, faults.Marker) {
-				select {
-				case w.reached <- line:
-				default:
-				}
-			}
-			if strings.Contains(line, "rollbook worker started") {
-				once.Do(func() { close(w.started) })
-			}
-			if os.Getenv("ROLLBOOK_E2E_VERBOSE") != "" {
-				t.Logf("worker %d %s: %s", cmd.Process.Pid, name, line)
-			}
-		}
-	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); scan(stdout, "stdout") }()
-	go func() { defer wg.Done(); scan(stderr, "stderr") }()
-	go func() { wg.Wait(); _ = cmd.Wait(); close(w.done) }()
-	t.Cleanup(w.kill)
-	select {
-	case <-w.started:
-	case <-w.done:
-		t.Fatalf("worker %v exited at start", cmd.Args)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("worker did not start within 60 s")
-	}
-	return w
-}
-
-func (w *workerProcess) kill() {
-	select {
-	case <-w.done:
-		return
-	default:
-	}
-	_ = w.cmd.Process.Kill() // SIGKILL, by PID
-	<-w.done
 }
 
 // A worker killed after file 2's column values were archived and before

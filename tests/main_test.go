@@ -63,6 +63,15 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "e2e: ROLLBOOK_STACK_ENV=%s but no live stack there: %v (run `make stack-up`, or unset it to start a private stack)\n", envFile, err)
 			return 1
 		}
+		// The tests expect a private stack's versions (stable v1, canary v2); `make stack-up`
+		// starts the canary idle at v1, and `make demo` leaves both at v2.
+		rc := devstack.NewReleaseClient(stack.Dir)
+		for target, v := range map[string]string{devstack.StableServer: "v1", devstack.CanaryServer: "v2"} {
+			if _, err := rc.Deploy(ctx, target, devstack.DeployRequest{Version: v}); err != nil {
+				fmt.Fprintf(os.Stderr, "e2e: putting %s on the attached stack's %s target: %v\n", v, target, err)
+				return 1
+			}
+		}
 	} else {
 		stack, err = devstack.Start(ctx, devstack.Options{Dir: filepath.Join(tmp, "stack"), RemoveOnStop: true, ModuleRoot: repoRoot, Log: os.Stderr})
 		if err != nil {

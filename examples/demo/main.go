@@ -1,14 +1,22 @@
 // Command demo is `make demo`: on the dev stack (make stack-up) it starts a
 // rollbook worker, sends mixed client load through HAProxy (reads, payments
-// created with an Idempotency-Key, a few without), runs a good deployment of
-// runbooks/payments-api.yaml (succeeds) and a bad one (the canary starts
-// failing reads and writes, some writes after committing → verification
-// fails → automatic rollback, migrations included), and prints what
-// happened: outcomes, time from failure to traffic restored, schema / keys /
-// weights before and after, client errors by kind, every acknowledged write
-// looked for in the database (live or in the rollback's archive), what the
-// rollback preserved, and the Web UI links. The stack keeps running for
-// inspection.
+// created with an Idempotency-Key, a few without) and runs two deployments of
+// runbooks/payments-api.yaml, one on top of the other, with nothing reset in
+// between:
+//
+//  1. v2 (healthy): expand migration, flags, v2 released onto the idle
+//     canary, 10/50/100 %, promoted (v2 released onto stable, traffic back to
+//     stable, the canary idle at v2), contract migration: succeeded;
+//  2. v3 (bad: the versions table of examples/dev-worker.yaml releases it with
+//     half its reads and writes failing): released onto the canary, fails
+//     verification at 10 %, rolled back: v2 on every server again.
+//
+// It prints what happened: outcomes, time from the bad version taking traffic
+// to traffic restored, each deployment against the state just before it
+// (versions per server, schema version and shape, keys, weights), client
+// errors by kind, every acknowledged write looked for in the database (live
+// or in a rollback's archive), and the Web UI links. The stack keeps running;
+// HAProxy answers from v2.
 package main
 
 import (
@@ -19,9 +27,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,19 +106,17 @@ func run(envFile, runbookPath string, rps int) error {
 	}
 	defer stopWorker()
 
-	if err := d.reset(); err != nil {
-		return fmt.Errorf("resetting the demo state: %w", err)
-	}
 	if d.obs, err = haproxywatch.Start(st.HAProxySocket, devstack.Backend, 5*time.Millisecond); err != nil {
 		return err
 	}
 	defer d.obs.Stop()
 
-	fmt.Printf("== rollbook demo: %d requests/s through HAProxy at %s (reads, writes with an Idempotency-Key, a few without) ==\n\n", rps, st.HAProxyURL)
+	fmt.Printf("== rollbook demo: %d requests/s through HAProxy at %s (reads, writes with an Idempotency-Key, a few without) ==\n", rps, st.HAProxyURL)
+	fmt.Println("Nothing is reset: each deployment starts from the state the previous one left.")
 
-	// 1. A good release.
+	// 1. A good release: v2 onto the canary, 10/50/100 %, promoted onto stable, contract.
 	goodBefore := d.snapshot()
-	fmt.Println("-- deployment 1: payments-api v2 (healthy canary) --")
+	fmt.Printf("\n-- deployment 1: payments-api v2 (healthy), starting from %s --\n", goodBefore.versions)
 	load := d.startLoad()
 	goodCode, goodOut := d.deploy(runbookPath, "v2")
 	good := load.Stop()
@@ -118,64 +126,52 @@ func run(envFile, runbookPath string, rps int) error {
 		return err
 	}
 
-	// Back to the starting point (an empty schema at version 0), so the second deployment
-	// shows a full rollback of schema, keys and weights. The writes of deployment 1 were
-	// checked just above; the reset empties the tables.
-	if err := d.reset(); err != nil {
-		return fmt.Errorf("resetting between deployments: %w", err)
-	}
-
-	// 2. A bad release: the canary starts failing once it takes traffic.
+	// 2. A bad release on top of it: v3 fails half of its reads and writes from its first
+	// request (the versions table of examples/dev-worker.yaml chose that when it was released).
 	badBefore := d.snapshot()
-	fmt.Println("\n-- deployment 2: payments-api v3 (the canary starts returning errors) --")
-	badCh := make(chan time.Time, 1)
+	fmt.Printf("\n-- deployment 2: payments-api v3 (bad: fails half its requests), starting from %s --\n", badBefore.versions)
+	started := time.Now()
 	load = d.startLoad()
-	go func() {
-		for d.obs.Current().Canary == 0 {
-			time.Sleep(2 * time.Millisecond)
-		}
-		// v2 code on the canary writes its way (external_reference, ledger entries) for a
-		// moment, then fails half its requests; failing writes fail before or after their
-		// commit, alternately.
-		time.Sleep(time.Second)
-		setBad(st.DemoCanaryURL, 0.5)
-		at := time.Now()
-		fmt.Printf("   %s   demo: canary v3 now fails 50%% of requests (writes before and after committing)\n", at.Format("15:04:05"))
-		badCh <- at
-	}()
 	badCode, badOut := d.deploy(runbookPath, "v3")
 	bad := load.Stop()
 	badAfter := d.snapshot()
-	setBad(st.DemoCanaryURL, 0)
 	badWrites, err := writecheck.Check(context.Background(), st.PGDSN, bad.Acks)
 	if err != nil {
 		return err
 	}
-	var badAt, restoredAt time.Time
-	select {
-	case badAt = <-badCh:
-	default: // the canary never took traffic
-	}
+	// v3 misbehaves from the moment the canary takes traffic.
+	badAt := d.obs.FirstAfter(started, func(w haproxywatch.Weights) bool { return w.Canary > 0 })
+	var restoredAt time.Time
 	if !badAt.IsZero() {
 		restoredAt = d.obs.FirstAfter(badAt, func(w haproxywatch.Weights) bool { return w.Canary == 0 })
 	}
+	frontend, frontendErr := frontendVersions(st.HAProxyURL, 20)
 
 	fmt.Println("\n== report ==")
 	fmt.Printf("deployment 1 (v2): exit %d, outcome %s\n", goodCode, outcome(goodOut))
 	fmt.Printf("deployment 2 (v3): exit %d, outcome %s\n", badCode, outcome(badOut))
 	if !badAt.IsZero() && !restoredAt.IsZero() {
-		fmt.Printf("failure started → traffic back on stable: %s (observer polling HAProxy every 5 ms)\n", restoredAt.Sub(badAt).Round(time.Millisecond))
+		fmt.Printf("v3 took traffic → traffic back on stable: %s (observer polling HAProxy every 5 ms)\n", restoredAt.Sub(badAt).Round(time.Millisecond))
 	}
-	fmt.Printf("\n%-34s %-28s %-28s %-28s\n", "", "before", "after v2 (succeeded)", "after v3 (rolled back)")
-	fmt.Printf("%-34s %-28s %-28s %-28s\n", "schema version (payments)", goodBefore.schema, goodAfter.schema, badAfter.schema)
-	fmt.Printf("%-34s %-28s %-28s %-28s\n", "HAProxy weights stable/canary", goodBefore.weights, goodAfter.weights, badAfter.weights)
+	row := func(name, a, b, c string) { fmt.Printf("%-34s %-26s %-26s %-26s\n", name, a, b, c) }
+	fmt.Println()
+	row("", "before v2", "after v2 (= before v3)", "after v3 (rolled back)")
+	row("version on stable / canary", goodBefore.versions, goodAfter.versions, badAfter.versions)
+	row("schema version (payments)", goodBefore.schema, goodAfter.schema, badAfter.schema)
+	row("schema shape (columns, indexes)", goodBefore.shapeSummary(), goodAfter.shapeSummary(), badAfter.shapeSummary())
+	row("HAProxy weights stable/canary", goodBefore.weights, goodAfter.weights, badAfter.weights)
 	for _, k := range unionKeys(goodBefore.keys, goodAfter.keys, badAfter.keys) {
-		fmt.Printf("%-34s %-28s %-28s %-28s\n", strings.TrimPrefix(k, keyPrefix), val(goodBefore.keys, k), val(goodAfter.keys, k), val(badAfter.keys, k))
+		row(strings.TrimPrefix(k, keyPrefix), val(goodBefore.keys, k), val(goodAfter.keys, k), val(badAfter.keys, k))
+	}
+	goodDiffs := goodBefore.diff(goodAfter)
+	fmt.Printf("\ndeployment 1 changed (against the state just before it): %d", len(goodDiffs))
+	for _, d := range goodDiffs {
+		fmt.Printf("\n  %s", d)
 	}
 	diffs := badBefore.diff(badAfter)
-	fmt.Printf("\ndifferences after the rollback: %d", len(diffs))
-	if len(diffs) > 0 {
-		fmt.Printf(" (%s)", strings.Join(diffs, "; "))
+	fmt.Printf("\ndeployment 2 changed (against the state just before it, after its rollback): %d", len(diffs))
+	for _, d := range diffs {
+		fmt.Printf("\n  %s", d)
 	}
 	fmt.Println()
 	for _, p := range []struct {
@@ -195,12 +191,13 @@ func run(envFile, runbookPath string, rps int) error {
 		goodWrites.Acknowledged+badWrites.Acknowledged, goodWrites.Lost+badWrites.Lost, goodWrites.Duplicated+badWrites.Duplicated)
 	fmt.Println("\nwhat the rollback of deployment 2 preserved (rollbook_archive.archives):")
 	if len(badWrites.Archives) == 0 {
-		fmt.Println("  nothing archived")
+		fmt.Println("  nothing archived (v3 brought no migration of its own: its expand step found the schema already there)")
 	}
 	for _, a := range badWrites.Archives {
 		fmt.Println("  " + a.String())
 	}
 	fmt.Printf("  %d acknowledged writes of deployment 2 were found only with the archive\n", badWrites.FoundInArchive)
+	fmt.Printf("\nthrough HAProxy now: X-Rollbook-Version %s\n", frontend)
 	fmt.Println("\nWeb UI:")
 	for _, o := range []string{goodOut, badOut} {
 		if l := webLink(o); l != "" {
@@ -208,14 +205,24 @@ func run(envFile, runbookPath string, rps int) error {
 		}
 	}
 	fmt.Printf("  all deployments: %s/namespaces/default/workflows?query=RollbookService%%3D%%22%s%%22\n", st.WebUI, service)
-	fmt.Println("\nThe stack keeps running for inspection; stop it with `make stack-down`.")
-	if goodCode != 0 || badCode != 2 || len(diffs) > 0 {
-		return fmt.Errorf("unexpected result: exit codes %d and %d (want 0 and 2), %d differences after rollback", goodCode, badCode, len(diffs))
+	fmt.Println("\nThe stack keeps running (stable v2, canary idle); stop it with `make stack-down`.")
+	var problems []string
+	if goodCode != 0 || badCode != 2 {
+		problems = append(problems, fmt.Sprintf("exit codes %d and %d (want 0 and 2)", goodCode, badCode))
 	}
-	if err := errors.Join(goodWrites.Require(), badWrites.Require()); err != nil {
-		return err
+	if len(diffs) > 0 {
+		problems = append(problems, fmt.Sprintf("%d differences after the rollback of deployment 2", len(diffs)))
 	}
-	return nil
+	if goodAfter.versions != "v2 / v2" {
+		problems = append(problems, "after deployment 1 the targets run "+goodAfter.versions+", want v2 / v2 (promoted, canary idle)")
+	}
+	if frontendErr != nil || frontend != "v2" {
+		problems = append(problems, fmt.Sprintf("HAProxy answers from %s (%v), want v2 only", frontend, frontendErr))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("unexpected result: %s", strings.Join(problems, "; "))
+	}
+	return errors.Join(goodWrites.Require(), badWrites.Require())
 }
 
 // deploy runs `rollbook deploy --wait` in-process, echoing its output.
@@ -266,36 +273,38 @@ func (d *demo) startLoad() *loadgen.MixedLoad {
 	return loadgen.StartMixed(loadgen.Mix{BaseURL: d.stack.HAProxyURL, Rate: d.rps})
 }
 
-// reset puts the demo's slice of the stack in its starting state: the
-// payments database at version 0 with empty tables and no archive, the
-// flags off, all traffic on stable, the canary healthy.
-func (d *demo) reset() error {
-	if err := devstack.ResetDemoSchema(context.Background(), d.stack.PGDSN); err != nil {
-		return err
-	}
-	if _, err := d.kv.KV().DeleteTree(keyPrefix, nil); err != nil {
-		return err
-	}
-	if _, err := d.kv.KV().Put(&consulapi.KVPair{Key: keyPrefix + "config/version", Value: []byte("1")}, nil); err != nil {
-		return err
-	}
-	setBad(d.stack.DemoCanaryURL, 0)
-	_, err := d.stack.HAProxyCommand("set server payments_api/stable weight 100; set server payments_api/canary weight 0")
-	return err
-}
-
 type snapshot struct {
-	schema  string
+	versions string // "stable / canary", what each server's /healthz reports
+	schema   string
+	// shape is the payments database's public schema: "table.column type" and "index name"
+	// lines, so that "exactly what v2 left" is checked column by column.
+	shape   []string
 	weights string
 	keys    map[string]string
 }
 
 func (d *demo) snapshot() snapshot {
 	s := snapshot{keys: map[string]string{}}
+	s.versions = serverVersion(d.stack.DemoStableURL) + " / " + serverVersion(d.stack.DemoCanaryURL)
 	var v sql.NullInt64
 	// No goose table yet means version 0, as goose itself reports it.
 	_ = d.db.QueryRow(`SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&v)
 	s.schema = strconv.FormatInt(v.Int64, 10)
+	// goose's own table is bookkeeping, reported as the schema version above.
+	rows, err := d.db.Query(`SELECT table_name || '.' || column_name || ' ' || data_type FROM information_schema.columns
+			WHERE table_schema = 'public' AND table_name <> 'goose_db_version'
+		UNION ALL SELECT 'index ' || indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename <> 'goose_db_version' ORDER BY 1`)
+	if err == nil {
+		for rows.Next() {
+			var line string
+			if rows.Scan(&line) == nil {
+				s.shape = append(s.shape, line)
+			}
+		}
+		rows.Close()
+	} else {
+		s.shape = []string{"(unreadable: " + err.Error() + ")"}
+	}
 	w := d.obs.Current()
 	s.weights = fmt.Sprintf("%d / %d", w.Stable, w.Canary)
 	pairs, _, err := d.kv.KV().List(keyPrefix, nil)
@@ -307,10 +316,33 @@ func (d *demo) snapshot() snapshot {
 	return s
 }
 
+func (s snapshot) shapeSummary() string {
+	idx := 0
+	for _, l := range s.shape {
+		if strings.HasPrefix(l, "index ") {
+			idx++
+		}
+	}
+	return fmt.Sprintf("%d columns, %d indexes", len(s.shape)-idx, idx)
+}
+
 func (s snapshot) diff(o snapshot) []string {
 	var d []string
+	if s.versions != o.versions {
+		d = append(d, "versions (stable / canary) "+s.versions+" → "+o.versions)
+	}
 	if s.schema != o.schema {
-		d = append(d, "schema "+s.schema+" → "+o.schema)
+		d = append(d, "schema version "+s.schema+" → "+o.schema)
+	}
+	for _, l := range s.shape {
+		if !slices.Contains(o.shape, l) {
+			d = append(d, "schema: "+l+" removed")
+		}
+	}
+	for _, l := range o.shape {
+		if !slices.Contains(s.shape, l) {
+			d = append(d, "schema: "+l+" added")
+		}
 	}
 	if s.weights != o.weights {
 		d = append(d, "weights "+s.weights+" → "+o.weights)
@@ -321,6 +353,33 @@ func (s snapshot) diff(o snapshot) []string {
 		}
 	}
 	return d
+}
+
+// serverVersion is what a server's /healthz reports (X-Rollbook-Version).
+func serverVersion(url string) string {
+	resp, err := http.Get(url + "/healthz")
+	if err != nil {
+		return "down"
+	}
+	resp.Body.Close()
+	return resp.Header.Get("X-Rollbook-Version")
+}
+
+// frontendVersions sends n reads through HAProxy and lists the versions that answered.
+func frontendVersions(url string, n int) (string, error) {
+	seen := map[string]bool{}
+	for range n {
+		resp, err := http.Get(url + "/api/payments?limit=1")
+		if err != nil {
+			return "", err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("GET /api/payments through HAProxy: %s", resp.Status)
+		}
+		seen[resp.Header.Get("X-Rollbook-Version")] = true
+	}
+	return strings.Join(slices.Sorted(maps.Keys(seen)), ", "), nil
 }
 
 func val(m map[string]string, k string) string {
@@ -343,16 +402,6 @@ func unionKeys(ms ...map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func setBad(canaryURL string, rate float64) {
-	u := canaryURL + "/admin/good"
-	if rate > 0 {
-		u = fmt.Sprintf("%s/admin/bad?errorRate=%g&writeFailure=both", canaryURL, rate)
-	}
-	if resp, err := http.Post(u, "application/json", nil); err == nil {
-		resp.Body.Close()
-	}
 }
 
 var _ = workflows.WorkflowID

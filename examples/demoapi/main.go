@@ -21,7 +21,14 @@
 // ignores the new column and table, and v2 falls back to v1's way when they do not exist
 // (before the migrations ran, or after a rollback removed them).
 //
-// It can be told to misbehave, so that a bad release is something real to detect:
+// A version can misbehave from its start, so that a bad release is something real to detect:
+// the flags -error-rate, -latency-ms and -write-failure (same meaning as below) are chosen
+// when the instance is released. The dev stack's release command maps versions to them
+// through the table in the worker's exec configuration (examples/dev-worker.yaml: v3 fails
+// half of its reads and writes), so "v3 is bad" is a property of the release, not a toggle
+// flipped on a running process.
+//
+// A running instance can also be told to misbehave (tests and benchmarks use this):
 //
 //	POST /admin/bad  {"errorRate":0.5,"latencyMs":300,"writeFailure":"after-commit"}
 //	                 (or ?errorRate=0.5&latencyMs=300&writeFailure=after-commit)
@@ -68,18 +75,26 @@ func main() {
 	version := flag.String("version", "v1", "version this instance reports; v1 writes like v1, any other like v2")
 	name := flag.String("name", "", "instance name reported in responses (e.g. stable, canary)")
 	dsn := flag.String("database-url", os.Getenv("DEMOAPI_DATABASE_URL"), "PostgreSQL DSN (default $DEMOAPI_DATABASE_URL)")
+	var m mode
+	flag.Float64Var(&m.ErrorRate, "error-rate", 0, "fraction of /api requests that fail from the start (0 to 1): a bad version")
+	flag.IntVar(&m.LatencyMs, "latency-ms", 0, "delay added to every /api request from the start, in milliseconds")
+	flag.StringVar(&m.WriteFailure, "write-failure", "", `where a failing write fails: "", before-commit, after-commit, both`)
 	flag.Parse()
 
 	logger := log.New(os.Stderr, "demoapi: ", log.LstdFlags|log.Lmicroseconds)
 	if *dsn == "" {
 		logger.Fatal("no database: set DEMOAPI_DATABASE_URL or -database-url (a PostgreSQL DSN)")
 	}
-	if err := run(*listen, *version, *name, *dsn, logger); err != nil {
+	m.Bad = m.ErrorRate > 0 || m.LatencyMs > 0
+	if err := m.check(); err != nil {
+		logger.Fatalf("flags: %v", err)
+	}
+	if err := run(*listen, *version, *name, *dsn, m, logger); err != nil {
 		logger.Fatal(err)
 	}
 }
 
-func run(listen, version, name, dsn string, logger *log.Logger) error {
+func run(listen, version, name, dsn string, m mode, logger *log.Logger) error {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return errors.New("parsing the database URL: " + err.Error())
@@ -96,8 +111,10 @@ func run(listen, version, name, dsn string, logger *log.Logger) error {
 	if err != nil {
 		return err
 	}
+	api := newServer(version, name, db)
+	api.setMode(m)
 	srv := &http.Server{
-		Handler:           newServer(version, name, db).routes(),
+		Handler:           api.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -105,7 +122,7 @@ func run(listen, version, name, dsn string, logger *log.Logger) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	logger.Printf("version %s (%s) listening on http://%s", version, name, ln.Addr())
+	logger.Printf("version %s (%s) listening on http://%s (mode %+v)", version, name, ln.Addr(), m)
 
 	select {
 	case err := <-errc:

@@ -377,3 +377,27 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("metrics: %d\n%s", w.Code, w.Body)
 	}
 }
+
+// A version can be bad from its start: the flags a release chooses (-error-rate,
+// -write-failure) set the mode before the first request; /healthz is unaffected, so the
+// release's health check passes and only rollbook's verification sees the errors.
+func TestModeFromReleaseFlags(t *testing.T) {
+	db := newDB(t)
+	m := mode{Bad: true, ErrorRate: 0.5, WriteFailure: failBeforeCommit}
+	require.NoError(t, m.check())
+	s := newServer("v3", "canary", db)
+	s.setMode(m)
+	h := s.routes()
+	codes := map[int]int{}
+	for range 4 {
+		codes[do(t, h, "GET", "/api/payments", "").Code]++
+	}
+	assert.Equal(t, map[int]int{200: 2, 500: 2}, codes, "exactly half of the reads fail")
+	assert.Equal(t, 200, do(t, h, "GET", "/healthz", "").Code)
+	w := do(t, h, "GET", "/admin/state", "")
+	assert.Contains(t, w.Body.String(), `"errorRate":0.5`)
+
+	for _, bad := range []mode{{ErrorRate: 1.5}, {LatencyMs: -1}, {WriteFailure: "sometimes"}} {
+		assert.Error(t, bad.check(), "%+v", bad)
+	}
+}

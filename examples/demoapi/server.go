@@ -197,25 +197,37 @@ func (s *server) setBad(w http.ResponseWriter, r *http.Request) {
 	if body.WriteFailure != nil {
 		m.WriteFailure = *body.WriteFailure
 	}
-	if m.ErrorRate < 0 || m.ErrorRate > 1 || math.IsNaN(m.ErrorRate) {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "errorRate must be between 0 and 1"})
-		return
-	}
-	if m.LatencyMs < 0 || m.LatencyMs > 60_000 {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "latencyMs must be between 0 and 60000"})
-		return
-	}
-	switch m.WriteFailure {
-	case failEarly, failBeforeCommit, failAfterCommit, failBoth:
-	default:
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "writeFailure " + strconv.Quote(m.WriteFailure) +
-			` is not one of "", "before-commit", "after-commit", "both"`})
+	if err := m.check(); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
 		return
 	}
 	s.mu.Lock()
 	s.mode, s.seen, s.failures = m, 0, 0
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, m)
+}
+
+// check refuses a mode the server cannot apply.
+func (m mode) check() error {
+	if m.ErrorRate < 0 || m.ErrorRate > 1 || math.IsNaN(m.ErrorRate) {
+		return errors.New("errorRate must be between 0 and 1")
+	}
+	if m.LatencyMs < 0 || m.LatencyMs > 60_000 {
+		return errors.New("latencyMs must be between 0 and 60000")
+	}
+	switch m.WriteFailure {
+	case failEarly, failBeforeCommit, failAfterCommit, failBoth:
+	default:
+		return errors.New("writeFailure " + strconv.Quote(m.WriteFailure) + ` is not one of "", "before-commit", "after-commit", "both"`)
+	}
+	return nil
+}
+
+// setMode sets the misbehaviour a version starts with (its flags, chosen at release time).
+func (s *server) setMode(m mode) {
+	s.mu.Lock()
+	s.mode, s.seen, s.failures = m, 0, 0
+	s.mu.Unlock()
 }
 
 func (s *server) setGood(w http.ResponseWriter, _ *http.Request) {

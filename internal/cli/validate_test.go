@@ -51,7 +51,11 @@ func TestPlanPrintsCompensations(t *testing.T) {
 	code := Run(context.Background(), []string{"plan", "../../runbooks/payments-api.yaml"}, &out, &errOut)
 	require.Equal(t, ExitOK, code, errOut.String())
 	s := out.String()
-	for _, want := range []string{"expand-schema [migrate]", "undo: migrate database payments down", "canary-50 [traffic]", "undo: restore the captured weights"} {
+	for _, want := range []string{"expand-schema [migrate]", "undo: migrate database payments down", "canary-50 [traffic]", "undo: restore the captured weights",
+		"release-canary [release]", "undo: put the version captured on target canary before the step back",
+		"promote-stable [release]", "onto target stable and wait until it is healthy — promotion: route api sends 100 % to its canary",
+		"undo: put the version captured on target stable before the step back",
+		"stable-100 [traffic]", "promotion: route api back on the promoted stable (stable)"} {
 		assert.Contains(t, s, want)
 	}
 }

@@ -118,7 +118,8 @@ func (s *Stack) component(name string) component {
 			name:  name,
 			ports: func(pt *stackPorts) []*int { return []*int{&pt.DemoStable, &pt.DemoCanary} },
 			listeners: func(pt stackPorts) map[string][]int {
-				return map[string][]int{"demo-stable": {pt.DemoStable}, "demo-canary": {pt.DemoCanary}}
+				// The release supervisor runs both instances as its children.
+				return map[string][]int{ComponentDemoSupervisor: {pt.DemoStable, pt.DemoCanary}}
 			},
 			start: s.startDemo,
 			addrs: func(pt stackPorts) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,24 +62,42 @@ func ResetDemoSchema(ctx context.Context, dsn string) error {
 	return nil
 }
 
-// startDemo builds examples/demoapi (unless Options.DemoBinary is set) and starts it twice:
-// "stable" (StableVersion) and "canary" (CanaryVersion), once PostgreSQL is up (s.pgUp closed)
-// and the base schema exists: both write to the stack's first database.
+// startDemo builds examples/demoapi and the release command (unless Options.DemoBinary and
+// Options.ReleaseBinary are set) and starts the release supervisor, which runs the demo API
+// twice: "stable" (StableVersion) and "canary" (CanaryVersion), or what was released there
+// last when the stack directory has a release state (a stack started again without Fresh),
+// once PostgreSQL is up (s.pgUp closed) and the base schema exists: both write to the stack's
+// first database. Releases replace the instances through the supervisor (supervisor.go).
 func (s *Stack) startDemo(ctx context.Context, b binaries, pt stackPorts) error {
-	bin := s.opts.DemoBinary
-	if bin == "" {
+	demoBin, releaseBin := s.opts.DemoBinary, s.opts.ReleaseBinary
+	var pkgs []string
+	if demoBin == "" {
+		demoBin = filepath.Join(s.Dir, "bin", "demoapi")
+		pkgs = append(pkgs, "./examples/demoapi")
+	}
+	if releaseBin == "" {
+		releaseBin = filepath.Join(s.Dir, "bin", "demo-release")
+		pkgs = append(pkgs, "./internal/devstack/cmd/demo-release")
+	}
+	if len(pkgs) > 0 {
 		root := s.opts.ModuleRoot
 		if root == "" {
 			var err error
 			if root, err = FindModuleRoot(); err != nil {
-				return fmt.Errorf("building examples/demoapi: %w (or set Options.ModuleRoot / Options.DemoBinary)", err)
+				return fmt.Errorf("building %s: %w (or set Options.ModuleRoot / Options.DemoBinary and ReleaseBinary)", strings.Join(pkgs, " "), err)
 			}
 		}
-		bin = filepath.Join(s.Dir, "bin", "demoapi")
-		cmd := exec.CommandContext(ctx, b.goTool, "build", "-o", bin, "./examples/demoapi")
+		// One go build for both: -o a directory names each binary after its package.
+		cmd := exec.CommandContext(ctx, b.goTool, append([]string{"build", "-o", filepath.Join(s.Dir, "bin") + "/"}, pkgs...)...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build ./examples/demoapi in %s: %w\n%s", root, err, out)
+			return fmt.Errorf("go build %s in %s: %w\n%s", strings.Join(pkgs, " "), root, err, out)
+		}
+	}
+	// The exec release driver runs bin/demo-release relative to the stack directory.
+	if want := filepath.Join(s.Dir, "bin", "demo-release"); releaseBin != want {
+		if err := copyFile(releaseBin, want); err != nil {
+			return fmt.Errorf("installing the release command: %w", err)
 		}
 	}
 	if s.pgUp != nil { // nil on a restart of a running stack: PostgreSQL is up
@@ -91,31 +110,40 @@ func (s *Stack) startDemo(ctx context.Context, b binaries, pt stackPorts) error 
 	if err := EnsureDemoSchema(ctx, s.PGDSN); err != nil {
 		return err
 	}
-	instances := []struct {
-		name, version, url string
-		port               int
-	}{
-		{"demo-stable", s.opts.StableVersion, s.DemoStableURL, pt.DemoStable},
-		{"demo-canary", s.opts.CanaryVersion, s.DemoCanaryURL, pt.DemoCanary},
+	if s.opts.Fresh {
+		_ = os.RemoveAll(filepath.Join(s.Dir, "release"))
 	}
-	procs := make([]*proc, len(instances))
-	for i, in := range instances {
-		p, err := s.spawn(spawnSpec{name: in.name, exe: bin, dir: s.Dir, args: []string{
-			"-listen", hostPort(in.port), "-version", in.version, "-name", in.name[len("demo-"):],
-		}, env: []string{EnvDemoDSN + "=" + s.PGDSN}})
-		if err != nil {
-			return err
-		}
-		procs[i] = p
+	p, err := s.spawn(spawnSpec{name: ComponentDemoSupervisor, exe: releaseBin, dir: s.Dir, args: []string{
+		"supervise", "-dir", s.Dir, "-demoapi", demoBin,
+		"-haproxy-socket", s.HAProxySocket, "-backend", Backend,
+		"-target", fmt.Sprintf("%s=%d:%s", StableServer, pt.DemoStable, s.opts.StableVersion),
+		"-target", fmt.Sprintf("%s=%d:%s", CanaryServer, pt.DemoCanary, s.opts.CanaryVersion),
+	}, env: []string{EnvDemoDSN + "=" + s.PGDSN}})
+	if err != nil {
+		return err
 	}
-	for i, in := range instances {
-		if err := waitFor(ctx, procs[i], 50*time.Millisecond, func(ctx context.Context) error {
-			return httpOK(ctx, in.url+"/healthz")
+	for _, url := range []string{s.DemoStableURL, s.DemoCanaryURL} {
+		if err := waitFor(ctx, p, 50*time.Millisecond, func(ctx context.Context) error {
+			return httpOK(ctx, url+"/healthz")
 		}); err != nil {
 			return err
 		}
 	}
-	return nil
+	return waitFor(ctx, p, 50*time.Millisecond, func(ctx context.Context) error {
+		_, err := NewReleaseClient(s.Dir).Current(ctx, StableServer)
+		return err
+	})
+}
+
+// ComponentDemoSupervisor is the process name of the release supervisor in the pids file.
+const ComponentDemoSupervisor = "demo-supervisor"
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(to, b, 0o755)
 }
 
 // FindModuleRoot walks up from the working directory to rollbook's go.mod and returns its

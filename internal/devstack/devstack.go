@@ -7,7 +7,9 @@
 //     -dev agent, which would lose every key when restarted);
 //   - a private PostgreSQL 15 cluster (initdb + postgres under the stack directory; never the
 //     system cluster) with the database "payments";
-//   - the demo API (examples/demoapi) twice: stable (v1) and canary (v2);
+//   - the demo API (examples/demoapi) twice: stable (v1) and canary (v2), run by the release
+//     supervisor (supervisor.go), which replaces them with other versions when rollbook's
+//     exec release driver asks (bin/demo-release; targets stable and canary);
 //   - HAProxy fronting both, backend "payments_api" with servers "stable" (weight 256 = 100 %)
 //     and "canary" (weight 0), and its runtime API on a unix socket.
 //
@@ -113,7 +115,10 @@ type Options struct {
 	// DemoBinary is a prebuilt examples/demoapi. Empty: it is built with `go build` from
 	// ModuleRoot (found by walking up from the working directory when empty).
 	DemoBinary string
-	ModuleRoot string
+	// ReleaseBinary is a prebuilt internal/devstack/cmd/demo-release (the supervisor and the
+	// release command). Empty: built like the demo API.
+	ReleaseBinary string
+	ModuleRoot    string
 	// TemporalArgs are appended to `temporal server start-dev` (e.g. --dynamic-config-value).
 	TemporalArgs []string
 	// Log receives one line per component as it becomes ready. Nil: silent.
@@ -424,7 +429,7 @@ func ReadEnv(path string) (map[string]string, error) {
 }
 
 // PIDs returns the PID of every process the stack runs, by name (temporal, consul,
-// postgres, demo-stable, demo-canary, haproxy).
+// postgres, demo-supervisor, haproxy). The demo API instances are the supervisor's children.
 func (s *Stack) PIDs() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -213,12 +214,119 @@ func TestStack(t *testing.T) {
 		getVersion(t, s.DemoCanaryURL+"/api/payments", 200)
 	})
 
+	t.Run("release", func(t *testing.T) {
+		// The release command, run the way the exec release driver runs it: from the stack
+		// directory, with the versions table in its environment only.
+		rel := func(env []string, args ...string) (string, error) {
+			cmd := exec.Command(filepath.Join(s.Dir, "bin", "demo-release"), args...)
+			cmd.Dir = s.Dir
+			cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
+			out, err := cmd.CombinedOutput()
+			return strings.TrimSpace(string(out)), err
+		}
+		table := []string{EnvReleaseFlagsPrefix + "v3=-error-rate=1 -write-failure=before-commit"}
+		// The runbooks' order: the canary is released while stable takes all traffic.
+		if _, err := s.HAProxyCommand(fmt.Sprintf("set server %s/%s weight 256; set server %s/%s weight 0",
+			Backend, StableServer, Backend, CanaryServer)); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := rel(nil, "current", CanaryServer); err != nil || v != "v2" {
+			t.Fatalf("current canary: %q, %v; want v2", v, err)
+		}
+		before, err := NewReleaseClient(s.Dir).Current(ctx, CanaryServer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Clients of the frontend (all on stable) notice nothing while the canary is replaced.
+		stopLoad := make(chan struct{})
+		var failed, sent int
+		var loadDone sync.WaitGroup
+		loadDone.Go(func() {
+			for {
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				sent++
+				if err := httpOK(ctx, s.HAProxyURL+"/api/payments"); err != nil {
+					failed++
+				}
+			}
+		})
+		out, err := rel(table, "deploy", CanaryServer, "v3", "key-1")
+		close(stopLoad)
+		loadDone.Wait()
+		if err != nil {
+			t.Fatalf("deploy v3: %v: %s", err, out)
+		}
+		if failed > 0 || sent == 0 {
+			t.Fatalf("frontend during the canary's replacement: %d of %d requests failed", failed, sent)
+		}
+		after, err := NewReleaseClient(s.Dir).Current(ctx, CanaryServer)
+		if err != nil || after.Version != "v3" || after.PID == before.PID || after.Key != "key-1" {
+			t.Fatalf("canary after deploy: %+v (%v), before pid %d", after, err, before.PID)
+		}
+		// v3's behaviour comes from the table: every /api request fails; /healthz answers v3.
+		getVersion(t, s.DemoCanaryURL+"/api/payments", 500)
+		if v := getVersion(t, s.DemoCanaryURL+"/healthz", 200); v != "v3" {
+			t.Fatalf("canary /healthz from %q", v)
+		}
+		if v := getVersion(t, s.DemoStableURL+"/api/payments", 200); v != "v1" {
+			t.Fatalf("stable answered from %q, want v1 (untouched)", v)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := rel(nil, "health", CanaryServer)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("health of the new canary: %v: %s", err, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		// The same deploy again is a no-op (a retried activity): same process.
+		if out, err := rel(table, "deploy", CanaryServer, "v3", "key-1"); err != nil {
+			t.Fatalf("deploy again: %v: %s", err, out)
+		}
+		if again, _ := NewReleaseClient(s.Dir).Current(ctx, CanaryServer); again.PID != after.PID {
+			t.Fatalf("a repeated deploy restarted the instance: pid %d → %d", after.PID, again.PID)
+		}
+		// Bad input changes nothing.
+		for _, c := range []struct {
+			env  []string
+			args []string
+			want string
+		}{
+			{nil, []string{"deploy", "blue", "v4"}, `unknown target "blue"`},
+			{nil, []string{"deploy", CanaryServer, "v4;reboot"}, "not allowed"},
+			{[]string{EnvReleaseFlagsPrefix + "v4=-listen=127.0.0.1:1"}, []string{"deploy", CanaryServer, "v4"}, `flag "-listen=127.0.0.1:1"`},
+		} {
+			out, err := rel(c.env, c.args...)
+			if err == nil || !strings.Contains(out, c.want) {
+				t.Fatalf("%v: %v: %s; want an error with %q", c.args, err, out, c.want)
+			}
+		}
+		if v, _ := rel(nil, "current", CanaryServer); v != "v3" {
+			t.Fatalf("after refused deploys the canary runs %q", v)
+		}
+		if b, err := os.ReadFile(filepath.Join(s.Dir, "release", CanaryServer+".json")); err != nil || !strings.Contains(string(b), `"v3"`) {
+			t.Fatalf("release state: %s, %v", b, err)
+		}
+		// Back to v2, healthy again.
+		if out, err := rel(nil, "deploy", CanaryServer, "v2"); err != nil {
+			t.Fatalf("deploy v2: %v: %s", err, out)
+		}
+		getVersion(t, s.DemoCanaryURL+"/api/payments", 200)
+	})
+
 	t.Run("attach", func(t *testing.T) {
 		a, err := Attach(filepath.Join(s.Dir, "env"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !a.Attached || a.PGDSN != s.PGDSN || len(a.PIDs()) != 6 {
+		if !a.Attached || a.PGDSN != s.PGDSN || len(a.PIDs()) != 5 { // temporal, consul, postgres, demo-supervisor, haproxy
 			t.Fatalf("attached %+v, pids %v", a.Env(), a.PIDs())
 		}
 		if _, err := Start(ctx, Options{Dir: s.Dir}); !errors.Is(err, ErrAlreadyRunning) {
@@ -230,8 +338,18 @@ func TestStack(t *testing.T) {
 	for _, st := range stacks {
 		pids = append(pids, mapValues(st.PIDs())...)
 	}
-	if len(pids) != 6*len(stacks) {
-		t.Fatalf("pids %v, want 6 per stack", pids)
+	if len(pids) != 5*len(stacks) {
+		t.Fatalf("pids %v, want 5 per stack", pids)
+	}
+	// The demo API instances are the release supervisor's children: Stop ends them too.
+	for _, st := range stacks {
+		for _, target := range []string{StableServer, CanaryServer} {
+			ts, err := NewReleaseClient(st.Dir).Current(ctx, target)
+			if err != nil || ts.PID <= 0 {
+				t.Fatalf("%s: %+v, %v", target, ts, err)
+			}
+			pids = append(pids, ts.PID)
+		}
 	}
 	stopStart := time.Now()
 	for _, st := range stacks {
@@ -417,7 +535,7 @@ func TestRestartComponents(t *testing.T) {
 		for _, p := range onDisk {
 			found = found || (p.name == name && p.pid == after && p.alive())
 		}
-		if !found || len(onDisk) != 6 {
+		if !found || len(onDisk) != 5 {
 			t.Fatalf("pids file after restarting %s: %d entries, new pid %d listed and alive: %v", name, len(onDisk), after, found)
 		}
 		t.Logf("%s restarted in %v (pid %d → %d)", name, time.Since(begin).Round(time.Millisecond), before, after)

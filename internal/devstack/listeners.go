@@ -82,6 +82,68 @@ func socketInodes(pid int) (map[uint64]bool, error) {
 	return inodes, nil
 }
 
+// familySocketInodes returns the socket inodes of pid and of its descendants.
+func familySocketInodes(pid int) (map[uint64]bool, error) {
+	inodes, err := socketInodes(pid)
+	if err != nil {
+		return nil, err
+	}
+	for _, child := range descendants(pid) {
+		socks, err := socketInodes(child)
+		if err != nil {
+			continue // exited in the meantime, or not ours to read
+		}
+		for ino := range socks {
+			inodes[ino] = true
+		}
+	}
+	return inodes, nil
+}
+
+// descendants lists the processes below pid, from each process's parent in
+// /proc/<pid>/stat.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses, so read
+		// after the last ')'.
+		rest := string(stat)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
 var errUnverifiable = errors.New("cannot read the process's file descriptors")
 
 // portState says who listens on a port, compared with the process that should.
@@ -97,9 +159,10 @@ const (
 	portShared
 )
 
-// listenerOf reports whether pid alone listens on port, somebody else does, both, or
-// nobody. An fd table it may not read counts as ours: the readiness check is then all
-// there is.
+// listenerOf reports whether pid (or a process it started: the release supervisor runs
+// the demo API instances as its children) alone listens on port, somebody else does,
+// both, or nobody. An fd table it may not read counts as ours: the readiness check is
+// then all there is.
 func listenerOf(pid, port int) (portState, error) {
 	listening, err := listenerInodes(port)
 	if err != nil {
@@ -108,7 +171,7 @@ func listenerOf(pid, port int) (portState, error) {
 	if len(listening) == 0 {
 		return portFree, nil
 	}
-	mine, err := socketInodes(pid)
+	mine, err := familySocketInodes(pid)
 	if errors.Is(err, errUnverifiable) {
 		return portOurs, nil
 	}

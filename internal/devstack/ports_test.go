@@ -149,8 +149,8 @@ func TestStartSurvivesTakenPorts(t *testing.T) {
 	if err != nil || *onDisk != pt {
 		t.Errorf("ports file %+v (%v), Stack has %+v", onDisk, err, pt)
 	}
-	if pids, err := readPids(filepath.Join(s.Dir, "pids")); err != nil || len(pids) != 6 || len(s.PIDs()) != 6 {
-		t.Errorf("pids file: %d entries (%v), Stack: %v; want the 6 live processes only", len(pids), err, s.PIDs())
+	if pids, err := readPids(filepath.Join(s.Dir, "pids")); err != nil || len(pids) != 5 || len(s.PIDs()) != 5 {
+		t.Errorf("pids file: %d entries (%v), Stack: %v; want the 5 live processes only", len(pids), err, s.PIDs())
 	}
 
 	// And the real components answer there, not the impostors.

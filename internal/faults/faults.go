@@ -15,7 +15,9 @@
 //     next one starts), or "archived<k>" (inside a migrate-down with
 //     onRollback archive, after the k-th file's data has been preserved and
 //     committed, before that file's Down runs: the retry must neither
-//     duplicate archived rows nor lose rows written in between).
+//     duplicate archived rows nor lose rows written in between). Inside a
+//     release activity, mid1 is after its deploy finished, before the
+//     health wait.
 //   - activity: the activity type, for example MigrateUp, CaptureKV,
 //     SetWeights, RestoreWeights, Measure.
 //   - step: only calls for that runbook step (the "step" of the activity's
@@ -247,6 +249,13 @@ func ArchiveDone(ctx context.Context) {
 		crash(c)
 	}
 }
+
+// DeployDone is called by the release activities (ApplyRelease,
+// RestoreRelease) once their deploy has finished, before they wait for the
+// target's health; with a mid1 point armed for this call it does not return:
+// the target runs the new version, and the retry on the next worker must
+// recognise it.
+func DeployDone(ctx context.Context) { MigrationFileDone(ctx) }
 
 // crash announces the point and waits to be killed.
 func crash(c *call) {

@@ -42,7 +42,11 @@ type ReleaseWaitConfig struct {
 // ExecReleaseConfig: commands run without a shell, from an empty
 // environment plus Env and PassEnv.
 type ExecReleaseConfig struct {
-	Dir     string            `yaml:"dir"`
+	Dir string `yaml:"dir"`
+	// DirEnv names the worker's environment variable that holds the working
+	// directory instead (a directory known only where the worker runs, like
+	// the dev stack's); set at most one of dir, dirEnv.
+	DirEnv  string            `yaml:"dirEnv"`
 	Env     map[string]string `yaml:"env"`
 	PassEnv []string          `yaml:"passEnv"`
 	Current CommandConfig     `yaml:"current"`
@@ -98,6 +102,9 @@ func (c *Config) validateRelease() []string {
 			if e == nil || d.HTTP != nil {
 				errs = append(errs, fmt.Sprintf("%s: driver exec needs an exec block (and no http block)", p))
 				continue
+			}
+			if e.Dir != "" && e.DirEnv != "" {
+				errs = append(errs, fmt.Sprintf("%s.exec: set at most one of dir, dirEnv", p))
 			}
 			for _, cmd := range []struct {
 				name string
@@ -182,7 +189,13 @@ func buildRelease(cfg *Config) (*activities.Release, error) {
 		d := cfg.ReleaseDrivers[n]
 		switch d.Driver {
 		case "exec":
-			e, err := release.NewExec(n, execConfig(d))
+			ec := execConfig(d)
+			if env := d.Exec.DirEnv; env != "" {
+				if ec.Dir = os.Getenv(env); ec.Dir == "" {
+					return nil, fmt.Errorf("release driver %s: environment variable %s (exec.dirEnv) is empty", n, env)
+				}
+			}
+			e, err := release.NewExec(n, ec)
 			if err != nil {
 				return nil, err
 			}

@@ -78,3 +78,38 @@ func TestReleaseConfigRefusals(t *testing.T) {
 		}
 	}
 }
+
+// dirEnv: the commands' working directory comes from the worker's
+// environment (the dev stack's directory); a relative program resolves there.
+func TestReleaseConfigDirEnv(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "current.sh"), []byte("#!/bin/sh\necho v9\n"), 0o755))
+	y := []byte(`
+releaseDrivers:
+  stack:
+    driver: exec
+    exec:
+      dirEnv: TEST_RELEASE_DIR
+      current: {argv: [./current.sh, "{target}"]}
+      deploy:  {argv: [/bin/true, "{target}", "{version}"]}
+      health:  {argv: [/bin/true, "{target}"]}
+targets:
+  canary: {driver: stack}
+`)
+	cfg, err := ParseConfig("w.yaml", y)
+	require.NoError(t, err, "the variable is read when the worker builds its drivers, not when the file is parsed")
+
+	t.Setenv("TEST_RELEASE_DIR", "")
+	_, err = buildRelease(cfg)
+	require.ErrorContains(t, err, "environment variable TEST_RELEASE_DIR (exec.dirEnv) is empty")
+
+	t.Setenv("TEST_RELEASE_DIR", dir)
+	rel, err := buildRelease(cfg)
+	require.NoError(t, err)
+	v, err := rel.Targets["canary"].Driver.Current(context.Background(), "canary")
+	require.NoError(t, err)
+	assert.Equal(t, "v9", v)
+
+	_, err = ParseConfig("w.yaml", []byte(strings.Replace(string(y), "dirEnv: TEST_RELEASE_DIR", "dirEnv: TEST_RELEASE_DIR\n      dir: /tmp", 1)))
+	require.ErrorContains(t, err, "releaseDrivers.stack.exec: set at most one of dir, dirEnv")
+}

@@ -18,6 +18,9 @@ const (
 	stepExpand   = "expand-schema"
 	stepContract = "contract-schema"
 	stepFlags    = "feature-flags"
+	// The first traffic step and its verification, after release-canary.
+	stepFirstTraffic = "canary-10"
+	stepFirstVerify  = "verify-10"
 )
 
 // killPoint is one run of the campaign: where the worker dies, and how the
@@ -26,7 +29,7 @@ type killPoint struct {
 	// Name is the ROLLBOOK_CRASHPOINT value (internal/faults syntax), or
 	// paused:<then> for the harness-driven kill while paused at approval.
 	Name string `json:"point"`
-	// Kind is what is interrupted: migrate, consul, traffic, verify, pause.
+	// Kind is what is interrupted: migrate, consul, traffic, verify, pause, release.
 	Kind string `json:"kind"`
 	// Phase: capture, apply, compensate, mid-migration, archive (between a
 	// file's archive and its Down), verify, paused.
@@ -168,6 +171,31 @@ var catalogue = []killPoint{
 		Why: "the irreversible migration dies before it starts"},
 	{Name: "after:MigrateUp@contract-schema", Kind: "migrate", Phase: "apply", Path: pathSuccess,
 		Why: "the irreversible migration committed but the answer is lost"},
+
+	// release (release-canary onto the idle canary; promote-stable onto stable after the
+	// canary took 100 %): mid1 is inside the activity, after the deploy replaced the
+	// instance and before the health wait. The state check includes the version each
+	// target serves.
+	{Name: "before:CaptureRelease@release-canary", Kind: "release", Phase: "capture", Path: pathSuccess,
+		Why: "the version capture dies before reading the canary"},
+	{Name: "before:ApplyRelease@release-canary", Kind: "release", Phase: "apply", Path: pathAbort, AbortAfterKill: true,
+		Why: "abort while the release is stranded on a dead worker: the compensation waits for it and puts the captured version back"},
+	{Name: "mid1:ApplyRelease@release-canary", Kind: "release", Phase: "apply", Path: pathRollback, BadFromStart: true,
+		Why: "killed after the canary was replaced, before its health wait: the retry finds the version there, the rollback puts the old one back"},
+	{Name: "after:ApplyRelease@release-canary", Kind: "release", Phase: "apply", Path: pathSuccess,
+		Why: "the canary runs the new version, healthy, but the answer is lost: the retry deploys nothing"},
+	{Name: "mid1:ApplyRelease@promote-stable", Kind: "release", Phase: "apply", Path: pathSuccess,
+		Why: "killed in the middle of the promotion (stable replaced, not yet health-checked): the new worker finishes it"},
+	{Name: "after:ApplyRelease@promote-stable", Kind: "release", Phase: "apply", Path: pathAbort, AbortAt: "verify-stable",
+		Why: "the promotion's answer is lost, then an abort: traffic back to the canary, stable back to the old version"},
+	{Name: "before:RestoreRelease@release-canary", Kind: "release", Phase: "compensate", Path: pathRollback, BadFromStart: true,
+		Why: "the canary's restore dies before it reads"},
+	{Name: "mid1:RestoreRelease@release-canary", Kind: "release", Phase: "compensate", Path: pathAbort, AbortAt: "verify-10",
+		Why: "killed after the old version was put back, before the health wait: the retry finds it there (already restored)"},
+	{Name: "after:RestoreRelease@release-canary", Kind: "release", Phase: "compensate", Path: pathRollback, BadAt: "verify-50",
+		Why: "the canary is back at the old version but the answer is lost"},
+	{Name: "mid1:RestoreRelease@promote-stable", Kind: "release", Phase: "compensate", Path: pathAbort, AbortAt: "verify-stable",
+		Why: "an abort after the promotion: killed while putting the old version back onto stable"},
 }
 
 // selectPoints picks points by exact name or substring, comma-separated;

@@ -121,7 +121,7 @@ func (h *harness) runOne(ctx context.Context, idx int, p killPoint) (res runResu
 	if err != nil {
 		return fail("reading the baseline: %v", err)
 	}
-	for _, c := range stateChecks(base, false) {
+	for _, c := range stateChecks(base, false, "") {
 		if !c.OK {
 			return fail("baseline not reached: %s: want %s, got %s", c.Name, c.Want, c.Got)
 		}
@@ -280,7 +280,7 @@ func (h *harness) runOne(ctx context.Context, idx int, p killPoint) (res runResu
 	if err != nil {
 		return fail("reading the final state: %v", err)
 	}
-	for _, c := range stateChecks(live, res.Expected == workflows.OutcomeSucceeded) {
+	for _, c := range stateChecks(live, res.Expected == workflows.OutcomeSucceeded, b.Version) {
 		res.add(c)
 	}
 	res.Compensations, _ = compChecks(&res, result)
@@ -504,6 +504,17 @@ func (m *monitor) loop(ctx context.Context) {
 		}
 		m.lastPhase, m.lastStep = st.Phase, st.CurrentStep
 		m.mu.Unlock()
+		// The release step replaces the canary's process, which forgets a bad mode set
+		// before the deployment: a canary bad from the start is made bad again once the
+		// new version takes traffic.
+		if m.p.BadFromStart && !badDone && (st.CurrentStep == stepFirstTraffic || st.CurrentStep == stepFirstVerify) {
+			badDone = true
+			if err := setCanaryBad(ctx, m.h.stack, 0.5); err != nil {
+				m.event("making the released canary bad: %v", err)
+			} else {
+				m.event("released canary made bad at step %s", st.CurrentStep)
+			}
+		}
 		if m.p.BadAt != "" && !badDone && st.CurrentStep == m.p.BadAt {
 			badDone = true
 			if err := setCanaryBad(ctx, m.h.stack, 0.5); err != nil {

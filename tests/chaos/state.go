@@ -34,8 +34,21 @@ var (
 	baselineKeys  = map[string]string{keyVersion: "1"}
 	succeededKeys = map[string]string{keyVersion: "2", keyLedger: "true"}
 	baselineRaw   = rawWeights{Stable: 256, Canary: 0}
-	succeededRaw  = rawWeights{Stable: 0, Canary: 100}
+	// A success promotes: the new version on both targets, all traffic back on stable.
+	succeededRaw = rawWeights{Stable: 100, Canary: 0}
 )
+
+// baselineVersion is what both release targets run at the start of every run: stable v1,
+// the canary idle at the same version (weight 0).
+const baselineVersion = "v1"
+
+// servedVersions is what each target serves, as its own /healthz answers (X-Rollbook-Version).
+type servedVersions struct {
+	Stable string `json:"stable"`
+	Canary string `json:"canary"`
+}
+
+func (v servedVersions) String() string { return v.Stable + " / " + v.Canary }
 
 type rawWeights struct {
 	Stable int `json:"stable"`
@@ -54,6 +67,7 @@ type liveState struct {
 	AccountIndex  bool              `json:"accountIndex"`
 	Keys          map[string]string `json:"keys"`
 	Weights       rawWeights        `json:"weights"`
+	Versions      servedVersions    `json:"versions"`
 }
 
 type stateReader struct {
@@ -101,7 +115,51 @@ func (r *stateReader) reset(ctx context.Context) error {
 		b, devstack.StableServer, b, devstack.CanaryServer, b, devstack.StableServer, baselineRaw.Stable, b, devstack.CanaryServer, baselineRaw.Canary)); err != nil {
 		return fmt.Errorf("resetting HAProxy: %w", err)
 	}
+	if err := r.resetReleases(ctx); err != nil {
+		return err
+	}
 	return setCanaryBad(ctx, r.stack, 0)
+}
+
+// resetReleases puts baselineVersion on both targets through the stack's release supervisor
+// (a no-op for a target already there) and waits until HAProxy has both servers UP.
+func (r *stateReader) resetReleases(ctx context.Context) error {
+	rc := devstack.NewReleaseClient(r.stack.Dir)
+	for _, target := range []string{devstack.StableServer, devstack.CanaryServer} {
+		if _, err := rc.Deploy(ctx, target, devstack.DeployRequest{Version: baselineVersion}); err != nil {
+			return fmt.Errorf("putting %s on target %s: %w", baselineVersion, target, err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, target := range []string{devstack.StableServer, devstack.CanaryServer} {
+		for {
+			st, err := rc.Health(ctx, target)
+			if err == nil && st.Healthy {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("target %s not healthy at %s: %+v %v", target, baselineVersion, st, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// served reads the version a server answers with.
+func served(ctx context.Context, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/healthz", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("reading the version of %s: %w", url, err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get("X-Rollbook-Version"), nil
 }
 
 func (r *stateReader) read(ctx context.Context) (liveState, error) {
@@ -131,6 +189,12 @@ func (r *stateReader) read(ctx context.Context) (liveState, error) {
 	s.Keys = map[string]string{}
 	for _, p := range pairs {
 		s.Keys[p.Key] = string(p.Value)
+	}
+	if s.Versions.Stable, err = served(ctx, r.stack.DemoStableURL); err != nil {
+		return s, err
+	}
+	if s.Versions.Canary, err = served(ctx, r.stack.DemoCanaryURL); err != nil {
+		return s, err
 	}
 	s.Weights, err = r.weights()
 	return s, err
@@ -198,13 +262,16 @@ func eq[T comparable](name string, want, got T) check {
 }
 
 // stateChecks compares live state with what the outcome implies: a success
-// leaves the contracted schema (version 4, payments.memo dropped), both keys
-// and all traffic on the canary; a rollback or an abort leaves exactly the
-// baseline (version 0: payments.memo, no external_reference).
-func stateChecks(s liveState, succeeded bool) []check {
+// leaves the contracted schema (version 4, payments.memo dropped), both keys,
+// the deployed version on both targets (promoted) and all traffic back on
+// stable; a rollback or an abort leaves exactly the baseline (version 0:
+// payments.memo, no external_reference; baselineVersion on both targets).
+func stateChecks(s liveState, succeeded bool, deployed string) []check {
 	wantVersion, wantKeys, wantW := int64(0), baselineKeys, baselineRaw
+	wantServed := servedVersions{Stable: baselineVersion, Canary: baselineVersion}
 	if succeeded {
 		wantVersion, wantKeys, wantW = 4, succeededKeys, succeededRaw
+		wantServed = servedVersions{Stable: deployed, Canary: deployed}
 	}
 	cs := []check{
 		eq("schema version", wantVersion, s.SchemaVersion),
@@ -213,6 +280,7 @@ func stateChecks(s liveState, succeeded bool) []check {
 		eq("column payments.memo exists", !succeeded, s.Memo),
 		eq("index ledger_entries_account_id_idx exists", succeeded, s.AccountIndex),
 		eq("HAProxy raw weights stable/canary", wantW.String(), s.Weights.String()),
+		eq("versions served by stable / canary", wantServed.String(), s.Versions.String()),
 	}
 	// Every key of the runbook, and any other key under its prefix.
 	keys := map[string]bool{keyVersion: true, keyLedger: true}

@@ -91,12 +91,16 @@ func up(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s, err := devstack.Start(ctx, devstack.Options{
-		Dir:     *dir,
-		WebUI:   !*headless,
-		Detach:  true,
-		Fresh:   *fresh,
-		Log:     os.Stderr,
-		Timeout: *timeout,
+		Dir:   *dir,
+		WebUI: !*headless,
+		// Stable runs v1 and the canary is idle: the same version at weight 0, which a
+		// deployment's release step replaces with the new one (runbooks/payments-api.yaml).
+		StableVersion: "v1",
+		CanaryVersion: "v1",
+		Detach:        true,
+		Fresh:         *fresh,
+		Log:           os.Stderr,
+		Timeout:       *timeout,
 	})
 	if err != nil {
 		return err
