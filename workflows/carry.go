@@ -26,5 +26,6 @@ func (d *deployment) trimCarriedRounds(ctx workflow.Context) bool {
 	}
 	d.log.Info("Dropping the status's measurement rounds from the continue-as-new input to fit the limit", "rounds", len(d.status.Rounds))
 	d.status.Rounds = nil
+	d.roundsTrimmed = true
 	return true
 }

@@ -87,6 +87,9 @@ type deployment struct {
 	// trimVersioned, trimOn: the same for trimRoundsChange (carry.go).
 	trimVersioned bool
 	trimOn        bool
+	// roundsTrimmed: this hop dropped the rounds to fit; rounds the
+	// background analysis adds while the hop yields are dropped too.
+	roundsTrimmed bool
 }
 
 // Deploy runs a runbook as a saga: capture → push compensation → apply for
@@ -411,6 +414,9 @@ func (d *deployment) resume(r *Resume) int {
 // continueAsNew hands the deployment to a fresh run between two rounds of a
 // long verification, carrying everything the next run needs.
 func (d *deployment) continueAsNew(ctx workflow.Context) error {
+	if d.roundsTrimmed {
+		d.status.Rounds = nil
+	}
 	next := d.nextInput()
 	d.log.Info("Continuing as new during a long verification", "step", d.rb.Steps[d.current].Name, "generation", next.Resume.Generation,
 		"historyLength", workflow.GetInfo(ctx).GetCurrentHistoryLength())
