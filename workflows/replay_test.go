@@ -133,3 +133,19 @@ func TestReplayDetectsNonDeterminism(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayOlderHistories replays the histories recorded by earlier
+// versions of the workflow code (one folder per recording, kept when the
+// top-level ones are refreshed): deployments those versions started may
+// still be running when a worker is upgraded, so every GetVersion branch
+// they took must still replay.
+func TestReplayOlderHistories(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(historiesDir, "*", "*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "older recordings are kept in folders under %s", historiesDir)
+	for _, path := range files {
+		t.Run(filepath.Base(filepath.Dir(path))+"/"+filepath.Base(path), func(t *testing.T) {
+			require.NoError(t, newReplayer().ReplayWorkflowHistoryFromJSONFile(quiet(), path))
+		})
+	}
+}
