@@ -23,7 +23,8 @@ const releaseTaskQueue = "rollbook-e2e-release"
 // "platform" that keeps each target's version in a file and logs every
 // deploy. The worker runs it through the exec driver, without a shell
 // between them (the script itself is a shell script, as operators' are).
-// A version named v*-broken fails half-way; v*-hang never finishes.
+// A version named v*-broken fails half-way; v*-hang never finishes; v*-sick
+// deploys but never gets healthy.
 const releaseScript = `#!/bin/sh
 set -eu
 state="$STATE_DIR/$2.version"
@@ -45,7 +46,10 @@ deploy)
   echo "$3" > "$state" ;;
 health)
   v=$(cat "$state")
-  case "$v" in *-half) echo "$2 runs a half-deployed $v"; exit 1 ;; esac ;;
+  case "$v" in
+  *-half) echo "$2 runs a half-deployed $v"; exit 1 ;;
+  *-sick) echo "$2: $v answers 503 on /healthz: database pool exhausted"; exit 1 ;;
+  esac ;;
 esac
 `
 
@@ -204,6 +208,28 @@ func TestE2EReleaseHangKilledAtTimeout(t *testing.T) {
 	assert.Contains(t, out, "did not finish within 3s and was killed with its process group")
 	assert.Contains(t, out, "rolling out v4-hang: waiting for the scheduler")
 	assert.Equal(t, "v1", p.version("canary"))
+}
+
+// A version that deploys but never gets healthy: the health wait gives up at
+// its timeout (wait.timeout 2s), the reason quotes the last health output,
+// and the rollback puts the captured version back and waits until it is
+// healthy again. No traffic ever moved to the sick canary.
+func TestE2EReleaseHealthWaitTimesOut(t *testing.T) {
+	p := startReleaseWorker(t, map[string]string{"canary": "v1"})
+	f := newFixture(t, "e2e-release-sick")
+	start := time.Now()
+	out, code := cli(t, "deploy", f.releaseRunbook(), "--version", "v5-sick", "--wait", "--json", "--task-queue", releaseTaskQueue)
+	require.Equal(t, 2, code, out)
+	assert.Less(t, time.Since(start), 40*time.Second)
+	assert.Contains(t, out, `"outcome":"rolled-back"`)
+	assert.Contains(t, out, `"failedStep":"release-canary"`)
+	assert.Contains(t, out, "database pool exhausted", "the health command's output is in the reason")
+	assert.Equal(t, "v1", p.version("canary"), "the captured version is back")
+	d := p.deploys()
+	require.Len(t, d, 2, "one deploy, not retried after the health wait gave up, and one restore: %v", d)
+	assert.Contains(t, d[0], "canary v5-sick ")
+	assert.Contains(t, d[1], "canary v1 ")
+	assert.Equal(t, map[string]int{"stable": 100, "canary": 0}, weights(t), "no traffic moved")
 }
 
 // A runbook that names a target the worker does not know is refused by the

@@ -64,6 +64,9 @@ type component struct {
 	// listeners maps each of the component's processes (by their name in the pids file)
 	// to the ports it must listen on once started.
 	listeners func(pt stackPorts) map[string][]int
+	// childrenListen: the component's process hands its ports to processes it starts
+	// (the release supervisor and its demo API instances).
+	childrenListen bool
 	// start spawns the component's processes on pt and waits until they answer.
 	start func(ctx context.Context, b binaries, pt stackPorts) error
 	// addrs sets the Stack's fields derived from the component's ports.
@@ -121,7 +124,8 @@ func (s *Stack) component(name string) component {
 				// The release supervisor runs both instances as its children.
 				return map[string][]int{ComponentDemoSupervisor: {pt.DemoStable, pt.DemoCanary}}
 			},
-			start: s.startDemo,
+			childrenListen: true,
+			start:          s.startDemo,
 			addrs: func(pt stackPorts) {
 				s.DemoStableURL = "http://" + hostPort(pt.DemoStable)
 				s.DemoCanaryURL = "http://" + hostPort(pt.DemoCanary)
@@ -262,7 +266,11 @@ func (s *Stack) confirmListeners(ctx context.Context, c component, pt stackPorts
 			}
 			done = doneChan(p)
 			for _, port := range want[name] {
-				state, err := listenerOf(p.pid, port)
+				listener := listenerOf
+				if c.childrenListen {
+					listener = listenerOfTree
+				}
+				state, err := listener(p.pid, port)
 				if err != nil {
 					if !p.alive() { // exited while being looked at
 						select {

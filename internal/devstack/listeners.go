@@ -159,11 +159,18 @@ const (
 	portShared
 )
 
-// listenerOf reports whether pid (or a process it started: the release supervisor runs
-// the demo API instances as its children) alone listens on port, somebody else does,
-// both, or nobody. An fd table it may not read counts as ours: the readiness check is
-// then all there is.
-func listenerOf(pid, port int) (portState, error) {
+// listenerOf reports whether pid alone listens on port, somebody else does, both, or
+// nobody. An fd table it may not read counts as ours: the readiness check is then all
+// there is.
+func listenerOf(pid, port int) (portState, error) { return listenerState(pid, port, socketInodes) }
+
+// listenerOfTree is listenerOf for a process whose children hold its ports (the release
+// supervisor runs the demo API instances): pid or any of its descendants counts as ours.
+func listenerOfTree(pid, port int) (portState, error) {
+	return listenerState(pid, port, familySocketInodes)
+}
+
+func listenerState(pid, port int, sockets func(pid int) (map[uint64]bool, error)) (portState, error) {
 	listening, err := listenerInodes(port)
 	if err != nil {
 		return portFree, err
@@ -171,7 +178,7 @@ func listenerOf(pid, port int) (portState, error) {
 	if len(listening) == 0 {
 		return portFree, nil
 	}
-	mine, err := familySocketInodes(pid)
+	mine, err := sockets(pid)
 	if errors.Is(err, errUnverifiable) {
 		return portOurs, nil
 	}

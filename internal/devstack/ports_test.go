@@ -125,10 +125,15 @@ func TestStartSurvivesTakenPorts(t *testing.T) {
 	}
 	// Each component's own process listens on every port the stack tells.
 	for _, name := range startOrder {
-		for proc, ports := range s.component(name).listeners(pt) {
+		c := s.component(name)
+		listener := listenerOf
+		if c.childrenListen {
+			listener = listenerOfTree
+		}
+		for proc, ports := range c.listeners(pt) {
 			p := s.procOf(proc)
 			for _, port := range ports {
-				if state, err := listenerOf(p.pid, port); err != nil || state != portOurs {
+				if state, err := listener(p.pid, port); err != nil || state != portOurs {
 					t.Errorf("%s (pid %d) does not listen on %d alone: %v %v", proc, p.pid, port, state, err)
 				}
 			}
