@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 # rollbook images, built by docker-compose.yml (or `docker build --target worker .`):
-#   worker   the rollbook worker (workers/)          ENTRYPOINT rollbook-worker
-#   cli      the rollbook CLI (starter/)              ENTRYPOINT rollbook
-#   demoapi  the demo payments API (examples/demoapi) ENTRYPOINT demoapi
+#   worker   the rollbook worker (workers/rollbook-worker) ENTRYPOINT rollbook-worker
+#   cli      the rollbook CLI (starter/rollbook)          ENTRYPOINT rollbook
+#   demoapi  the demo payments API (examples/demoapi)     ENTRYPOINT demoapi
 # Everything is pure Go (the SQLite driver too), so the binaries are static and the
 # runtime image is a small Alpine with CA certificates and wget (for health checks).
+# `go build -o DIR/` names each binary after its package's folder, as `go install` does.
 
 FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
@@ -13,9 +14,7 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags="-s -w" -o /out/rollbook-worker ./workers && \
-    go build -trimpath -ldflags="-s -w" -o /out/rollbook ./starter && \
-    go build -trimpath -ldflags="-s -w" -o /out/demoapi ./examples/demoapi
+    go build -trimpath -ldflags="-s -w" -o /out/ ./workers/rollbook-worker ./starter/rollbook ./examples/demoapi
 
 FROM alpine:3.21 AS runtime
 RUN apk add --no-cache ca-certificates tzdata && \

@@ -52,6 +52,10 @@ fmt-check: ## fail if a file is not gofmt-ed
 build: ## compile every package and command
 	$(GO) build ./...
 
+.PHONY: install
+install: ## install the CLI and the worker, `rollbook` and `rollbook-worker`, into $(go env GOPATH)/bin (or $GOBIN)
+	$(GO) install ./starter/rollbook ./workers/rollbook-worker
+
 .PHONY: demo
 demo: stack-up ## the main job: a good and a rolled-back deployment of payments-api on the dev stack, with a report
 	$(GO) run ./examples/demo --env $(STACK_DIR)/env

@@ -284,14 +284,14 @@ log:
   format: json
 `
 
-// startWorker builds ./workers and runs it with a config generated for this
-// run, on its own task queue. It returns once the worker polls.
+// startWorker builds ./workers/rollbook-worker and runs it with a config
+// generated for this run, on its own task queue. It returns once the worker polls.
 func startWorker(ctx context.Context, tc client.Client, root, dir string, stackEnv map[string]string, taskQueue, edgeSocket, benchSocket string, benchBackends []string) (*child, error) {
 	bin := filepath.Join(dir, "rollbook-worker")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./workers")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./workers/rollbook-worker")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./workers: %v\n%s", err, out)
+		return nil, fmt.Errorf("go build ./workers/rollbook-worker: %v\n%s", err, out)
 	}
 	var cfg bytes.Buffer
 	if err := template.Must(template.New("w").Parse(workerConfigTmpl)).Execute(&cfg, map[string]string{

@@ -3,11 +3,11 @@
 // It starts a private dev stack (or attaches to a running one with -env), a
 // second HAProxy of its own (retry-to-stable on and off, one backend per
 // concurrent deployment), the rollbook worker as a separate process built
-// from ./workers (so its peak RSS can be read from /proc), and a worker for
-// bare Temporal workflows in this process. HTTP load comes from vegeta; an
-// observer polls the HAProxy runtime API every few milliseconds and
-// timestamps every weight change, so no time is inferred from sleeps or
-// from the workflow's own logs. Where the time goes is read from Temporal's
+// from ./workers/rollbook-worker (so its peak RSS can be read from /proc),
+// and a worker for bare Temporal workflows in this process. HTTP load comes
+// from vegeta; an observer polls the HAProxy runtime API every few
+// milliseconds and timestamps every weight change, so no time is inferred
+// from sleeps or from the workflow's own logs. Where the time goes is read from Temporal's
 // history event times.
 //
 // It measures, in one run: (1) the floor — a bare workflow's signal → one
@@ -264,7 +264,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 
 	taskQueue := "rollbook-bench-" + b.runID
 	b.res.Run.TaskQueue = taskQueue
-	b.logf("building and starting the worker (./workers) on task queue %s", taskQueue)
+	b.logf("building and starting the worker (./workers/rollbook-worker) on task queue %s", taskQueue)
 	b.worker, err = startWorker(ctx, b.tc, root, work, b.st.Env(), taskQueue, b.st.HAProxySocket, b.bh.socket, append([]string{"be_retry_on", "be_retry_off"}, b.bh.concurrentBack...))
 	if err != nil {
 		return err

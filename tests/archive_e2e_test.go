@@ -497,10 +497,10 @@ CREATE EVENT TRIGGER rollbook_e2e_deny_archive ON ddl_command_start WHEN TAG IN 
 func TestArchiveCrashBetweenPreserveAndDown(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "rollbook-worker")
-	build := exec.Command("go", "build", "-o", bin, "./workers")
+	build := exec.Command("go", "build", "-o", bin, "./workers/rollbook-worker")
 	build.Dir = repoRoot
 	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build ./workers: %s", out)
+	require.NoError(t, err, "go build ./workers/rollbook-worker: %s", out)
 	const queue = "rollbook-archive-crash-e2e"
 	cfg := archiveWorkerConfig(t, queue, filepath.Join(dir, "local.db"))
 	cfg.Log = worker.LogConfig{Level: "info", Format: "json"}

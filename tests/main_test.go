@@ -90,7 +90,7 @@ func run(m *testing.M) int {
 	os.Setenv("ROLLBOOK_TASK_QUEUE", taskQueue)
 
 	cliBin = filepath.Join(tmp, "rollbook")
-	if out, err := exec.Command("go", "build", "-o", cliBin, filepath.Join(repoRoot, "starter")).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", cliBin, filepath.Join(repoRoot, "starter", "rollbook")).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building the CLI: %v\n%s", err, out)
 		return 1
 	}

@@ -19,17 +19,17 @@ import (
 
 const killedTaskQueue = "rollbook-e2e-killed"
 
-// startDevWorker builds ./workers and runs it with the dev worker's
+// startDevWorker builds ./workers/rollbook-worker and runs it with the dev worker's
 // configuration on killedTaskQueue; with point set, it stops there
 // (ROLLBOOK_CRASHPOINT) and announces it.
 func startDevWorker(t *testing.T, dir, point string) *workerProcess {
 	t.Helper()
 	bin := filepath.Join(dir, "rollbook-worker")
 	if _, err := os.Stat(bin); err != nil {
-		build := exec.Command("go", "build", "-o", bin, "./workers")
+		build := exec.Command("go", "build", "-o", bin, "./workers/rollbook-worker")
 		build.Dir = repoRoot
 		out, err := build.CombinedOutput()
-		require.NoError(t, err, "go build ./workers: %s", out)
+		require.NoError(t, err, "go build ./workers/rollbook-worker: %s", out)
 	}
 	cfgPath := filepath.Join(dir, "worker.yaml")
 	if _, err := os.Stat(cfgPath); err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/rollbook/rollbook/internal/faults"
 )
 
-// workerProcess is a rollbook worker binary (./workers) run by a test as its
+// workerProcess is a rollbook worker binary (./workers/rollbook-worker) run by a test as its
 // own OS process, so that it can be killed with SIGKILL (by PID) at a crash
 // point (internal/faults): the worker announces the point on its output.
 type workerProcess struct {

@@ -246,15 +246,44 @@ func TestBuildContextsAndTargetsExist(t *testing.T) {
 			}
 			assert.Contains(t, stages, target, "%s: build target %q is not a stage of %s", name, target, dockerfile)
 		}
-		// COPY sources of the build stage that name folders must exist.
-		for _, dir := range []string{"workers", "starter", "examples/demoapi"} {
-			if strings.Contains(string(df), "./"+dir) {
-				_, err := os.Stat(filepath.Join(repoRoot, dir))
-				assert.NoError(t, err, "Dockerfile builds ./%s", dir)
-			}
-		}
 	}
 	assert.NotZero(t, builds, "the worker and the demo API are built from the Dockerfile")
+}
+
+var (
+	// goBuildToDir is the Dockerfile's `go build … -o DIR/ ./pkg…`: with a
+	// directory, go build names each binary after its package's folder.
+	goBuildToDir = regexp.MustCompile(`go build [^\n&]*?-o (\S+/) ((?:\./\S+ *)+)`)
+	copyFromOut  = regexp.MustCompile(`(?m)^COPY --from=build (\S+) `)
+)
+
+// TestDockerfileBinariesAreNamedAfterTheirFolders: every binary an image
+// copies out of the build stage is built there from a main package whose
+// folder has the binary's name, so the images run the same `rollbook` and
+// `rollbook-worker` that `go install` gives.
+func TestDockerfileBinariesAreNamedAfterTheirFolders(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	require.NoError(t, err)
+	df := strings.ReplaceAll(string(data), "\\\n", " ")
+	built := map[string]bool{}
+	for _, m := range goBuildToDir.FindAllStringSubmatch(df, -1) {
+		for _, pkg := range strings.Fields(m[2]) {
+			main, err := os.ReadFile(filepath.Join(repoRoot, pkg, "main.go"))
+			if assert.NoError(t, err, "Dockerfile builds %s", pkg) {
+				assert.Regexp(t, `(?m)^package main$`, string(main), "Dockerfile builds %s", pkg)
+			}
+			built[m[1]+filepath.Base(pkg)] = true
+		}
+	}
+	require.NotEmpty(t, built, "the Dockerfile builds its binaries with `go build -o DIR/ ./pkg…`")
+	copies := copyFromOut.FindAllStringSubmatch(df, -1)
+	require.NotEmpty(t, copies, "the images copy binaries from the build stage")
+	for _, m := range copies {
+		assert.True(t, built[m[1]], "Dockerfile copies %s, which its go build does not produce (built: %v)", m[1], built)
+	}
+	for _, bin := range []string{"rollbook", "rollbook-worker"} {
+		assert.True(t, built["/out/"+bin], "the Dockerfile builds %s", bin)
+	}
 }
 
 // pinned reports whether an image reference names an exact tag or digest.

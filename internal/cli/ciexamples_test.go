@@ -3,6 +3,7 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -11,8 +12,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The CI examples in examples/ci are valid YAML, and every rollbook command
-// line in them names a real command and real flags.
+// goCommandPkg is the package a CI example builds or runs (`go build -o
+// rollbook ./starter/rollbook`, `go run ./starter/rollbook …`).
+var goCommandPkg = regexp.MustCompile(`^go (?:build|run|install)\b.*?\s(\./\S+)`)
+
+// The CI examples in examples/ci are valid YAML, every rollbook command
+// line in them names a real command and real flags, and what they build is
+// the CLI's main package.
 func TestCIExamplesUseRealCommands(t *testing.T) {
 	files, err := filepath.Glob("../../examples/ci/*.yml")
 	require.NoError(t, err)
@@ -23,19 +29,26 @@ func TestCIExamplesUseRealCommands(t *testing.T) {
 		require.NoError(t, err)
 		var doc map[string]any
 		require.NoError(t, yaml.Unmarshal(data, &doc), f)
-		found := 0
+		found, builds := 0, 0
 		// Shell continuation lines join their command.
 		text := strings.ReplaceAll(string(data), "\\\n", " ")
 		for _, line := range strings.Split(text, "\n") {
 			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "- "))
+			line = strings.TrimPrefix(line, "run: ")
+			if m := goCommandPkg.FindStringSubmatch(line); m != nil {
+				main, err := os.ReadFile(filepath.Join("../..", m[1], "main.go"))
+				if assert.NoError(t, err, "%s: %q builds a package that is not there", f, line) {
+					assert.Contains(t, string(main), "\npackage main\n", "%s: %q", f, line)
+				}
+				assert.Equal(t, "rollbook", filepath.Base(m[1]), "%s: %q: the CLI's package is starter/rollbook", f, line)
+				builds++
+			}
 			var rest string
 			switch {
 			case strings.HasPrefix(line, "./rollbook "):
 				rest = strings.TrimPrefix(line, "./rollbook ")
-			case strings.HasPrefix(line, "run: go run ./starter "):
-				rest = strings.TrimPrefix(line, "run: go run ./starter ")
-			case strings.HasPrefix(line, "go run ./starter "):
-				rest = strings.TrimPrefix(line, "go run ./starter ")
+			case strings.HasPrefix(line, "go run ./starter/rollbook "):
+				rest = strings.TrimPrefix(line, "go run ./starter/rollbook ")
 			default:
 				continue
 			}
@@ -56,5 +69,6 @@ func TestCIExamplesUseRealCommands(t *testing.T) {
 			found++
 		}
 		assert.GreaterOrEqual(t, found, 2, "%s: rollbook command lines", f)
+		assert.NotZero(t, builds, "%s: builds the CLI", f)
 	}
 }

@@ -1,5 +1,6 @@
-// Package cli implements the rollbook command line (built as starter/): what
-// CI and operators call to validate, plan, deploy and steer deployments.
+// Package cli implements the rollbook command line (the binary is built
+// from starter/rollbook): what CI and operators call to validate, plan,
+// deploy and steer deployments.
 package cli
 
 import (

@@ -117,7 +117,7 @@ func TestCIExamplesSignAndCheckNames(t *testing.T) {
 			if strings.Contains(line, "rollbook deploy ") && strings.Contains(line, "--sign-key") {
 				deploy = true
 			}
-			if strings.Contains(line, "starter validate --worker-config ") {
+			if strings.Contains(line, "rollbook validate --worker-config ") {
 				validate = true
 			}
 		}

@@ -161,7 +161,7 @@ func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
 		return nil, err
 	}
 
-	h.logf("building the worker (./workers)")
+	h.logf("building the worker (./workers/rollbook-worker)")
 	if h.bin, err = buildWorker(root, dir); err != nil {
 		return nil, err
 	}

@@ -19,8 +19,8 @@ import (
 	"github.com/rollbook/rollbook/internal/worker"
 )
 
-// workerProc is one rollbook worker process (./workers), started by the
-// harness and stopped by it, by PID.
+// workerProc is one rollbook worker process (./workers/rollbook-worker),
+// started by the harness and stopped by it, by PID.
 type workerProc struct {
 	cmd   *exec.Cmd
 	Pid   int
@@ -35,13 +35,13 @@ type workerProc struct {
 	log   *os.File
 }
 
-// buildWorker compiles ./workers once for the campaign.
+// buildWorker compiles ./workers/rollbook-worker once for the campaign.
 func buildWorker(root, dir string) (string, error) {
 	bin := filepath.Join(dir, "rollbook-worker")
-	cmd := exec.Command("go", "build", "-o", bin, "./workers")
+	cmd := exec.Command("go", "build", "-o", bin, "./workers/rollbook-worker")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./workers: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./workers/rollbook-worker: %v\n%s", err, out)
 	}
 	return bin, nil
 }

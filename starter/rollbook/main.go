@@ -1,5 +1,6 @@
 // Command rollbook is the CLI used from CI and by operators. It only wires
-// the process to internal/cli.
+// the process to internal/cli. It lives in starter/rollbook, not starter/,
+// so that `go install` names the binary rollbook.
 package main
 
 import (

@@ -1,5 +1,7 @@
 // Command rollbook-worker polls Temporal for Deploy workflows and runs their
-// activities. It only wires the process: flags, logger, signals.
+// activities. It only wires the process: flags, logger, signals. It lives in
+// workers/rollbook-worker, not workers/, so that `go install` names the
+// binary rollbook-worker.
 package main
 
 import (
