@@ -48,31 +48,6 @@ const (
 	maxIdentifier       = 63
 )
 
-// ErrArchive: the data a Down would destroy could not be preserved
-// (permissions, disk, a missing catalog diff). Non-retryable: the Down does
-// not run, and the workflow stops in rollback-stuck with the reason.
-const ErrArchive = "RollbookArchive"
-
-// ArchivedObject is one preserved table or column.
-type ArchivedObject struct {
-	// Version is the migration file whose Down removed the object.
-	Version int64  `json:"version"`
-	Kind    string `json:"kind"`
-	Table   string `json:"table"`
-	Column  string `json:"column,omitempty"`
-	// ArchiveTable is where the data is, usable after FROM as is.
-	ArchiveTable string `json:"archiveTable"`
-	Rows         int64  `json:"rows"`
-}
-
-func (a ArchivedObject) String() string {
-	what := a.Table
-	if a.Kind == ObjectColumn {
-		what = a.Table + "." + a.Column
-	}
-	return fmt.Sprintf("%s (%d rows) → %s", what, a.Rows, a.ArchiveTable)
-}
-
 func archivef(format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrArchive, nil)
 }

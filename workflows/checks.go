@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -44,7 +44,7 @@ func measureOptions(summary string, list []runbook.Check) workflow.ActivityOptio
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        200 * time.Millisecond,
 			MaximumAttempts:        2,
-			NonRetryableErrorTypes: []string{activities.ErrInvalid},
+			NonRetryableErrorTypes: []string{contract.ErrInvalid},
 		},
 	}
 }
@@ -52,12 +52,12 @@ func measureOptions(summary string, list []runbook.Check) workflow.ActivityOptio
 // CheckRun is the progress of one verification (or the background
 // analysis): everything needed to resume it after continue-as-new.
 type CheckRun struct {
-	Name      string                    `json:"name"`
-	StartedAt time.Time                 `json:"startedAt"`
-	Round     int                       `json:"round"`
-	Trackers  []TrackerState            `json:"trackers"`
-	Prev      []activities.Measurement  `json:"prev,omitempty"`
-	First     []*activities.Measurement `json:"first,omitempty"`
+	Name      string                  `json:"name"`
+	StartedAt time.Time               `json:"startedAt"`
+	Round     int                     `json:"round"`
+	Trackers  []TrackerState          `json:"trackers"`
+	Prev      []contract.Measurement  `json:"prev,omitempty"`
+	First     []*contract.Measurement `json:"first,omitempty"`
 }
 
 // TrackerState is one check's tally across rounds.
@@ -70,7 +70,7 @@ type TrackerState struct {
 }
 
 func newCheckRun(ctx workflow.Context, name string, n int) *CheckRun {
-	return &CheckRun{Name: name, StartedAt: workflow.Now(ctx), Trackers: make([]TrackerState, n), First: make([]*activities.Measurement, n)}
+	return &CheckRun{Name: name, StartedAt: workflow.Now(ctx), Trackers: make([]TrackerState, n), First: make([]*contract.Measurement, n)}
 }
 
 // errContinueAsNew asks Deploy to continue as new between two rounds, so a
@@ -111,8 +111,8 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 		}
 		run.Round++
 		round := run.Round
-		var res activities.MeasureResult
-		err := workflow.ExecuteActivity(actx, checks.Measure, activities.MeasureInput{
+		var res contract.MeasureResult
+		err := workflow.ExecuteActivity(actx, contract.ActivityMeasure, contract.MeasureInput{
 			StepRef: d.ref(run.Name), Round: round, Checks: list, Routes: d.rb.Routes, Previous: run.Prev,
 		}).Get(ctx, &res)
 		if err != nil {
@@ -240,7 +240,7 @@ func (d *deployment) startAnalysis(ctx workflow.Context, a *runbook.Analysis, ru
 // sinceFirst turns a compare measurement into counts since the check's first
 // counter reading (kept in *first). A reading whose counters went down (the
 // router restarted) starts the window again.
-func (d *deployment) sinceFirst(c runbook.Check, first **activities.Measurement, m activities.Measurement) activities.Measurement {
+func (d *deployment) sinceFirst(c runbook.Check, first **contract.Measurement, m contract.Measurement) contract.Measurement {
 	if m.Error != "" || m.Counters == nil {
 		return m
 	}
@@ -259,8 +259,8 @@ func (d *deployment) sinceFirst(c runbook.Check, first **activities.Measurement,
 		m.BaselineRound = true
 		return m
 	}
-	side := func(subset string) *activities.SideSample {
-		return &activities.SideSample{
+	side := func(subset string) *contract.SideSample {
+		return &contract.SideSample{
 			Requests: m.Counters[subset+".requests"] - f.Counters[subset+".requests"],
 			Errors:   m.Counters[subset+".errors5xx"] - f.Counters[subset+".errors5xx"],
 		}

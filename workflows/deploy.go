@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -76,7 +76,7 @@ type deployment struct {
 	notes []workflow.Future // runs from before ordered notifications
 	// Ordered notifications (see notify): the queue, whether its sender
 	// runs, and the GetVersion answer, asked once.
-	noteQueue       []activities.NotifyInput
+	noteQueue       []contract.NotifyInput
 	noteSender      bool
 	notifyVersioned bool
 	notifyOrdered   bool

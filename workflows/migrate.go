@@ -6,7 +6,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -28,7 +28,7 @@ const versionOnRollback = "migrate-on-rollback"
 func (d *deployment) migrate(ctx workflow.Context, i int) error {
 	step := d.rb.Steps[i]
 	m := step.Migrate
-	in := activities.MigrateInput{
+	in := contract.MigrateInput{
 		StepRef:  d.ref(step.Name),
 		Database: m.Database,
 		Dir:      m.Dir,
@@ -42,9 +42,9 @@ func (d *deployment) migrate(ctx workflow.Context, i int) error {
 	if workflow.GetVersion(ctx, versionOnRollback, workflow.DefaultVersion, 1) >= 1 && !step.Irreversible {
 		policy = m.RollbackPolicy()
 	}
-	var captured activities.SchemaState
+	var captured contract.SchemaState
 	cctx := workflow.WithActivityOptions(ctx, captureOptions(fmt.Sprintf("%s: read schema version of %s", step.Name, m.Database)))
-	if err := workflow.ExecuteActivity(cctx, migrations.CaptureSchema, in).Get(ctx, &captured); err != nil {
+	if err := workflow.ExecuteActivity(cctx, contract.ActivityCaptureSchema, in).Get(ctx, &captured); err != nil {
 		return fmt.Errorf("capturing the schema version of %s: %w", m.Database, err)
 	}
 	d.status.Steps[i].Captured = &Captured{Schema: &captured, SchemaTarget: target}
@@ -61,12 +61,12 @@ func (d *deployment) migrate(ctx workflow.Context, i int) error {
 		rec := in
 		rec.Files = nil
 		ci = d.push(Compensation{Step: step.Name, Kind: runbook.KindMigrate,
-			Migrate: &activities.MigrateDownInput{MigrateInput: rec, Captured: captured, Policy: policy}})
+			Migrate: &contract.MigrateDownInput{MigrateInput: rec, Captured: captured, Policy: policy}})
 	}
 	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: migrate %s from %d to %d", step.Name, m.Database, captured.Version, target), true))
-	var res activities.MigrateResult
-	up := activities.MigrateUpInput{MigrateInput: in, Target: target, Policy: policy}
-	if err := workflow.ExecuteActivity(actx, migrations.MigrateUp, up).Get(ctx, &res); err != nil {
+	var res contract.MigrateResult
+	up := contract.MigrateUpInput{MigrateInput: in, Target: target, Policy: policy}
+	if err := workflow.ExecuteActivity(actx, contract.ActivityMigrateUp, up).Get(ctx, &res); err != nil {
 		return fmt.Errorf("migrating %s to version %d: %w", m.Database, target, err)
 	}
 	if ci >= 0 {
@@ -87,10 +87,10 @@ func (d *deployment) migrate(ctx workflow.Context, i int) error {
 }
 
 // undoMigrate runs one attempt of a migrate compensation.
-func (d *deployment) undoMigrate(ctx workflow.Context, c *Compensation) (activities.RestoreResult, error) {
+func (d *deployment) undoMigrate(ctx workflow.Context, c *Compensation) (contract.RestoreResult, error) {
 	in := *c.Migrate
 	if in.Policy == runbook.OnRollbackKeep {
-		return activities.RestoreResult{Detail: fmt.Sprintf(
+		return contract.RestoreResult{Detail: fmt.Sprintf(
 			"schema of database %s kept as migrated (onRollback: keep): the previous version runs on it and the data written meanwhile stays in the live tables; a later deployment re-applies nothing",
 			in.Database)}, nil
 	}
@@ -101,15 +101,15 @@ func (d *deployment) undoMigrate(ctx workflow.Context, c *Compensation) (activit
 	if in.Policy == runbook.OnRollbackArchive {
 		what = fmt.Sprintf("undo %s: preserve data, then migrate %s down to %d", c.Step, in.Database, in.Captured.Version)
 	}
-	var res activities.RestoreResult
+	var res contract.RestoreResult
 	actx := workflow.WithActivityOptions(ctx, compOptions(what, true))
-	err := workflow.ExecuteActivity(actx, migrations.MigrateDown, in).Get(ctx, &res)
+	err := workflow.ExecuteActivity(actx, contract.ActivityMigrateDown, in).Get(ctx, &res)
 	return res, err
 }
 
 // recordPreserved puts what a migrate compensation kept or archived where
 // operators look: the compensation, the step's detail (status, Web UI).
-func (d *deployment) recordPreserved(c *Compensation, res activities.RestoreResult) {
+func (d *deployment) recordPreserved(c *Compensation, res contract.RestoreResult) {
 	if c.Migrate == nil {
 		return
 	}
@@ -145,7 +145,7 @@ func (d *deployment) preservedNote() string {
 	return strings.Join(parts, "; ")
 }
 
-func archivedSummary(objs []activities.ArchivedObject) string {
+func archivedSummary(objs []contract.ArchivedObject) string {
 	parts := make([]string, len(objs))
 	for i, o := range objs {
 		parts[i] = o.String()
@@ -153,7 +153,7 @@ func archivedSummary(objs []activities.ArchivedObject) string {
 	return strings.Join(parts, ", ")
 }
 
-func createdSummary(files []activities.FileObjects) string {
+func createdSummary(files []contract.FileObjects) string {
 	var parts []string
 	for _, f := range files {
 		for _, o := range f.Created {

@@ -7,10 +7,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 )
-
-var notifier *activities.Notifier
 
 // notifyWait bounds how long a finished deployment waits for its last
 // notifications: a slow chat server must not hold the outcome back.
@@ -25,7 +23,7 @@ func (d *deployment) notify(phase string) {
 	if n == nil || (len(n.Phases) > 0 && !slices.Contains(n.Phases, phase)) {
 		return
 	}
-	in := activities.NotifyInput{
+	in := contract.NotifyInput{
 		StepRef: d.ref(d.status.CurrentStep),
 		Webhook: n.Webhook,
 		Service: d.rb.Service,
@@ -45,7 +43,7 @@ func (d *deployment) notify(phase string) {
 		d.notifyOrdered = workflow.GetVersion(d.nctx, "ordered-notifications", workflow.DefaultVersion, 1) >= 1
 	}
 	if !d.notifyOrdered {
-		d.notes = append(d.notes, workflow.ExecuteActivity(d.notifyOptions(phase), notifier.Notify, in))
+		d.notes = append(d.notes, workflow.ExecuteActivity(d.notifyOptions(phase), contract.ActivityNotify, in))
 		return
 	}
 	d.noteQueue = append(d.noteQueue, in)
@@ -62,7 +60,7 @@ func (d *deployment) notifyOptions(phase string) workflow.Context {
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{activities.ErrInvalid},
+			NonRetryableErrorTypes: []string{contract.ErrInvalid},
 		},
 	})
 }
@@ -76,7 +74,7 @@ func (d *deployment) sendNotifications(ctx workflow.Context) {
 			return
 		}
 		in := d.noteQueue[0]
-		if err := workflow.ExecuteActivity(d.notifyOptions(in.Phase), notifier.Notify, in).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(d.notifyOptions(in.Phase), contract.ActivityNotify, in).Get(ctx, nil); err != nil {
 			d.log.Warn("Notification failed", "phase", in.Phase, "error", err)
 		}
 		d.noteQueue = d.noteQueue[1:]

@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 )
 
 // OutcomeRefused ends a deployment the preflight refused: a name the worker
@@ -23,8 +23,6 @@ const ErrTypeUntrustedResume = "RollbookUntrustedResume"
 // preflightChange is the workflow.GetVersion change ID of the preflight:
 // histories recorded before it replay without the activity.
 const preflightChange = "preflight"
-
-var preflights *activities.Preflight
 
 // preflightOptions: the activity probes each live system for a few seconds
 // at most. A fresh deployment gives up after a few attempts (and is refused:
@@ -62,10 +60,10 @@ func (d *deployment) preflight(ctx workflow.Context) ([]string, error) {
 	b := d.in.Bundle
 	// The files were checked with the hash; the preflight needs the rest.
 	b.Files = nil
-	in := activities.PreflightInput{StepRef: d.ref("preflight"), Bundle: b, SignatureOnly: resumed}
+	in := contract.PreflightInput{StepRef: d.ref("preflight"), Bundle: b, SignatureOnly: resumed}
 	actx := workflow.WithActivityOptions(ctx, preflightOptions(resumed))
-	var res activities.PreflightResult
-	err := workflow.ExecuteActivity(actx, preflights.Preflight, in).Get(ctx, &res)
+	var res contract.PreflightResult
+	err := workflow.ExecuteActivity(actx, contract.ActivityPreflight, in).Get(ctx, &res)
 	switch {
 	case err != nil && isCancel(ctx, err):
 		return nil, nil

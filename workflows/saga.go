@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -226,8 +226,8 @@ func (d *deployment) capacityCheck() bool {
 
 // execCompensation runs one attempt. For a gradual traffic restore it walks
 // the remaining stages (stage counts those done, across attempts).
-func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, stages []map[string]int, stage *int) (activities.RestoreResult, error) {
-	var res activities.RestoreResult
+func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, stages []map[string]int, stage *int) (contract.RestoreResult, error) {
+	var res contract.RestoreResult
 	switch {
 	case c.Migrate != nil:
 		return d.undoMigrate(ctx, c)
@@ -237,7 +237,7 @@ func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, sta
 			return res, err
 		}
 		actx := workflow.WithActivityOptions(ctx, compOptions(fmt.Sprintf("undo %s: restore %d Consul keys", c.Step, len(in.Ops)), false))
-		err = workflow.ExecuteActivity(actx, kv.RestoreKV, in).Get(ctx, &res)
+		err = workflow.ExecuteActivity(actx, contract.ActivityRestoreKV, in).Get(ctx, &res)
 		return res, err
 	case c.Traffic != nil:
 		in := *c.Traffic
@@ -261,8 +261,8 @@ func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, sta
 				target = s.Target
 			}
 			actx := workflow.WithActivityOptions(ctx, compOptions(fmt.Sprintf("undo %s: set %s to %s", c.Step, in.Route.Name, runbook.FormatWeights(target)), false))
-			var r activities.RestoreResult
-			if err := workflow.ExecuteActivity(actx, traffic.RestoreWeights, s).Get(ctx, &r); err != nil {
+			var r contract.RestoreResult
+			if err := workflow.ExecuteActivity(actx, contract.ActivityRestoreWeights, s).Get(ctx, &r); err != nil {
 				return r, err
 			}
 			wrote = wrote || !r.AlreadyRestored

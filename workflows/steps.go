@@ -7,18 +7,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/runbook"
-)
-
-// Activities are referenced through nil pointers: only the method values'
-// names matter to the workflow (samples-go greetings style).
-var (
-	migrations *activities.Migrations
-	kv         *activities.KV
-	traffic    *activities.Traffic
-	checks     *activities.Checks
 )
 
 // Activity timeouts. Temporal notices that a worker died (kill -9, OOM, a
@@ -36,7 +27,7 @@ const (
 )
 
 // nonRetryable are the activity error types that retrying cannot fix.
-var nonRetryable = []string{activities.ErrInvalid, activities.ErrConflict, activities.ErrMismatch, activities.ErrNoCapacity, activities.ErrArchive}
+var nonRetryable = []string{contract.ErrInvalid, contract.ErrConflict, contract.ErrMismatch, contract.ErrNoCapacity, contract.ErrArchive}
 
 func captureOptions(summary string) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
@@ -74,8 +65,8 @@ func applyOptions(summary string, long bool) workflow.ActivityOptions {
 	return o
 }
 
-func (d *deployment) ref(step string) activities.StepRef {
-	return activities.StepRef{DeploymentID: d.id, Step: step}
+func (d *deployment) ref(step string) contract.StepRef {
+	return contract.StepRef{DeploymentID: d.id, Step: step}
 }
 
 func (d *deployment) push(c Compensation) int {
@@ -86,10 +77,10 @@ func (d *deployment) push(c Compensation) int {
 
 func (d *deployment) consul(ctx workflow.Context, i int) error {
 	step := d.rb.Steps[i]
-	in := activities.KVInput{StepRef: d.ref(step.Name), Ops: step.Consul.Ops()}
-	var captured activities.KVState
+	in := contract.KVInput{StepRef: d.ref(step.Name), Ops: step.Consul.Ops()}
+	var captured contract.KVState
 	cctx := workflow.WithActivityOptions(ctx, captureOptions(fmt.Sprintf("%s: read %d Consul keys", step.Name, len(in.Ops))))
-	if err := workflow.ExecuteActivity(cctx, kv.CaptureKV, in).Get(ctx, &captured); err != nil {
+	if err := workflow.ExecuteActivity(cctx, contract.ActivityCaptureKV, in).Get(ctx, &captured); err != nil {
 		return fmt.Errorf("capturing Consul keys: %w", err)
 	}
 	oneCopy := d.kvOneCopy(ctx)
@@ -100,7 +91,7 @@ func (d *deployment) consul(ctx workflow.Context, i int) error {
 	}
 	d.status.Steps[i].Captured = &Captured{KV: &captured}
 	comp := Compensation{Step: step.Name, Kind: runbook.KindConsul,
-		KV: &activities.KVRestoreInput{KVInput: in, Captured: captured}}
+		KV: &contract.KVRestoreInput{KVInput: in, Captured: captured}}
 	if oneCopy {
 		// One copy of the captured values, in the compensation; the
 		// runbook's own values stay in the bundle (see kvOneCopy).
@@ -112,8 +103,8 @@ func (d *deployment) consul(ctx workflow.Context, i int) error {
 	// irreversible step it is discarded once the apply succeeds.
 	ci := d.push(comp)
 	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: write %d Consul keys in one transaction", step.Name, len(in.Ops)), false))
-	var applied activities.KVState
-	if err := workflow.ExecuteActivity(actx, kv.ApplyKV, activities.KVApplyInput{KVInput: in, Captured: captured}).Get(ctx, &applied); err != nil {
+	var applied contract.KVState
+	if err := workflow.ExecuteActivity(actx, contract.ActivityApplyKV, contract.KVApplyInput{KVInput: in, Captured: captured}).Get(ctx, &applied); err != nil {
 		return fmt.Errorf("writing Consul keys: %w", err)
 	}
 	rec := &applied
@@ -135,10 +126,10 @@ func (d *deployment) traffic(ctx workflow.Context, i int) error {
 	step := d.rb.Steps[i]
 	t := step.Traffic
 	route := d.routes[t.Route]
-	in := activities.TrafficInput{StepRef: d.ref(step.Name), Route: route}
-	var captured activities.WeightState
+	in := contract.TrafficInput{StepRef: d.ref(step.Name), Route: route}
+	var captured contract.WeightState
 	cctx := workflow.WithActivityOptions(ctx, captureOptions(fmt.Sprintf("%s: read weights of %s on %s", step.Name, route.Backend, route.Router)))
-	if err := workflow.ExecuteActivity(cctx, traffic.CaptureWeights, in).Get(ctx, &captured); err != nil {
+	if err := workflow.ExecuteActivity(cctx, contract.ActivityCaptureWeights, in).Get(ctx, &captured); err != nil {
 		return fmt.Errorf("capturing weights of route %s: %w", route.Name, err)
 	}
 	d.status.Steps[i].Captured = &Captured{Weights: &captured, WeightsSet: t.Weights}
@@ -150,13 +141,13 @@ func (d *deployment) traffic(ctx workflow.Context, i int) error {
 		// the rollback's own checks find the same mismatch and ask a human.
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"route %s is at %s, but step %s left it at %s: the router was restarted without its saved state, or someone changed the weights since; nothing was written",
-			route.Name, runbook.FormatWeights(captured.Weights), prev, runbook.FormatWeights(left)), activities.ErrMismatch, nil)
+			route.Name, runbook.FormatWeights(captured.Weights), prev, runbook.FormatWeights(left)), contract.ErrMismatch, nil)
 	}
 	ci := d.push(Compensation{Step: step.Name, Kind: runbook.KindTraffic,
-		Traffic: &activities.RestoreWeightsInput{TrafficInput: in, Captured: captured, Applied: t.Weights}})
+		Traffic: &contract.RestoreWeightsInput{TrafficInput: in, Captured: captured, Applied: t.Weights}})
 	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: set %s to %s", step.Name, route.Name, runbook.FormatWeights(t.Weights)), false))
-	var after activities.WeightState
-	if err := workflow.ExecuteActivity(actx, traffic.SetWeights, activities.SetWeightsInput{TrafficInput: in, Weights: t.Weights, Captured: captured}).Get(ctx, &after); err != nil {
+	var after contract.WeightState
+	if err := workflow.ExecuteActivity(actx, contract.ActivitySetWeights, contract.SetWeightsInput{TrafficInput: in, Weights: t.Weights, Captured: captured}).Get(ctx, &after); err != nil {
 		return fmt.Errorf("setting weights of route %s: %w", route.Name, err)
 	}
 	d.comps[ci].ApplyDone = true

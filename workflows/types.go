@@ -8,7 +8,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -110,18 +110,18 @@ type StepStatus struct {
 
 // Captured holds one step's captured and applied state (one field set).
 type Captured struct {
-	Schema *activities.SchemaState `json:"schema,omitempty"`
+	Schema *contract.SchemaState `json:"schema,omitempty"`
 	// SchemaTarget is the version the step migrated to.
-	SchemaTarget int64                   `json:"schemaTarget,omitempty"`
-	KV           *activities.KVState     `json:"kv,omitempty"`
-	KVApplied    *activities.KVState     `json:"kvApplied,omitempty"`
-	Weights      *activities.WeightState `json:"weights,omitempty"`
-	WeightsSet   map[string]int          `json:"weightsSet,omitempty"`
+	SchemaTarget int64                 `json:"schemaTarget,omitempty"`
+	KV           *contract.KVState     `json:"kv,omitempty"`
+	KVApplied    *contract.KVState     `json:"kvApplied,omitempty"`
+	Weights      *contract.WeightState `json:"weights,omitempty"`
+	WeightsSet   map[string]int        `json:"weightsSet,omitempty"`
 
 	// Release is the version a release step found on its target;
 	// ReleaseApplied the version it released.
-	Release        *activities.ReleaseState `json:"release,omitempty"`
-	ReleaseApplied string                   `json:"releaseApplied,omitempty"`
+	Release        *contract.ReleaseState `json:"release,omitempty"`
+	ReleaseApplied string                 `json:"releaseApplied,omitempty"`
 }
 
 // Compensation states.
@@ -156,9 +156,9 @@ type Compensation struct {
 	Kept bool `json:"kept,omitempty"`
 	// Preserved lists what a migrate compensation archived before its
 	// Downs (onRollback: archive): objects, rows, archive tables.
-	Preserved []activities.ArchivedObject `json:"preserved,omitempty"`
-	StartedAt time.Time                   `json:"startedAt,omitempty"`
-	EndedAt   time.Time                   `json:"endedAt,omitempty"`
+	Preserved []contract.ArchivedObject `json:"preserved,omitempty"`
+	StartedAt time.Time                 `json:"startedAt,omitempty"`
+	EndedAt   time.Time                 `json:"endedAt,omitempty"`
 
 	// KVValuesInRunbook: the KV record leaves out the values the step
 	// writes (its ops' values and the applied state's): they are the
@@ -166,11 +166,11 @@ type Compensation struct {
 	// back before running the restore and in the Result.
 	KVValuesInRunbook bool `json:"kvValuesInRunbook,omitempty"`
 
-	Migrate *activities.MigrateDownInput    `json:"migrate,omitempty"`
-	KV      *activities.KVRestoreInput      `json:"kv,omitempty"`
-	Traffic *activities.RestoreWeightsInput `json:"traffic,omitempty"`
+	Migrate *contract.MigrateDownInput    `json:"migrate,omitempty"`
+	KV      *contract.KVRestoreInput      `json:"kv,omitempty"`
+	Traffic *contract.RestoreWeightsInput `json:"traffic,omitempty"`
 
-	Release *activities.RestoreReleaseInput `json:"release,omitempty"`
+	Release *contract.RestoreReleaseInput `json:"release,omitempty"`
 }
 
 // Judgement states of one check.

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/internal/codec"
 	"github.com/rollbook/rollbook/internal/faults"
 	"github.com/rollbook/rollbook/internal/router"
@@ -162,21 +164,49 @@ func keyFileOf(c *CodecConfig) string {
 	return c.KeyFile
 }
 
-// Register adds the Deploy workflow and every activity to w.
+// Register adds the Deploy and Revert workflows and every activity to w.
 func Register(w sdkworker.Registry, a *Activities) {
 	w.RegisterWorkflowWithOptions(workflows.Deploy, workflows.RegisterOptions())
 	w.RegisterWorkflowWithOptions(workflows.Revert, workflows.RevertRegisterOptions())
-	w.RegisterActivity(a.Migrations)
-	w.RegisterActivity(a.KV)
-	w.RegisterActivity(a.Traffic)
-	w.RegisterActivity(a.Checks)
-	w.RegisterActivity(a.Notifier)
+	for _, act := range a.byName() {
+		w.RegisterActivityWithOptions(act.fn, activity.RegisterOptions{Name: act.name})
+	}
+}
+
+type namedActivity struct {
+	name string
+	fn   any
+}
+
+// byName pairs every activity of the contract with its implementation. The
+// workflows execute activities by these names, so registering each method
+// under its contract name (rather than the struct, whose method names
+// happen to match today) keeps a renamed method from silently breaking
+// recorded histories. Release and Preflight are optional.
+func (a *Activities) byName() []namedActivity {
+	acts := []namedActivity{
+		{contract.ActivityCaptureSchema, a.Migrations.CaptureSchema},
+		{contract.ActivityMigrateUp, a.Migrations.MigrateUp},
+		{contract.ActivityMigrateDown, a.Migrations.MigrateDown},
+		{contract.ActivityCaptureKV, a.KV.CaptureKV},
+		{contract.ActivityApplyKV, a.KV.ApplyKV},
+		{contract.ActivityRestoreKV, a.KV.RestoreKV},
+		{contract.ActivityCaptureWeights, a.Traffic.CaptureWeights},
+		{contract.ActivitySetWeights, a.Traffic.SetWeights},
+		{contract.ActivityRestoreWeights, a.Traffic.RestoreWeights},
+		{contract.ActivityMeasure, a.Checks.Measure},
+		{contract.ActivityNotify, a.Notifier.Notify},
+	}
 	if a.Release != nil {
-		w.RegisterActivity(a.Release)
+		acts = append(acts,
+			namedActivity{contract.ActivityCaptureRelease, a.Release.CaptureRelease},
+			namedActivity{contract.ActivityApplyRelease, a.Release.ApplyRelease},
+			namedActivity{contract.ActivityRestoreRelease, a.Release.RestoreRelease})
 	}
 	if a.Preflight != nil {
-		w.RegisterActivity(a.Preflight)
+		acts = append(acts, namedActivity{contract.ActivityPreflight, a.Preflight.Preflight})
 	}
+	return acts
 }
 
 // Options tune Start; the zero value runs a worker as Run does.
