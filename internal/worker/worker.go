@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -23,6 +26,7 @@ import (
 	"github.com/rollbook/rollbook/internal/router/haproxy"
 	"github.com/rollbook/rollbook/internal/signing"
 	"github.com/rollbook/rollbook/internal/temporalconn"
+	"github.com/rollbook/rollbook/internal/workerconfig"
 	"github.com/rollbook/rollbook/internal/zapadapter"
 	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
@@ -46,9 +50,9 @@ type Activities struct {
 // read here and never logged.
 func BuildActivities(cfg *Config) (*Activities, error) {
 	targets := map[string]activities.DatabaseTarget{}
-	for _, n := range sortedKeys(cfg.Databases) {
+	for _, n := range slices.Sorted(maps.Keys(cfg.Databases)) {
 		d := cfg.Databases[n]
-		dsn, err := resolveDSN(n, d)
+		dsn, err := workerconfig.ResolveDSN(n, d)
 		if err != nil {
 			return nil, err
 		}
@@ -69,13 +73,13 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	}
 
 	routers := map[string]router.Router{}
-	for _, n := range sortedKeys(cfg.Routers) {
+	for _, n := range slices.Sorted(maps.Keys(cfg.Routers)) {
 		r := cfg.Routers[n]
 		switch r.Driver {
 		case "haproxy":
 			addr := r.Address
 			if r.AddressEnv != "" {
-				if addr = lookupEnv(r.AddressEnv); addr == "" {
+				if addr = os.Getenv(r.AddressEnv); addr == "" {
 					return nil, fmt.Errorf("router %s: environment variable %s is empty", n, r.AddressEnv)
 				}
 			}
@@ -98,16 +102,16 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	}
 
 	prom := map[string]string{}
-	for _, n := range sortedKeys(cfg.Prometheus) {
-		u, err := resolveAddress("prometheus "+n, cfg.Prometheus[n])
+	for _, n := range slices.Sorted(maps.Keys(cfg.Prometheus)) {
+		u, err := workerconfig.ResolveAddress("prometheus "+n, cfg.Prometheus[n])
 		if err != nil {
 			return nil, err
 		}
 		prom[n] = u
 	}
 	endpoints := map[string]string{}
-	for _, n := range sortedKeys(cfg.Endpoints) {
-		u, err := resolveAddress("endpoint "+n, cfg.Endpoints[n])
+	for _, n := range slices.Sorted(maps.Keys(cfg.Endpoints)) {
+		u, err := workerconfig.ResolveAddress("endpoint "+n, cfg.Endpoints[n])
 		if err != nil {
 			return nil, err
 		}
@@ -118,8 +122,8 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 		return nil, fmt.Errorf("checks: %w", err)
 	}
 	hooks := map[string]string{}
-	for _, n := range sortedKeys(cfg.Webhooks) {
-		u, err := resolveAddress("webhook "+n, cfg.Webhooks[n])
+	for _, n := range slices.Sorted(maps.Keys(cfg.Webhooks)) {
+		u, err := workerconfig.ResolveAddress("webhook "+n, cfg.Webhooks[n])
 		if err != nil {
 			return nil, err
 		}
@@ -264,7 +268,7 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 			cdc = cdc.RequireEncryption()
 		}
 	}
-	for _, kf := range []string{keyFileOf(cfg.Codec), lookupEnv(codec.EnvKeyFile)} {
+	for _, kf := range []string{keyFileOf(cfg.Codec), os.Getenv(codec.EnvKeyFile)} {
 		if kf == "" {
 			continue
 		}
@@ -330,8 +334,8 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 		}
 	}
 	log.Info("rollbook worker started", zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace),
-		zap.String("taskQueue", cfg.TaskQueue), zap.Strings("databases", sortedKeys(cfg.Databases)),
-		zap.Strings("routers", sortedKeys(cfg.Routers)), zap.String("payloadEncryption", encryption))
+		zap.String("taskQueue", cfg.TaskQueue), zap.Strings("databases", slices.Sorted(maps.Keys(cfg.Databases))),
+		zap.Strings("routers", slices.Sorted(maps.Keys(cfg.Routers))), zap.String("payloadEncryption", encryption))
 	return r, nil
 }
 
