@@ -19,7 +19,6 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
-	"github.com/rollbook/rollbook/internal/faults"
 	"github.com/rollbook/rollbook/runbook"
 	"go.temporal.io/sdk/temporal"
 	"modernc.org/sqlite"
@@ -61,9 +60,25 @@ type Migrations struct {
 	LockTimeout time.Duration
 	// HeartbeatInterval is how often long calls heartbeat (default 2s).
 	HeartbeatInterval time.Duration
+	// Hooks are points a test harness stops the activity at; the zero
+	// value (production) has none.
+	Hooks MigrationHooks
 
 	mu  sync.Mutex
 	dbs map[string]*sql.DB
+}
+
+// MigrationHooks let the crash campaign stop a migration between two of its
+// steps. The worker sets them only when a crash point is armed
+// (ROLLBOOK_CRASHPOINT, internal/faults), so the activities carry no dev
+// tooling of their own.
+type MigrationHooks struct {
+	// GooseOptions are added to every goose Provider (the campaign hooks
+	// goose's log of each applied file).
+	GooseOptions []goose.ProviderOption
+	// ArchiveDone runs after a file's data was preserved and committed,
+	// before that file's Down.
+	ArchiveDone func(context.Context)
 }
 
 // NewMigrations checks the targets and returns the activities. Connections
@@ -161,9 +176,7 @@ func (m *Migrations) provider(in MigrateInput) (*goose.Provider, *sql.DB, Databa
 	}
 	dialect := goose.DialectPostgres
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
-	// Only with ROLLBOOK_CRASHPOINT set (the crash campaign): a hook between
-	// migration files. Nil otherwise.
-	opts = append(opts, faults.GooseOptions()...)
+	opts = append(opts, m.Hooks.GooseOptions...)
 	if t.Dialect == DialectSQLite {
 		dialect = goose.DialectSQLite3
 	}
@@ -540,7 +553,9 @@ func (m *Migrations) archiveAndDown(ctx context.Context, p *goose.Provider, arch
 		if _, err := arch.archiveFile(ctx, in.StepRef, cur, objs); err != nil {
 			return reverted, archiveError(fmt.Sprintf("preserving the data of migration %d in database %s before its Down", cur, in.Database), err)
 		}
-		faults.ArchiveDone(ctx)
+		if m.Hooks.ArchiveDone != nil {
+			m.Hooks.ArchiveDone(ctx)
+		}
 		r, err := p.Down(ctx)
 		if err != nil {
 			return reverted, err

@@ -62,6 +62,11 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
+	if faults.Enabled() {
+		// Only with ROLLBOOK_CRASHPOINT set (the crash campaign): stop
+		// points between migration files and after an archive.
+		mig.Hooks = activities.MigrationHooks{GooseOptions: faults.GooseOptions(), ArchiveDone: faults.ArchiveDone}
+	}
 
 	consul, err := consulapi.NewClient(consulapi.DefaultConfig())
 	if err != nil {
