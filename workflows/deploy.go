@@ -31,33 +31,36 @@ type stopIntent struct {
 	step   string
 }
 
-// deployment is the state of one Deploy run. Signal handlers only record
-// intents here; the main coroutine acts on them in one place (the
-// argo-rollouts pattern), so ordering stays deterministic.
+// deployment is the state of one Deploy run, in named parts: what the run
+// deploys, the saga, the operator's controls, the notifications and the
+// continue-as-new bookkeeping. Signal handlers only record intents here; the
+// main coroutine acts on them in one place (the argo-rollouts pattern), so
+// ordering stays deterministic.
 type deployment struct {
-	// canWarned: the warning that continue-as-new was refused was logged.
-	canWarned bool
-	in        *Input
-	rb        *runbook.Runbook
-	log       log.Logger
-	id        string
-	routes    map[string]runbook.Route
-
+	in     *Input
+	rb     *runbook.Runbook
+	log    log.Logger
+	id     string
+	routes map[string]runbook.Route
 	status Status
-	comps  []Compensation
 
+	saga
+	operator
+	notifications
+	carry
+}
+
+// saga is the forward progress and the compensation stack.
+type saga struct {
+	comps         []Compensation
 	cancelForward workflow.CancelFunc
-	intent        *stopIntent
-	pivot         string
-	rollingBack   bool
-	finished      bool
-
-	paused          bool
-	waitingApproval string
-	approved        bool
-	stuckStep       string
-	decision        string
-	skipped         bool
+	// intent is why the forward phase stops (the first one wins).
+	intent      *stopIntent
+	pivot       string
+	rollingBack bool
+	finished    bool
+	// skipped: an operator skipped a compensation.
+	skipped bool
 
 	rollbackStarted time.Time
 	rollbackEnded   time.Time
@@ -67,9 +70,25 @@ type deployment struct {
 	// verify is the running verify step's progress.
 	verify *CheckRun
 	// current is the index of the step the forward phase is in.
-	current    int
-	generation int
+	current int
+	// kvVersioned, kvOneCopyOn: the GetVersion answer of kvOneCopyChange,
+	// asked once (see kvvalues.go).
+	kvVersioned bool
+	kvOneCopyOn bool
+}
 
+// operator is what the operator's signals set: pause, approval, and the
+// decision on a stuck compensation.
+type operator struct {
+	paused          bool
+	waitingApproval string
+	approved        bool
+	stuckStep       string
+	decision        string
+}
+
+// notifications are the phase-change messages and how they are sent.
+type notifications struct {
 	// nctx is a disconnected context for notifications, so that the
 	// cancellation of the forward phase does not cancel them.
 	nctx  workflow.Context
@@ -80,11 +99,15 @@ type deployment struct {
 	noteSender      bool
 	notifyVersioned bool
 	notifyOrdered   bool
-	// kvVersioned, kvOneCopyOn: the GetVersion answer of kvOneCopyChange,
-	// asked once (see kvvalues.go).
-	kvVersioned bool
-	kvOneCopyOn bool
-	// trimVersioned, trimOn: the same for trimRoundsChange (carry.go).
+}
+
+// carry is the continue-as-new bookkeeping.
+type carry struct {
+	generation int
+	// canWarned: the warning that continue-as-new was refused was logged.
+	canWarned bool
+	// trimVersioned, trimOn: the GetVersion answer of trimRoundsChange
+	// (carry.go), asked once.
 	trimVersioned bool
 	trimOn        bool
 }
