@@ -262,30 +262,17 @@ func (d *deployment) forward(ctx workflow.Context, from int, resume *Resume) err
 			d.beginStep(ctx, i)
 		}
 		var err error
-		switch step.Kind() {
-		case runbook.KindMigrate:
-			err = d.migrate(ctx, i)
-		case runbook.KindConsul:
-			err = d.consul(ctx, i)
-		case runbook.KindTraffic:
-			err = d.traffic(ctx, i)
-		case runbook.KindRelease:
-			err = d.release(ctx, i)
-		case runbook.KindVerify:
-			d.setPhase(ctx, PhaseVerifying)
-			v := step.Verify
-			d.verify = newCheckRun(ctx, step.Name, len(v.Checks))
-			if resumed {
-				d.verify = resume.Verify
-			}
-			err = d.runChecks(ctx, d.verify, v.Checks, v.Interval.D(), v.Duration.D(), true, true)
-			if errors.Is(err, errContinueAsNew) {
-				return err
-			}
-		case runbook.KindPause:
-			err = d.pause(ctx, i)
-		default:
+		if k := stepKinds[step.Kind()]; k == nil {
 			err = fmt.Errorf("step %q has no kind", step.Name)
+		} else {
+			var r *Resume
+			if resumed {
+				r = resume
+			}
+			err = k.forward(ctx, d, i, r)
+		}
+		if errors.Is(err, errContinueAsNew) {
+			return err
 		}
 		if err != nil {
 			state := StepFailed
@@ -352,29 +339,6 @@ func (d *deployment) waitWhilePaused(ctx workflow.Context) error {
 		d.setPhase(ctx, prev)
 	}
 	return err
-}
-
-func (d *deployment) pause(ctx workflow.Context, i int) error {
-	p := d.rb.Steps[i].Pause
-	name := d.rb.Steps[i].Name
-	if !p.Approval {
-		d.setPhase(ctx, PhasePaused)
-		return workflow.Sleep(ctx, p.Duration.D())
-	}
-	d.waitingApproval, d.approved = name, false
-	defer func() { d.waitingApproval = "" }()
-	d.setPhase(ctx, PhasePaused)
-	if p.Timeout == 0 {
-		return workflow.Await(ctx, func() bool { return d.approved })
-	}
-	ok, err := workflow.AwaitWithTimeout(ctx, p.Timeout.D(), func() bool { return d.approved })
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("no approval within %s", p.Timeout)
-	}
-	return nil
 }
 
 func (d *deployment) rollbackVerify() *runbook.VerifyStep {

@@ -21,6 +21,18 @@ import (
 //     in the rollbook_archive schema, then runs that Down;
 //   - drop: MigrateDown runs the Downs and preserves nothing.
 
+// migrateKind is the migrate step kind; each compensation is undone on its
+// own.
+type migrateKind struct{ noMerge }
+
+func (migrateKind) forward(ctx workflow.Context, d *deployment, i int, _ *Resume) error {
+	return d.migrate(ctx, i)
+}
+
+func (migrateKind) undo(ctx workflow.Context, d *deployment, c *Compensation, _ *undoProgress) (contract.RestoreResult, error) {
+	return d.undoMigrate(ctx, c)
+}
+
 // versionOnRollback gates the onRollback policies: runs recorded before
 // them migrate down on rollback, as they did when they were recorded.
 const versionOnRollback = "migrate-on-rollback"

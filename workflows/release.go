@@ -13,6 +13,18 @@ import (
 // The release step kind: its forward action, its undo, and their activity
 // options, in one place.
 
+// releaseKind is the release step kind; each compensation is undone on its
+// own.
+type releaseKind struct{ noMerge }
+
+func (releaseKind) forward(ctx workflow.Context, d *deployment, i int, _ *Resume) error {
+	return d.release(ctx, i)
+}
+
+func (releaseKind) undo(ctx workflow.Context, d *deployment, c *Compensation, _ *undoProgress) (contract.RestoreResult, error) {
+	return d.execReleaseCompensation(ctx, c)
+}
+
 // releaseReadTimeout bounds the capture: one current command or request,
 // which the worker configuration bounds at 1 minute
 // (worker.MaxReleaseReadTimeout). The activity heartbeats, so a dead
