@@ -8,7 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/rollbook/rollbook/activities/contract"
@@ -35,18 +34,9 @@ func measureOptions(summary string, list []runbook.Check) workflow.ActivityOptio
 			}
 		}
 	}
-	return workflow.ActivityOptions{
-		StartToCloseTimeout: timeout,
-		Summary:             summary,
-		// A measurement is cheap to drop: on cancel, do not wait for it, so
-		// an abort reaches the first compensation in the same workflow task.
-		WaitForCancellation: false,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        200 * time.Millisecond,
-			MaximumAttempts:        2,
-			NonRetryableErrorTypes: []string{contract.ErrInvalid},
-		},
-	}
+	p := measurePolicy
+	p.timeout = timeout
+	return p.options(summary)
 }
 
 // CheckRun is the progress of one verification (or the background

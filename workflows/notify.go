@@ -4,7 +4,6 @@ import (
 	"slices"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/rollbook/rollbook/activities/contract"
@@ -54,15 +53,7 @@ func (d *deployment) notify(phase string) {
 }
 
 func (d *deployment) notifyOptions(phase string) workflow.Context {
-	return workflow.WithActivityOptions(d.nctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 15 * time.Second,
-		Summary:             "notify " + d.rb.Notify.Webhook + ": " + phase,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{contract.ErrInvalid},
-		},
-	})
+	return workflow.WithActivityOptions(d.nctx, notifyPolicy.options("notify "+d.rb.Notify.Webhook+": "+phase))
 }
 
 // sendNotifications sends the queued notifications in order, each after

@@ -3,7 +3,6 @@ package workflows
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -29,16 +28,7 @@ const preflightChange = "preflight"
 // nothing ran yet); a continued one retries until a worker answers, because
 // refusing it would strand the changes already made.
 func preflightOptions(resumed bool) workflow.ActivityOptions {
-	o := workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
-		Summary:             "preflight: names, live systems and signature",
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    30 * time.Second,
-			MaximumAttempts:    3,
-		},
-	}
+	o := preflightPolicy.options("preflight: names, live systems and signature")
 	if resumed {
 		o.Summary = "preflight: signature of the continued run's input"
 		o.RetryPolicy.MaximumAttempts = 0

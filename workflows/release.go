@@ -31,13 +31,6 @@ func (releaseKind) undo(ctx workflow.Context, d *deployment, c *Compensation, _ 
 // worker is still noticed after heartbeatTimeout.
 const releaseReadTimeout = 2 * time.Minute
 
-func releaseCaptureOptions(summary string) workflow.ActivityOptions {
-	o := captureOptions(summary)
-	o.StartToCloseTimeout = releaseReadTimeout
-	o.HeartbeatTimeout = heartbeatTimeout
-	return o
-}
-
 // release captures the version the target runs, pushes the compensation
 // that puts it back, then releases the new version and waits for health.
 // Apply and restore are long activities (a deploy plus a health wait, at

@@ -18,27 +18,6 @@ const defaultStuckAfter = 5 * time.Minute
 
 const maxCompBackoff = 15 * time.Second
 
-func compOptions(summary string, long bool) workflow.ActivityOptions {
-	o := workflow.ActivityOptions{
-		StartToCloseTimeout: quickTimeout, // see quickTimeout: a crashed worker must not stall the rollback
-		Summary:             summary,
-		// A few quick attempts inside the activity; slower retries happen
-		// in the workflow so the status can say what we are waiting on.
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        200 * time.Millisecond,
-			BackoffCoefficient:     2,
-			MaximumInterval:        time.Second,
-			MaximumAttempts:        3,
-			NonRetryableErrorTypes: nonRetryable,
-		},
-	}
-	if long {
-		o.StartToCloseTimeout = 30 * time.Minute
-		o.HeartbeatTimeout = heartbeatTimeout
-	}
-	return o
-}
-
 // rollback runs the pending compensations in reverse order. ctx must be a
 // disconnected context: nothing may cancel a rollback half-way.
 func (d *deployment) rollback(ctx workflow.Context) {
