@@ -113,7 +113,7 @@ func (d *deployer) start(ctx context.Context, b *runbook.Bundle) (client.Workflo
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SAService.ValueSet(b.Runbook.Service),
 			workflows.SAVersion.ValueSet(b.Version),
-			workflows.SAPhase.ValueSet(workflows.PhaseDeploying),
+			workflows.SAPhase.ValueSet(string(workflows.PhaseDeploying)),
 		),
 		StaticSummary: workflows.Summary(b),
 		StaticDetails: workflows.Details(b),

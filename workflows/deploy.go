@@ -348,7 +348,7 @@ func (d *deployment) rollbackVerify() *runbook.VerifyStep {
 	return d.rb.Rollback.Verify
 }
 
-func (d *deployment) finish(ctx workflow.Context, outcome, reason string) Result {
+func (d *deployment) finish(ctx workflow.Context, outcome Phase, reason string) Result {
 	d.finished = true
 	d.status.Outcome = outcome
 	d.status.Reason = reason

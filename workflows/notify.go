@@ -17,9 +17,9 @@ const notifyWait = 30 * time.Second
 // the abort path must not wait on a chat server. Notifications go out one
 // at a time, in the order of the phase changes: sent side by side, a
 // retried "rolling-back" could reach the channel after "rolled-back".
-func (d *deployment) notify(phase string) {
+func (d *deployment) notify(phase Phase) {
 	n := d.rb.Notify
-	if n == nil || (len(n.Phases) > 0 && !slices.Contains(n.Phases, phase)) {
+	if n == nil || (len(n.Phases) > 0 && !slices.Contains(n.Phases, string(phase))) {
 		return
 	}
 	in := contract.NotifyInput{
@@ -27,7 +27,7 @@ func (d *deployment) notify(phase string) {
 		Webhook: n.Webhook,
 		Service: d.rb.Service,
 		Version: d.in.Version,
-		Phase:   phase,
+		Phase:   string(phase),
 		Step:    d.status.CurrentStep,
 		Reason:  truncate(d.status.Reason, 500),
 		// What the rollback kept or archived so far: the outcome's
@@ -42,7 +42,7 @@ func (d *deployment) notify(phase string) {
 		d.notifyOrdered = workflow.GetVersion(d.nctx, "ordered-notifications", workflow.DefaultVersion, 1) >= 1
 	}
 	if !d.notifyOrdered {
-		d.notes = append(d.notes, workflow.ExecuteActivity(d.notifyOptions(phase), contract.ActivityNotify, in))
+		d.notes = append(d.notes, workflow.ExecuteActivity(d.notifyOptions(string(phase)), contract.ActivityNotify, in))
 		return
 	}
 	d.noteQueue = append(d.noteQueue, in)

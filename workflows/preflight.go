@@ -13,7 +13,7 @@ import (
 // OutcomeRefused ends a deployment the preflight refused: a name the worker
 // does not know, a backend or database that is not there, a key outside the
 // allowed prefixes, a missing or bad signature. Nothing was changed.
-const OutcomeRefused = "refused"
+const OutcomeRefused Phase = "refused"
 
 // ErrTypeUntrustedResume fails a continued run whose input does not carry a
 // valid signature although the worker requires one.

@@ -99,7 +99,7 @@ func (d *deployment) compensate(ctx workflow.Context, i, lowest int) {
 	d.updateDetails(ctx)
 }
 
-func (d *deployment) settleStep(ctx workflow.Context, step, compState string) {
+func (d *deployment) settleStep(ctx workflow.Context, step string, compState CompState) {
 	i := d.stepIndex(step)
 	if i < 0 {
 		return

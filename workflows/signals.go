@@ -101,7 +101,7 @@ func (d *deployment) onSignal(ctx workflow.Context, name string, raw json.RawMes
 func (d *deployment) onAbort(ctx workflow.Context, s AbortSignal) {
 	switch {
 	case d.finished:
-		d.ignore(ctx, SignalAbort, "deployment already finished: "+d.status.Outcome)
+		d.ignore(ctx, SignalAbort, "deployment already finished: "+string(d.status.Outcome))
 		return
 	case d.rollingBack:
 		d.ignore(ctx, SignalAbort, "already rolling back")

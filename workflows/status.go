@@ -48,7 +48,7 @@ func (d *deployment) waitingFor() string {
 // setPhase records a phase change everywhere an operator looks: the status
 // query, the RollbookPhase search attribute (so the Web UI list can filter on
 // it) and the workflow's current details.
-func (d *deployment) setPhase(ctx workflow.Context, phase string) {
+func (d *deployment) setPhase(ctx workflow.Context, phase Phase) {
 	changed := d.status.Phase != phase
 	d.status.Phase = phase
 	if changed {
@@ -56,7 +56,7 @@ func (d *deployment) setPhase(ctx workflow.Context, phase string) {
 		if err := workflow.UpsertTypedSearchAttributes(ctx,
 			SAService.ValueSet(d.rb.Service),
 			SAVersion.ValueSet(d.in.Version),
-			SAPhase.ValueSet(phase),
+			SAPhase.ValueSet(string(phase)),
 		); err != nil {
 			d.log.Warn("Could not upsert search attributes", "error", err)
 		}
@@ -98,7 +98,7 @@ func (d *deployment) updateDetails(ctx workflow.Context) {
 	workflow.SetCurrentDetails(ctx, b.String())
 }
 
-func stateMark(s string) string {
+func stateMark(s StepState) string {
 	switch s {
 	case StepPassed, StepApplied, StepCommitted:
 		return "✔"
@@ -123,7 +123,7 @@ func (d *deployment) beginStep(ctx workflow.Context, i int) {
 	d.updateDetails(ctx)
 }
 
-func (d *deployment) endStep(ctx workflow.Context, i int, state, detail string) {
+func (d *deployment) endStep(ctx workflow.Context, i int, state StepState, detail string) {
 	st := &d.status.Steps[i]
 	st.State = state
 	st.EndedAt = workflow.Now(ctx)

@@ -106,7 +106,7 @@ func (a *app) deploy(ctx context.Context, file string, f deployFlags) error {
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SAService.ValueSet(b.Runbook.Service),
 			workflows.SAVersion.ValueSet(b.Version),
-			workflows.SAPhase.ValueSet(workflows.PhaseDeploying),
+			workflows.SAPhase.ValueSet(string(workflows.PhaseDeploying)),
 		),
 		StaticSummary: workflows.Summary(b),
 		StaticDetails: workflows.Details(b),
