@@ -19,10 +19,11 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
-	"github.com/rollbook/rollbook/runbook"
 	"go.temporal.io/sdk/temporal"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/rollbook/rollbook/runbook"
 )
 
 // Database dialects a DatabaseTarget may name.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rollbook/rollbook/internal/clip"
 	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/internal/signing"
 	"github.com/rollbook/rollbook/runbook"
@@ -217,14 +218,8 @@ func (p *Preflight) projectKV(ctx context.Context, rb *runbook.Runbook, add func
 
 // clipText bounds s to n bytes on a rune boundary, with a marker.
 func clipText(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if p := clip.Prefix(s, n); len(p) < len(s) {
+		return p + "… (truncated)"
 	}
-	cut := n
-	for cut > 0 && !utf8RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "… (truncated)"
+	return s
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/rollbook/rollbook/activities/contract"
+	"github.com/rollbook/rollbook/internal/clip"
 )
 
 // notifyWait bounds how long a finished deployment waits for its last
@@ -29,10 +30,10 @@ func (d *deployment) notify(phase Phase) {
 		Version: d.in.Version,
 		Phase:   string(phase),
 		Step:    d.status.CurrentStep,
-		Reason:  truncate(d.status.Reason, 500),
+		Reason:  clip.Ellipsis(d.status.Reason, 500),
 		// What the rollback kept or archived so far: the outcome's
 		// notification names where the callers' data is.
-		Preserved: truncate(d.preservedNote(), 1000),
+		Preserved: clip.Ellipsis(d.preservedNote(), 1000),
 		At:        workflow.Now(d.nctx),
 	}
 	if !d.notifyVersioned {

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/rollbook/rollbook/activities/contract"
+	"github.com/rollbook/rollbook/internal/clip"
 )
 
 // OutcomeRefused ends a deployment the preflight refused: a name the worker
@@ -80,5 +81,5 @@ func (d *deployment) refuse(ctx workflow.Context, problems []string) Result {
 	}
 	reason := fmt.Sprintf("preflight refused the deployment, nothing was changed (%d %s): %s", len(problems), noun, strings.Join(problems, "; "))
 	d.log.Warn("Preflight refused the deployment", "problems", problems)
-	return d.finish(ctx, OutcomeRefused, truncate(reason, 4000))
+	return d.finish(ctx, OutcomeRefused, clip.Ellipsis(reason, 4000))
 }

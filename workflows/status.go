@@ -6,6 +6,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/rollbook/rollbook/internal/clip"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -39,7 +40,7 @@ func (d *deployment) waitingFor() string {
 	// outage from a hang. Neither is recorded in history, so replay is safe.
 	for i := range d.comps {
 		if c := &d.comps[i]; c.State == CompRunning && c.Error != "" {
-			return fmt.Sprintf("the compensation of step %s to succeed (%s): %s", c.Step, c.Detail, truncate(c.Error, 300))
+			return fmt.Sprintf("the compensation of step %s to succeed (%s): %s", c.Step, c.Detail, clip.Ellipsis(c.Error, 300))
 		}
 	}
 	return ""
@@ -80,12 +81,12 @@ func (d *deployment) updateDetails(ctx workflow.Context) {
 		fmt.Fprintf(&b, "Waiting for %s.\n\n", w)
 	}
 	if p := d.preservedNote(); p != "" {
-		fmt.Fprintf(&b, "Data preserved: %s\n\n", truncate(p, 600))
+		fmt.Fprintf(&b, "Data preserved: %s\n\n", clip.Ellipsis(p, 600))
 	}
 	for _, s := range d.status.Steps {
 		fmt.Fprintf(&b, "- %s `%s` (%s)", stateMark(s.State), s.Name, s.Kind)
 		if s.Detail != "" {
-			fmt.Fprintf(&b, ": %s", truncate(s.Detail, 200))
+			fmt.Fprintf(&b, ": %s", clip.Ellipsis(s.Detail, 200))
 		}
 		b.WriteString("\n")
 	}
@@ -171,11 +172,4 @@ func originString(o runbook.Origin) string {
 		parts = append(parts, "@"+o.Host)
 	}
 	return strings.Join(parts, " ")
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -15,7 +15,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/rollbook/rollbook/internal/clip"
 )
 
 // Errors drivers wrap so that callers can classify failures with errors.Is.
@@ -199,16 +200,7 @@ func FormatWeights(w map[string]int) string {
 
 // Clip cuts s to at most n bytes on a rune boundary and says how much was
 // left out; names in error messages come from runbooks and may be huge.
-func Clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s…(%d more bytes)", s[:cut], len(s)-cut)
-}
+func Clip(s string, n int) string { return clip.Bytes(s, n) }
 
 // Scoped is a driver limited to the backends the worker's operator listed:
 // every call for another backend fails with ErrNotAllowed (and
