@@ -86,24 +86,13 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 	}
 	actx := workflow.WithActivityOptions(ctx, measureOptions(fmt.Sprintf("%s: measure %d checks", run.Name, len(list)), list))
 	for {
-		if run.Round > 0 {
-			// Not the first round of this run: wait for the next one.
-			elapsed := workflow.Now(ctx).Sub(run.StartedAt)
-			wait := interval
-			if duration > 0 && duration-elapsed < wait {
-				wait = duration - elapsed
-			}
-			if wait > 0 {
-				if err := workflow.Sleep(ctx, wait); err != nil {
-					return err
-				}
-			}
+		if err := waitForRound(ctx, run, interval, duration); err != nil {
+			return err
 		}
 		run.Round++
-		round := run.Round
 		var res contract.MeasureResult
 		err := workflow.ExecuteActivity(actx, contract.ActivityMeasure, contract.MeasureInput{
-			StepRef: d.ref(run.Name), Round: round, Checks: list, Routes: d.rb.Routes, Previous: run.Prev,
+			StepRef: d.ref(run.Name), Round: run.Round, Checks: list, Routes: d.rb.Routes, Previous: run.Prev,
 		}).Get(ctx, &res)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -112,58 +101,88 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 			return fmt.Errorf("measuring checks of %s: %w", run.Name, err)
 		}
 		run.Prev = res.Measurements
-		rec := Round{Step: run.Name, Round: round, At: workflow.Now(ctx)}
-		allDone := true
-		var failure string
-		for i, c := range list {
-			var j CheckJudgement
-			if i < len(res.Measurements) {
-				m := res.Measurements[i]
-				if c.Compare != nil {
-					// first holds the check's first counter reading, so
-					// that its statistics use everything seen since the
-					// check started: at low traffic one interval alone
-					// rarely holds enough requests.
-					m = d.sinceFirst(c, &run.First[i], m)
-				}
-				j = judge(c, m)
-			} else {
-				j = CheckJudgement{Check: c.Name, Verdict: JudgeFail, Reason: "no measurement returned"}
-			}
-			rec.Judgement = append(rec.Judgement, j)
-			if trackers[i].done {
-				continue
-			}
-			if reason := trackers[i].add(j, honourThreshold); reason != "" && failure == "" {
-				failure = reason
-			}
-			if !trackers[i].done {
-				allDone = false
-			}
-		}
-		for i, t := range trackers {
-			run.Trackers[i] = TrackerState{Failures: t.failures, Inconclusive: t.inconclusive, Passes: t.passes, Consecutive: t.consecutive, Done: t.done}
-		}
+		rec := Round{Step: run.Name, Round: run.Round, At: workflow.Now(ctx)}
+		allDone, failure := d.judgeRound(run, list, res, trackers, honourThreshold, &rec)
 		d.recordRound(rec)
 		if failure != "" {
-			d.log.Warn("Check failed", "step", run.Name, "round", round, "reason", failure)
+			d.log.Warn("Check failed", "step", run.Name, "round", run.Round, "reason", failure)
 			return &checkFailure{reason: failure}
 		}
 		if honourThreshold && allDone && len(list) > 0 {
 			return nil
 		}
 		if duration > 0 && workflow.Now(ctx).Sub(run.StartedAt) >= duration {
-			for _, t := range trackers {
-				if t.passes == 0 {
-					return &checkFailure{reason: fmt.Sprintf("check %s had no conclusive passing measurement in %s", t.check.Name, duration)}
-				}
-			}
-			return nil
+			return noConclusivePass(trackers, duration)
 		}
 		if mayContinue && d.historyIsLong(ctx) {
 			return errContinueAsNew
 		}
 	}
+}
+
+// waitForRound sleeps until the next round is due; the first round of a run
+// starts at once.
+func waitForRound(ctx workflow.Context, run *CheckRun, interval, duration time.Duration) error {
+	if run.Round == 0 {
+		return nil
+	}
+	elapsed := workflow.Now(ctx).Sub(run.StartedAt)
+	wait := interval
+	if duration > 0 && duration-elapsed < wait {
+		wait = duration - elapsed
+	}
+	if wait > 0 {
+		return workflow.Sleep(ctx, wait)
+	}
+	return nil
+}
+
+// judgeRound judges one round's measurements into rec and the trackers
+// (saved back into run). It returns whether every check is done and the
+// first failure, if any.
+func (d *deployment) judgeRound(run *CheckRun, list []runbook.Check, res contract.MeasureResult, trackers []*checkTracker, honourThreshold bool, rec *Round) (allDone bool, failure string) {
+	allDone = true
+	for i, c := range list {
+		var j CheckJudgement
+		if i < len(res.Measurements) {
+			m := res.Measurements[i]
+			if c.Compare != nil {
+				// first holds the check's first counter reading, so
+				// that its statistics use everything seen since the
+				// check started: at low traffic one interval alone
+				// rarely holds enough requests.
+				m = d.sinceFirst(c, &run.First[i], m)
+			}
+			j = judge(c, m)
+		} else {
+			j = CheckJudgement{Check: c.Name, Verdict: JudgeFail, Reason: "no measurement returned"}
+		}
+		rec.Judgement = append(rec.Judgement, j)
+		if trackers[i].done {
+			continue
+		}
+		if reason := trackers[i].add(j, honourThreshold); reason != "" && failure == "" {
+			failure = reason
+		}
+		if !trackers[i].done {
+			allDone = false
+		}
+	}
+	for i, t := range trackers {
+		run.Trackers[i] = TrackerState{Failures: t.failures, Inconclusive: t.inconclusive, Passes: t.passes, Consecutive: t.consecutive, Done: t.done}
+	}
+	return allDone, failure
+}
+
+// noConclusivePass fails a verification whose time is up when one of its
+// checks never passed conclusively.
+func noConclusivePass(trackers []*checkTracker, duration time.Duration) error {
+	for _, t := range trackers {
+		if t.passes == 0 {
+			return &checkFailure{reason: fmt.Sprintf("check %s had no conclusive passing measurement in %s", t.check.Name, duration)}
+		}
+	}
+	return nil
 }
 
 // continueAsNewAfter is the history length after which a long verification

@@ -128,14 +128,8 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 	if r := in.Resume; r != nil {
 		from = d.resume(r)
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return d.snapshot(), nil }); err != nil {
-		return Result{}, fmt.Errorf("registering the status query: %w", err)
-	}
-	d.listenForSignals(ctx)
-	if in.Resume == nil {
-		d.setPhase(ctx, PhaseDeploying)
-	} else {
-		d.updateDetails(ctx)
+	if err := d.open(ctx); err != nil {
+		return Result{}, err
 	}
 
 	fwd, cancel := workflow.WithCancel(ctx)
@@ -149,19 +143,7 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 		cancel()
 		return d.refuse(ctx, problems), nil
 	}
-	if dl := d.rb.Deadline.D(); dl > 0 {
-		// The deadline counts from the first run's start, across
-		// continue-as-new.
-		left := dl - workflow.Now(ctx).Sub(d.status.StartedAt)
-		workflow.Go(fwd, func(c workflow.Context) {
-			if left <= 0 || workflow.Sleep(c, left) == nil {
-				d.stop(stopIntent{kind: stopDeadline, reason: fmt.Sprintf("deployment deadline of %s exceeded", d.rb.Deadline)})
-			}
-		})
-	}
-	if r := in.Resume; r != nil && r.Analysis != nil && d.rb.Analysis != nil {
-		d.startAnalysis(fwd, d.rb.Analysis, r.Analysis)
-	}
+	d.startBackground(fwd)
 
 	if refusal != nil {
 		err = refusal
@@ -179,8 +161,47 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 	}
 	// Stop background analysis and the deadline timer whatever happened.
 	cancel()
+	return d.conclude(ctx, err), nil
+}
+
+// open makes the deployment visible: the status query, the signals, and
+// the first phase (a continued run keeps its phase and refreshes the UI).
+func (d *deployment) open(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return d.snapshot(), nil }); err != nil {
+		return fmt.Errorf("registering the status query: %w", err)
+	}
+	d.listenForSignals(ctx)
+	if d.in.Resume == nil {
+		d.setPhase(ctx, PhaseDeploying)
+	} else {
+		d.updateDetails(ctx)
+	}
+	return nil
+}
+
+// startBackground starts the deadline timer and, in a continued run that
+// carries one, the background analysis; both stop with ctx.
+func (d *deployment) startBackground(ctx workflow.Context) {
+	if dl := d.rb.Deadline.D(); dl > 0 {
+		// The deadline counts from the first run's start, across
+		// continue-as-new.
+		left := dl - workflow.Now(ctx).Sub(d.status.StartedAt)
+		workflow.Go(ctx, func(c workflow.Context) {
+			if left <= 0 || workflow.Sleep(c, left) == nil {
+				d.stop(stopIntent{kind: stopDeadline, reason: fmt.Sprintf("deployment deadline of %s exceeded", d.rb.Deadline)})
+			}
+		})
+	}
+	if r := d.in.Resume; r != nil && r.Analysis != nil && d.rb.Analysis != nil {
+		d.startAnalysis(ctx, d.rb.Analysis, r.Analysis)
+	}
+}
+
+// conclude ends the deployment after its forward phase returned err:
+// success, or a stop past the point of no return, or a rollback.
+func (d *deployment) conclude(ctx workflow.Context, err error) Result {
 	if err == nil && d.intent == nil {
-		return d.finish(ctx, OutcomeSucceeded, ""), nil
+		return d.finish(ctx, OutcomeSucceeded, "")
 	}
 	if d.intent == nil {
 		switch {
@@ -195,25 +216,31 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 	rctx, _ := workflow.NewDisconnectedContext(ctx)
 	if d.pivot != "" {
 		d.log.Warn("Failure after the point of no return; not rolling back", "pivot", d.pivot, "reason", d.intent.reason)
-		return d.finish(rctx, OutcomeFailedAfterCommit, fmt.Sprintf("%s (after the point of no return %q: earlier steps are committed; a human must decide)", d.intent.reason, d.pivot)), nil
+		return d.finish(rctx, OutcomeFailedAfterCommit, fmt.Sprintf("%s (after the point of no return %q: earlier steps are committed; a human must decide)", d.intent.reason, d.pivot))
 	}
 	d.rollback(rctx)
+	outcome, reason := d.rollbackOutcome(rctx)
+	return d.finish(rctx, outcome, reason)
+}
+
+// rollbackOutcome says how a finished rollback ends, running the
+// runbook's verification after rollback when every compensation ran.
+func (d *deployment) rollbackOutcome(rctx workflow.Context) (Phase, string) {
 	outcome := OutcomeRolledBack
 	if d.intent.kind == stopAbort || d.intent.kind == stopCancel {
 		outcome = OutcomeAborted
 	}
 	reason := d.intent.reason
 	if d.skipped {
-		outcome = OutcomeRollbackFailed
-		reason += "; rollback incomplete: an operator skipped a compensation"
-	} else if rv := d.rollbackVerify(); rv != nil {
+		return OutcomeRollbackFailed, reason + "; rollback incomplete: an operator skipped a compensation"
+	}
+	if rv := d.rollbackVerify(); rv != nil {
 		run := newCheckRun(rctx, "rollback-verify", len(rv.Checks))
 		if vErr := d.runChecks(rctx, run, rv.Checks, rv.Interval.D(), rv.Duration.D(), true, false); vErr != nil {
-			outcome = OutcomeRollbackFailed
-			reason += "; verification after rollback failed: " + vErr.Error()
+			return OutcomeRollbackFailed, reason + "; verification after rollback failed: " + vErr.Error()
 		}
 	}
-	return d.finish(rctx, outcome, reason), nil
+	return outcome, reason
 }
 
 func newDeployment(ctx workflow.Context, in *Input) *deployment {
