@@ -114,10 +114,10 @@ func sameAsCaptured(subsets []string, live router.State, captured WeightState) b
 func unexpected(route runbook.Route, r router.Router, live router.State, accepted string) error {
 	if live.Initial != nil && router.EqualWeights(route.Subsets, live.Raw, live.Initial) {
 		return mismatchf("route %s on %s: live weights %s (raw %s) are back at the configured initial weights, and are not %s: the router was probably restarted or reloaded and lost its runtime weights",
-			clip.Bytes(route.Name, maxEcho), r, router.FormatWeights(live.Weights), router.FormatWeights(live.Raw), accepted)
+			clip.Bytes(route.Name, maxEcho), r, runbook.FormatWeights(live.Weights), router.FormatWeights(live.Raw), accepted)
 	}
 	return conflictf("route %s on %s: live weights %s are not %s: someone else changed them; not overwriting",
-		clip.Bytes(route.Name, maxEcho), r, router.FormatWeights(live.Weights), accepted)
+		clip.Bytes(route.Name, maxEcho), r, runbook.FormatWeights(live.Weights), accepted)
 }
 
 // CaptureWeights reads the route's live weights and health.
@@ -133,7 +133,7 @@ func (t *Traffic) CaptureWeights(ctx context.Context, in TrafficInput) (WeightSt
 	if err != nil {
 		return WeightState{}, routerError(in.Route, r, "reading weights", err)
 	}
-	logger(ctx).Info("captured weights", "route", in.Route.Name, "router", r.String(), "weights", router.FormatWeights(live.Weights))
+	logger(ctx).Info("captured weights", "route", in.Route.Name, "router", r.String(), "weights", runbook.FormatWeights(live.Weights))
 	return toWeightState(live), nil
 }
 
@@ -155,18 +155,18 @@ func (t *Traffic) SetWeights(ctx context.Context, in SetWeightsInput) (WeightSta
 		return WeightState{}, routerError(in.Route, r, "reading weights", err)
 	}
 	if router.EqualWeights(in.Route.Subsets, live.Weights, in.Weights) {
-		logger(ctx).Info("weights already at target", "route", in.Route.Name, "weights", router.FormatWeights(live.Weights))
+		logger(ctx).Info("weights already at target", "route", in.Route.Name, "weights", runbook.FormatWeights(live.Weights))
 		return toWeightState(live), nil
 	}
 	if !sameAsCaptured(in.Route.Subsets, live, in.Captured) {
 		return WeightState{}, unexpected(in.Route, r, live,
-			fmt.Sprintf("the captured %s nor the target %s", router.FormatWeights(in.Captured.Weights), router.FormatWeights(in.Weights)))
+			fmt.Sprintf("the captured %s nor the target %s", runbook.FormatWeights(in.Captured.Weights), runbook.FormatWeights(in.Weights)))
 	}
 	st, err := r.SetWeights(ctx, in.Route.Backend, in.Route.Subsets, in.Weights, &live)
 	if err != nil {
-		return WeightState{}, routerError(in.Route, r, "setting weights "+router.FormatWeights(in.Weights), err)
+		return WeightState{}, routerError(in.Route, r, "setting weights "+runbook.FormatWeights(in.Weights), err)
 	}
-	logger(ctx).Info("set weights", "route", in.Route.Name, "router", r.String(), "from", router.FormatWeights(live.Weights), "to", router.FormatWeights(st.Weights))
+	logger(ctx).Info("set weights", "route", in.Route.Name, "router", r.String(), "from", runbook.FormatWeights(live.Weights), "to", runbook.FormatWeights(st.Weights))
 	return toWeightState(st), nil
 }
 
@@ -196,7 +196,7 @@ func (t *Traffic) RestoreWeights(ctx context.Context, in RestoreWeightsInput) (R
 	}
 	if (in.Target == nil && sameAsCaptured(in.Route.Subsets, live, in.Captured)) ||
 		(in.Target != nil && router.EqualWeights(in.Route.Subsets, live.Weights, in.Target)) {
-		return RestoreResult{AlreadyRestored: true, Detail: fmt.Sprintf("route %s already at %s", in.Route.Name, router.FormatWeights(live.Weights))}, nil
+		return RestoreResult{AlreadyRestored: true, Detail: fmt.Sprintf("route %s already at %s", in.Route.Name, runbook.FormatWeights(live.Weights))}, nil
 	}
 	expect := in.Applied
 	if in.Expect != nil {
@@ -207,7 +207,7 @@ func (t *Traffic) RestoreWeights(ctx context.Context, in RestoreWeightsInput) (R
 	// earlier stage never ran: the apply's weights are ours as well.
 	ours = ours || (in.Expect != nil && in.Applied != nil && router.EqualWeights(in.Route.Subsets, live.Weights, in.Applied))
 	if !ours {
-		accepted := fmt.Sprintf("ours (%s) nor the restore target %s", router.FormatWeights(expect), router.FormatWeights(dest))
+		accepted := fmt.Sprintf("ours (%s) nor the restore target %s", runbook.FormatWeights(expect), runbook.FormatWeights(dest))
 		return RestoreResult{}, unexpected(in.Route, r, live, accepted)
 	}
 	if in.CheckCapacity {
@@ -234,10 +234,10 @@ func (t *Traffic) RestoreWeights(ctx context.Context, in RestoreWeightsInput) (R
 		st, err = r.SetWeights(ctx, in.Route.Backend, in.Route.Subsets, in.Target, &live)
 	}
 	if err != nil {
-		return RestoreResult{}, routerError(in.Route, r, "restoring weights "+router.FormatWeights(dest), err)
+		return RestoreResult{}, routerError(in.Route, r, "restoring weights "+runbook.FormatWeights(dest), err)
 	}
-	logger(ctx).Info("restored weights", "route", in.Route.Name, "router", r.String(), "from", router.FormatWeights(live.Weights), "to", router.FormatWeights(st.Weights))
-	return RestoreResult{Detail: fmt.Sprintf("route %s: %s → %s", in.Route.Name, router.FormatWeights(live.Weights), router.FormatWeights(st.Weights))}, nil
+	logger(ctx).Info("restored weights", "route", in.Route.Name, "router", r.String(), "from", runbook.FormatWeights(live.Weights), "to", runbook.FormatWeights(st.Weights))
+	return RestoreResult{Detail: fmt.Sprintf("route %s: %s → %s", in.Route.Name, runbook.FormatWeights(live.Weights), runbook.FormatWeights(st.Weights))}, nil
 }
 
 func detail(d string) string {

@@ -186,7 +186,9 @@ func EqualWeights(subsets []string, a, b map[string]int) bool {
 	return true
 }
 
-// FormatWeights renders weights as "a=10 b=90" in key order, for messages.
+// FormatWeights renders a driver's weights as "a=10 b=90" in key order,
+// for messages about raw router weights; percentages of a route are shown
+// with runbook.FormatWeights ("a=10% b=90%").
 func FormatWeights(w map[string]int) string {
 	if len(w) == 0 {
 		return "{}"
