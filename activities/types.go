@@ -10,6 +10,10 @@
 //     "already restored" as success and refuses to overwrite a change made by
 //     someone else (a conflict, reported as a non-retryable error of type
 //     ErrConflict so that the workflow stops and asks an operator).
+//
+// The names, inputs and outputs of the activities are the contract in
+// activities/contract, which the workflows import instead of this package;
+// the worker registers each method here under its contract name.
 package activities
 
 import "github.com/rollbook/rollbook/activities/contract"
@@ -65,8 +69,11 @@ const (
 	ObjectTable         = contract.ObjectTable
 )
 
-// ReleaseKey is contract.ReleaseKey.
-var ReleaseKey = contract.ReleaseKey
+// ReleaseKey is the idempotency key of a release (contract.ReleaseKey).
+func ReleaseKey(ref StepRef, direction string, attempt int) string {
+	return contract.ReleaseKey(ref, direction, attempt)
+}
 
-// CapturedKVBytes is contract.CapturedKVBytes.
-var CapturedKVBytes = contract.CapturedKVBytes
+// CapturedKVBytes is the size of the values a KV capture holds
+// (contract.CapturedKVBytes).
+func CapturedKVBytes(st KVState) int { return contract.CapturedKVBytes(st) }
