@@ -48,31 +48,6 @@ const (
 	maxIdentifier       = 63
 )
 
-// ErrArchive: the data a Down would destroy could not be preserved
-// (permissions, disk, a missing catalog diff). Non-retryable: the Down does
-// not run, and the workflow stops in rollback-stuck with the reason.
-const ErrArchive = "RollbookArchive"
-
-// ArchivedObject is one preserved table or column.
-type ArchivedObject struct {
-	// Version is the migration file whose Down removed the object.
-	Version int64  `json:"version"`
-	Kind    string `json:"kind"`
-	Table   string `json:"table"`
-	Column  string `json:"column,omitempty"`
-	// ArchiveTable is where the data is, usable after FROM as is.
-	ArchiveTable string `json:"archiveTable"`
-	Rows         int64  `json:"rows"`
-}
-
-func (a ArchivedObject) String() string {
-	what := a.Table
-	if a.Kind == ObjectColumn {
-		what = a.Table + "." + a.Column
-	}
-	return fmt.Sprintf("%s (%d rows) → %s", what, a.Rows, a.ArchiveTable)
-}
-
 func archivef(format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrArchive, nil)
 }
@@ -399,43 +374,74 @@ func (a *archiver) copyObject(ctx context.Context, tx *sql.Tx, ref StepRef, vers
 	if err != nil {
 		return ArchivedObject{}, false, err
 	}
-	if len(src) == 0 {
+	cols, pk, ok := archiveColumns(src, o)
+	if !ok {
 		// Gone already (a later file's Down, or by hand): nothing to keep.
 		return ArchivedObject{}, false, nil
 	}
-	var pk []sourceColumn
+	arch := a.table(archiveName(ref, version, o, a.dialect))
+	source := quoteIdent(o.Table)
+	if err := a.createArchive(ctx, tx, arch, source, cols, pk); err != nil {
+		return ArchivedObject{}, false, err
+	}
+	if len(pk) == 0 {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM "+arch); err != nil {
+			return ArchivedObject{}, false, fmt.Errorf("emptying %s for a fresh copy: %w", arch, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, copySQL(arch, source, cols, pk)); err != nil {
+		return ArchivedObject{}, false, fmt.Errorf("copying into %s: %w", arch, err)
+	}
+	ao := ArchivedObject{Version: version, Kind: o.Kind, Table: o.Table, Column: o.Column, ArchiveTable: arch}
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+arch).Scan(&ao.Rows); err != nil {
+		return ArchivedObject{}, false, err
+	}
+	if err := a.recordArchive(ctx, tx, ref, ao); err != nil {
+		return ArchivedObject{}, false, err
+	}
+	return ao, true, nil
+}
+
+// archiveColumns chooses what to copy of o: a whole table, or a column with
+// the primary key that identifies its rows (without one, the whole row is
+// the only identification there is). ok is false when o is gone.
+func archiveColumns(src []sourceColumn, o CatalogObject) (cols, pk []sourceColumn, ok bool) {
+	if len(src) == 0 {
+		return nil, nil, false
+	}
 	for _, c := range src {
 		if c.PK > 0 {
 			pk = append(pk, c)
 		}
 	}
 	slices.SortFunc(pk, func(x, y sourceColumn) int { return x.PK - y.PK })
-	cols := src
+	cols = src
 	if o.Kind == ObjectColumn {
 		i := slices.IndexFunc(src, func(c sourceColumn) bool { return c.Name == o.Column })
 		if i < 0 {
-			return ArchivedObject{}, false, nil
+			return nil, nil, false
 		}
-		// The primary key identifies the row the value belongs to; without
-		// one, the whole row is the only identification there is.
 		if len(pk) > 0 && src[i].PK == 0 {
 			cols = append(slices.Clone(pk), src[i])
 		} else if len(pk) > 0 {
 			cols = slices.Clone(pk)
 		}
 	}
+	return cols, pk, true
+}
+
+func columnNames(cols []sourceColumn) []string {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = c.Name
 	}
-	pkNames := make([]string, len(pk))
-	for i, c := range pk {
-		pkNames[i] = c.Name
-	}
-	name := archiveName(ref, version, o, a.dialect)
-	arch := a.table(name)
-	source := quoteIdent(o.Table)
+	return names
+}
 
+// createArchive creates the archive table arch for cols of source, with
+// the source's primary key, unless it exists (a retry).
+func (a *archiver) createArchive(ctx context.Context, tx *sql.Tx, arch, source string, cols, pk []sourceColumn) error {
+	pkNames := columnNames(pk)
 	if a.sqlite() {
 		defs := make([]string, len(cols))
 		for i, c := range cols {
@@ -445,51 +451,54 @@ func (a *archiver) copyObject(ctx context.Context, tx *sql.Tx, ref StepRef, vers
 			defs = append(defs, "PRIMARY KEY ("+quoteIdents(pkNames)+")")
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s)", arch, strings.Join(defs, ", "))); err != nil {
-			return ArchivedObject{}, false, fmt.Errorf("creating %s: %w", arch, err)
+			return fmt.Errorf("creating %s: %w", arch, err)
 		}
-	} else {
-		var exists bool
-		if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, arch).Scan(&exists); err != nil {
-			return ArchivedObject{}, false, err
-		}
-		if !exists {
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf("CREATE TABLE %s AS SELECT %s FROM %s WITH NO DATA", arch, quoteIdents(names), source)); err != nil {
-				return ArchivedObject{}, false, fmt.Errorf("creating %s: %w", arch, err)
-			}
-			if len(pk) > 0 {
-				if _, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD PRIMARY KEY (%s)", arch, quoteIdents(pkNames))); err != nil {
-					return ArchivedObject{}, false, fmt.Errorf("adding the primary key to %s: %w", arch, err)
-				}
-			}
-		}
+		return nil
 	}
-
-	copySQL := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE true", arch, quoteIdents(names), quoteIdents(names), source)
+	var exists bool
+	if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, arch).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("CREATE TABLE %s AS SELECT %s FROM %s WITH NO DATA", arch, quoteIdents(columnNames(cols)), source)); err != nil {
+		return fmt.Errorf("creating %s: %w", arch, err)
+	}
 	if len(pk) > 0 {
-		var sets []string
-		for _, c := range cols {
-			if c.PK == 0 {
-				sets = append(sets, fmt.Sprintf("%s = excluded.%s", quoteIdent(c.Name), quoteIdent(c.Name)))
-			}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD PRIMARY KEY (%s)", arch, quoteIdents(pkNames))); err != nil {
+			return fmt.Errorf("adding the primary key to %s: %w", arch, err)
 		}
-		if len(sets) == 0 {
-			copySQL += " ON CONFLICT (" + quoteIdents(pkNames) + ") DO NOTHING"
-		} else {
-			copySQL += " ON CONFLICT (" + quoteIdents(pkNames) + ") DO UPDATE SET " + strings.Join(sets, ", ")
+	}
+	return nil
+}
+
+// copySQL copies cols of source into arch. With a primary key a retry
+// updates the rows it copied before; without one the caller empties arch
+// first.
+func copySQL(arch, source string, cols, pk []sourceColumn) string {
+	names := columnNames(cols)
+	q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE true", arch, quoteIdents(names), quoteIdents(names), source)
+	if len(pk) == 0 {
+		return q
+	}
+	var sets []string
+	for _, c := range cols {
+		if c.PK == 0 {
+			sets = append(sets, fmt.Sprintf("%s = excluded.%s", quoteIdent(c.Name), quoteIdent(c.Name)))
 		}
-	} else if _, err := tx.ExecContext(ctx, "DELETE FROM "+arch); err != nil {
-		return ArchivedObject{}, false, fmt.Errorf("emptying %s for a fresh copy: %w", arch, err)
 	}
-	if _, err := tx.ExecContext(ctx, copySQL); err != nil {
-		return ArchivedObject{}, false, fmt.Errorf("copying into %s: %w", arch, err)
+	if len(sets) == 0 {
+		return q + " ON CONFLICT (" + quoteIdents(columnNames(pk)) + ") DO NOTHING"
 	}
-	ao := ArchivedObject{Version: version, Kind: o.Kind, Table: o.Table, Column: o.Column, ArchiveTable: arch}
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+arch).Scan(&ao.Rows); err != nil {
-		return ArchivedObject{}, false, err
-	}
+	return q + " ON CONFLICT (" + quoteIdents(columnNames(pk)) + ") DO UPDATE SET " + strings.Join(sets, ", ")
+}
+
+// recordArchive writes ao into the archive catalog.
+func (a *archiver) recordArchive(ctx context.Context, tx *sql.Tx, ref StepRef, ao ArchivedObject) error {
 	var col sql.NullString
-	if o.Kind == ObjectColumn {
-		col = sql.NullString{String: o.Column, Valid: true}
+	if ao.Kind == ObjectColumn {
+		col = sql.NullString{String: ao.Column, Valid: true}
 	}
 	now := "now()"
 	if a.sqlite() {
@@ -498,8 +507,8 @@ func (a *archiver) copyObject(ctx context.Context, tx *sql.Tx, ref StepRef, vers
 	if _, err := tx.ExecContext(ctx, a.q(`INSERT INTO `+a.table("archives")+` (deployment_id, step, version, kind, source_table, source_column, archive_table, rows)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (archive_table) DO UPDATE SET rows = excluded.rows, updated_at = `+now),
-		ref.DeploymentID, ref.Step, version, o.Kind, o.Table, col, arch, ao.Rows); err != nil {
-		return ArchivedObject{}, false, fmt.Errorf("recording %s in the archive catalog: %w", arch, err)
+		ref.DeploymentID, ref.Step, ao.Version, ao.Kind, ao.Table, col, ao.ArchiveTable, ao.Rows); err != nil {
+		return fmt.Errorf("recording %s in the archive catalog: %w", ao.ArchiveTable, err)
 	}
-	return ao, true, nil
+	return nil
 }

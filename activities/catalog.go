@@ -18,33 +18,6 @@ import (
 // table lives) and SQLite's main database. Objects a migration creates in
 // another schema are not tracked (docs/archive.md says so).
 
-// Kinds of CatalogObject, as stored in rollbook_archive.archives.kind.
-const (
-	ObjectTable  = "table"
-	ObjectColumn = "column"
-)
-
-// CatalogObject is a table, or a column of a table that existed before,
-// that a migration file's Up created.
-type CatalogObject struct {
-	Kind   string `json:"kind"`
-	Table  string `json:"table"`
-	Column string `json:"column,omitempty"`
-}
-
-func (o CatalogObject) String() string {
-	if o.Kind == ObjectColumn {
-		return o.Table + "." + o.Column
-	}
-	return o.Table
-}
-
-// FileObjects is the catalog diff of one migration file.
-type FileObjects struct {
-	Version int64           `json:"version"`
-	Created []CatalogObject `json:"created,omitempty"`
-}
-
 // catalog maps a table name to its column names in column order.
 type catalog map[string][]string
 

@@ -18,6 +18,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/rollbook/rollbook/internal/clip"
 	"github.com/rollbook/rollbook/internal/netguard"
 	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/runbook"
@@ -129,7 +130,7 @@ func (c *Checks) prometheus(name string) (promv1.API, error) {
 	}
 	addr, ok := c.Prometheus[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown prometheus server %q (this worker knows: %s)", clip(name, maxEcho), strings.Join(slices.Sorted(maps.Keys(c.Prometheus)), ", "))
+		return nil, fmt.Errorf("unknown prometheus server %q (this worker knows: %s)", clip.Bytes(name, maxEcho), strings.Join(slices.Sorted(maps.Keys(c.Prometheus)), ", "))
 	}
 	cl, err := promapi.NewClient(promapi.Config{Address: addr, Client: c.promHTTP})
 	if err != nil {
@@ -167,14 +168,14 @@ func (c *Checks) httpTarget(hc *runbook.HTTPCheck) (string, *http.Client, error)
 	case hc.URL != "":
 		u, err := url.Parse(hc.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", nil, fmt.Errorf("url %s is not an http(s) URL", netguard.RedactURL(clip(hc.URL, maxEcho)))
+			return "", nil, fmt.Errorf("url %s is not an http(s) URL", netguard.RedactURL(clip.Bytes(hc.URL, maxEcho)))
 		}
 		if c.allowed.Empty() {
-			return "", nil, fmt.Errorf("url %s: this worker allows no check URLs (checks.allowedHosts is empty); use a named endpoint", netguard.RedactURL(clip(hc.URL, maxEcho)))
+			return "", nil, fmt.Errorf("url %s: this worker allows no check URLs (checks.allowedHosts is empty); use a named endpoint", netguard.RedactURL(clip.Bytes(hc.URL, maxEcho)))
 		}
 		if !c.allowed.MayReach(u.Hostname()) {
 			return "", nil, fmt.Errorf("url %s: host %s is not in this worker's checks.allowedHosts (%s)",
-				netguard.RedactURL(clip(hc.URL, maxEcho)), clip(u.Hostname(), maxEcho), c.allowed)
+				netguard.RedactURL(clip.Bytes(hc.URL, maxEcho)), clip.Bytes(u.Hostname(), maxEcho), c.allowed)
 		}
 		return hc.URL, c.urlHTTP, nil
 	case hc.Endpoint == "":
@@ -182,7 +183,7 @@ func (c *Checks) httpTarget(hc *runbook.HTTPCheck) (string, *http.Client, error)
 	}
 	ep, ok := c.endpoints[hc.Endpoint]
 	if !ok {
-		return "", nil, fmt.Errorf("unknown endpoint %q (this worker knows: %s)", clip(hc.Endpoint, maxEcho), strings.Join(slices.Sorted(maps.Keys(c.endpoints)), ", "))
+		return "", nil, fmt.Errorf("unknown endpoint %q (this worker knows: %s)", clip.Bytes(hc.Endpoint, maxEcho), strings.Join(slices.Sorted(maps.Keys(c.endpoints)), ", "))
 	}
 	if hc.Path == "" {
 		return ep.base.String(), ep.client, nil
@@ -214,7 +215,7 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 	routeOf := func(name string) error {
 		route, ok := findRoute(routes, name)
 		if !ok {
-			return fmt.Errorf("route %q is not among the runbook's routes", clip(name, maxEcho))
+			return fmt.Errorf("route %q is not among the runbook's routes", clip.Bytes(name, maxEcho))
 		}
 		r, err := resolveRouter(c.Routers, route)
 		if err != nil {
@@ -229,7 +230,7 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 		if method != http.MethodGet && method != http.MethodHead {
 			// Checks only read: a DELETE or POST "probe" would change
 			// whatever the URL reaches.
-			return p, fmt.Errorf("method %q: checks may only GET or HEAD", clip(ch.HTTP.Method, maxEcho))
+			return p, fmt.Errorf("method %q: checks may only GET or HEAD", clip.Bytes(ch.HTTP.Method, maxEcho))
 		}
 		u, client, err := c.httpTarget(ch.HTTP)
 		if err != nil {
@@ -251,7 +252,7 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 			return p, err
 		}
 		if !slices.Contains(p.route.Subsets, ch.Router.Subset) {
-			return p, fmt.Errorf("subset %q is not in route %s (%s)", clip(ch.Router.Subset, maxEcho), clip(p.route.Name, maxEcho), clip(strings.Join(p.route.Subsets, ", "), maxEcho))
+			return p, fmt.Errorf("subset %q is not in route %s (%s)", clip.Bytes(ch.Router.Subset, maxEcho), clip.Bytes(p.route.Name, maxEcho), clip.Bytes(strings.Join(p.route.Subsets, ", "), maxEcho))
 		}
 		p.subsets = []string{ch.Router.Subset}
 	case runbook.CheckCompare:
@@ -261,11 +262,11 @@ func (c *Checks) resolve(ch runbook.Check, routes []runbook.Route) (plan, error)
 		base, canary := cmpOr(ch.Compare.Baseline, p.route.Stable), cmpOr(ch.Compare.Canary, p.route.Canary)
 		for _, s := range []string{base, canary} {
 			if !slices.Contains(p.route.Subsets, s) {
-				return p, fmt.Errorf("compare subset %q is not in route %s (%s)", clip(s, maxEcho), clip(p.route.Name, maxEcho), clip(strings.Join(p.route.Subsets, ", "), maxEcho))
+				return p, fmt.Errorf("compare subset %q is not in route %s (%s)", clip.Bytes(s, maxEcho), clip.Bytes(p.route.Name, maxEcho), clip.Bytes(strings.Join(p.route.Subsets, ", "), maxEcho))
 			}
 		}
 		if base == canary {
-			return p, fmt.Errorf("compare check: baseline and canary are both %q", clip(base, maxEcho))
+			return p, fmt.Errorf("compare check: baseline and canary are both %q", clip.Bytes(base, maxEcho))
 		}
 		p.subsets = []string{base, canary}
 	default:
@@ -296,7 +297,7 @@ func (c *Checks) Measure(ctx context.Context, in MeasureInput) (MeasureResult, e
 	for i, ch := range in.Checks {
 		p, err := c.resolve(ch, in.Routes)
 		if err != nil {
-			return MeasureResult{}, invalidf("check %q: %s", clip(ch.Name, maxEcho), netguard.RedactError(err))
+			return MeasureResult{}, invalidf("check %q: %s", clip.Bytes(ch.Name, maxEcho), netguard.RedactError(err))
 		}
 		plans[i] = p
 	}
@@ -380,7 +381,7 @@ func measureHTTP(ctx context.Context, p plan, m *Measurement) {
 		m.Status = failingStatus
 	}
 	if transportErrs > 0 {
-		m.Error = fmt.Sprintf("%d of %d requests failed: %s", transportErrs, samples, clip(netguard.RedactError(lastErr), maxEcho))
+		m.Error = fmt.Sprintf("%d of %d requests failed: %s", transportErrs, samples, clip.Bytes(netguard.RedactError(lastErr), maxEcho))
 	}
 	m.Detail = fmt.Sprintf("%d samples, %d failed; latency is the slowest sample", samples, m.Failures)
 }
@@ -412,7 +413,7 @@ func measurePrometheus(ctx context.Context, api promv1.API, pc *runbook.Promethe
 	defer cancel()
 	val, warnings, _, err := api.Query(ctx, pc.Query, time.Now())
 	if err != nil {
-		m.Error = fmt.Sprintf("query %q: %s", clip(pc.Query, maxEcho), clip(netguard.RedactError(err), maxEcho))
+		m.Error = fmt.Sprintf("query %q: %s", clip.Bytes(pc.Query, maxEcho), clip.Bytes(netguard.RedactError(err), maxEcho))
 		return
 	}
 	var v float64
@@ -421,23 +422,23 @@ func measurePrometheus(ctx context.Context, api promv1.API, pc *runbook.Promethe
 		v = float64(r.Value)
 	case model.Vector:
 		if len(r) != 1 {
-			m.Error = fmt.Sprintf("query %q returned %d samples; want a scalar or exactly one sample", clip(pc.Query, maxEcho), len(r))
+			m.Error = fmt.Sprintf("query %q returned %d samples; want a scalar or exactly one sample", clip.Bytes(pc.Query, maxEcho), len(r))
 			return
 		}
 		v = float64(r[0].Value)
-		m.Detail = clip(r[0].Metric.String(), maxEcho)
+		m.Detail = clip.Bytes(r[0].Metric.String(), maxEcho)
 	default:
-		m.Error = fmt.Sprintf("query %q returned a %s; want a scalar or a single-sample vector", clip(pc.Query, maxEcho), val.Type())
+		m.Error = fmt.Sprintf("query %q returned a %s; want a scalar or a single-sample vector", clip.Bytes(pc.Query, maxEcho), val.Type())
 		return
 	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		// JSON cannot carry NaN/Inf, and a comparison with them means nothing.
-		m.Error = fmt.Sprintf("query %q returned %v", clip(pc.Query, maxEcho), v)
+		m.Error = fmt.Sprintf("query %q returned %v", clip.Bytes(pc.Query, maxEcho), v)
 		return
 	}
 	m.Value = &v
 	if len(warnings) > 0 {
-		m.Detail = strings.TrimSpace(m.Detail + " warnings: " + clip(strings.Join(warnings, "; "), maxEcho))
+		m.Detail = strings.TrimSpace(m.Detail + " warnings: " + clip.Bytes(strings.Join(warnings, "; "), maxEcho))
 	}
 }
 
@@ -446,7 +447,7 @@ func measurePrometheus(ctx context.Context, api promv1.API, pc *runbook.Promethe
 func measureCounters(ctx context.Context, p plan, prev *Measurement, m *Measurement) {
 	cs, err := p.router.Counters(ctx, p.route.Backend, p.subsets)
 	if err != nil {
-		m.Error = fmt.Sprintf("reading counters of route %s on %s: %s", clip(p.route.Name, maxEcho), p.router, clip(err.Error(), 4*maxEcho))
+		m.Error = fmt.Sprintf("reading counters of route %s on %s: %s", clip.Bytes(p.route.Name, maxEcho), p.router, clip.Bytes(err.Error(), 4*maxEcho))
 		return
 	}
 	m.Counters = make(map[string]int64, 2*len(p.subsets))

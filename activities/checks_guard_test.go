@@ -11,6 +11,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rollbook/rollbook/internal/clip"
 	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/runbook"
 )
@@ -207,8 +208,8 @@ func TestErrorsEchoBoundedInput(t *testing.T) {
 }
 
 func TestClip(t *testing.T) {
-	require.Equal(t, "abc", clip("abc", 3))
-	got := clip("aé", 2) // 'é' is 2 bytes: cut before it, never inside
+	require.Equal(t, "abc", clip.Bytes("abc", 3))
+	got := clip.Bytes("aé", 2) // 'é' is 2 bytes: cut before it, never inside
 	require.Equal(t, "a…(2 more bytes)", got)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/rollbook/rollbook/internal/clip"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -61,13 +62,13 @@ func (k *KV) checkOps(ops []runbook.KVOp) error {
 	for _, op := range ops {
 		switch {
 		case op.Key == "" || strings.HasPrefix(op.Key, "/") || strings.HasSuffix(op.Key, "/"):
-			return invalidf("key %q: must be non-empty, without a leading or trailing '/'", clip(op.Key, maxEcho))
+			return invalidf("key %q: must be non-empty, without a leading or trailing '/'", clip.Bytes(op.Key, maxEcho))
 		case slices.Contains(strings.Split(op.Key, "/"), ".."):
-			return invalidf("key %q: must not contain '..'", clip(op.Key, maxEcho))
+			return invalidf("key %q: must not contain '..'", clip.Bytes(op.Key, maxEcho))
 		case seen[op.Key]:
-			return invalidf("key %q appears more than once in the step", clip(op.Key, maxEcho))
+			return invalidf("key %q appears more than once in the step", clip.Bytes(op.Key, maxEcho))
 		case !slices.ContainsFunc(k.AllowedPrefixes, func(p string) bool { return strings.HasPrefix(op.Key, p) }):
-			return invalidf("key %q is outside the prefixes this worker may change (%s)", clip(op.Key, maxEcho), strings.Join(k.AllowedPrefixes, ", "))
+			return invalidf("key %q is outside the prefixes this worker may change (%s)", clip.Bytes(op.Key, maxEcho), strings.Join(k.AllowedPrefixes, ", "))
 		}
 		seen[op.Key] = true
 	}
@@ -81,7 +82,7 @@ func checkState(what string, ops []runbook.KVOp, st KVState) error {
 	}
 	for i, op := range ops {
 		if st.Entries[i].Key != op.Key {
-			return invalidf("%s state key %d is %q, the step's is %q", what, i, clip(st.Entries[i].Key, maxEcho), clip(op.Key, maxEcho))
+			return invalidf("%s state key %d is %q, the step's is %q", what, i, clip.Bytes(st.Entries[i].Key, maxEcho), clip.Bytes(op.Key, maxEcho))
 		}
 	}
 	return nil
@@ -112,7 +113,7 @@ func stateFromPairs(ops []runbook.KVOp, pairs []*consulapi.KVPair) (KVState, err
 	for i, op := range ops {
 		p := pairs[i]
 		if p == nil || p.Key != op.Key {
-			return KVState{}, fmt.Errorf("consul transaction result %d does not match key %q", i, clip(op.Key, maxEcho))
+			return KVState{}, fmt.Errorf("consul transaction result %d does not match key %q", i, clip.Bytes(op.Key, maxEcho))
 		}
 		// get-or-empty returns our own empty entry (ModifyIndex 0) for a
 		// missing key; an existing key always has a ModifyIndex.
@@ -155,14 +156,14 @@ func describe(e KVEntry) string {
 	if !e.Exists {
 		return "absent"
 	}
-	return fmt.Sprintf("%q (ModifyIndex %d, flags %d)", clip(string(e.Value), 64), e.ModifyIndex, e.Flags)
+	return fmt.Sprintf("%q (ModifyIndex %d, flags %d)", clip.Bytes(string(e.Value), 64), e.ModifyIndex, e.Flags)
 }
 
 func intended(op runbook.KVOp) string {
 	if op.Delete {
 		return "absent"
 	}
-	return fmt.Sprintf("%q", clip(op.Value, 64))
+	return fmt.Sprintf("%q", clip.Bytes(op.Value, 64))
 }
 
 // CaptureKV reads value, flags, existence and ModifyIndex of every key of
@@ -249,7 +250,7 @@ func (k *KV) ApplyKV(ctx context.Context, in KVApplyInput) (KVState, error) {
 	for i, op := range in.Ops {
 		c, now := in.Captured.Entries[i], cur.Entries[i]
 		if now.Exists != c.Exists || now.ModifyIndex != c.ModifyIndex {
-			changed = append(changed, fmt.Sprintf("key %s: captured %s, now %s (step writes %s)", clip(op.Key, maxEcho), describe(c), describe(now), intended(op)))
+			changed = append(changed, fmt.Sprintf("key %s: captured %s, now %s (step writes %s)", clip.Bytes(op.Key, maxEcho), describe(c), describe(now), intended(op)))
 		}
 	}
 	if len(changed) == 0 {
@@ -310,7 +311,7 @@ func (k *KV) RestoreKV(ctx context.Context, in KVRestoreInput) (RestoreResult, e
 			expected = intended(op)
 		}
 		if !ours {
-			conflicts = append(conflicts, fmt.Sprintf("key %s: found %s, expected our %s or the captured %s", clip(op.Key, maxEcho), describe(now), expected, describe(c)))
+			conflicts = append(conflicts, fmt.Sprintf("key %s: found %s, expected our %s or the captured %s", clip.Bytes(op.Key, maxEcho), describe(now), expected, describe(c)))
 			continue
 		}
 		if c.Exists {
@@ -338,10 +339,10 @@ func (k *KV) RestoreKV(ctx context.Context, in KVRestoreInput) (RestoreResult, e
 	}
 	detail := fmt.Sprintf("restored %d keys", len(restored))
 	if len(restored) > 0 {
-		detail += " (" + clip(strings.Join(restored, ", "), 4*maxEcho) + ")"
+		detail += " (" + clip.Bytes(strings.Join(restored, ", "), 4*maxEcho) + ")"
 	}
 	if len(deleted) > 0 {
-		detail += fmt.Sprintf(", deleted %d keys that did not exist (%s)", len(deleted), clip(strings.Join(deleted, ", "), 4*maxEcho))
+		detail += fmt.Sprintf(", deleted %d keys that did not exist (%s)", len(deleted), clip.Bytes(strings.Join(deleted, ", "), 4*maxEcho))
 	}
 	logger(ctx).Info("restored Consul keys", "step", in.Step, "restored", len(restored), "deleted", len(deleted))
 	return RestoreResult{Detail: detail}, nil

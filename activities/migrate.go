@@ -19,11 +19,11 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
-	"github.com/rollbook/rollbook/internal/faults"
-	"github.com/rollbook/rollbook/runbook"
 	"go.temporal.io/sdk/temporal"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/rollbook/rollbook/runbook"
 )
 
 // Database dialects a DatabaseTarget may name.
@@ -61,9 +61,25 @@ type Migrations struct {
 	LockTimeout time.Duration
 	// HeartbeatInterval is how often long calls heartbeat (default 2s).
 	HeartbeatInterval time.Duration
+	// Hooks are points a test harness stops the activity at; the zero
+	// value (production) has none.
+	Hooks MigrationHooks
 
 	mu  sync.Mutex
 	dbs map[string]*sql.DB
+}
+
+// MigrationHooks let the crash campaign stop a migration between two of its
+// steps. The worker sets them only when a crash point is armed
+// (ROLLBOOK_CRASHPOINT, internal/faults), so the activities carry no dev
+// tooling of their own.
+type MigrationHooks struct {
+	// GooseOptions are added to every goose Provider (the campaign hooks
+	// goose's log of each applied file).
+	GooseOptions []goose.ProviderOption
+	// ArchiveDone runs after a file's data was preserved and committed,
+	// before that file's Down.
+	ArchiveDone func(context.Context)
 }
 
 // NewMigrations checks the targets and returns the activities. Connections
@@ -161,9 +177,7 @@ func (m *Migrations) provider(in MigrateInput) (*goose.Provider, *sql.DB, Databa
 	}
 	dialect := goose.DialectPostgres
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
-	// Only with ROLLBOOK_CRASHPOINT set (the crash campaign): a hook between
-	// migration files. Nil otherwise.
-	opts = append(opts, faults.GooseOptions()...)
+	opts = append(opts, m.Hooks.GooseOptions...)
 	if t.Dialect == DialectSQLite {
 		dialect = goose.DialectSQLite3
 	}
@@ -352,44 +366,71 @@ func (m *Migrations) MigrateUp(ctx context.Context, in MigrateUpInput) (MigrateR
 		logger(ctx).Info("schema already at or above target, nothing to apply", "database", in.Database, "version", from, "target", target)
 		return res, nil
 	}
+	run := upRun{p: p, db: db, t: t, arch: arch, in: in, record: record}
 	for cur := from; cur < target; {
-		next := int64(-1)
-		for _, s := range sources {
-			if s.Version > cur {
-				next = s.Version
-				break
-			}
+		f, err := run.one(ctx, sources, cur)
+		if f.Version > cur {
+			cur = f.Version
+			res.Applied = append(res.Applied, cur)
+			res.To = cur
 		}
-		before, err := readCatalog(ctx, db, t.Dialect)
 		if err != nil {
-			return res, fmt.Errorf("migrating database %s up: before migration %d: %w", in.Database, next, err)
-		}
-		if record {
-			if err := arch.recordBefore(ctx, in.StepRef, next, before); err != nil {
-				return res, archiveError(fmt.Sprintf("recording the catalog of database %s before migration %d", in.Database, next), err)
-			}
-		}
-		r, err := p.UpByOne(ctx)
-		if err != nil {
-			return res, migrationError(ctx, "up", in.Database, cur, err)
-		}
-		cur = r.Source.Version
-		res.Applied = append(res.Applied, cur)
-		res.To = cur
-		after, err := readCatalog(ctx, db, t.Dialect)
-		if err != nil {
-			return res, fmt.Errorf("migrating database %s up: after migration %d: %w", in.Database, cur, err)
-		}
-		f := FileObjects{Version: cur, Created: diffCatalog(before, after)}
-		if record {
-			if err := arch.recordCreated(ctx, in.StepRef, cur, f.Created); err != nil {
-				return res, archiveError(fmt.Sprintf("recording what migration %d created in database %s", cur, in.Database), err)
-			}
+			return res, err
 		}
 		res.Files = append(res.Files, f)
 	}
 	logger(ctx).Info("migrated schema up", "database", in.Database, "from", res.From, "to", res.To, "applied", res.Applied, "created", res.Files)
 	return res, nil
+}
+
+// upRun is one MigrateUp call's state for applying its files one by one.
+type upRun struct {
+	p      *goose.Provider
+	db     *sql.DB
+	t      DatabaseTarget
+	arch   *archiver
+	in     MigrateUpInput
+	record bool
+}
+
+// one applies the next file above cur and returns what it created (its
+// Version is the version reached, set as soon as the file is applied, even
+// when the bookkeeping after it fails). With record, the catalog before it and
+// its diff are written to the archive bookkeeping around it. A failure of
+// the file itself leaves the schema at cur.
+func (u upRun) one(ctx context.Context, sources []*goose.Source, cur int64) (FileObjects, error) {
+	next := int64(-1)
+	for _, s := range sources {
+		if s.Version > cur {
+			next = s.Version
+			break
+		}
+	}
+	before, err := readCatalog(ctx, u.db, u.t.Dialect)
+	if err != nil {
+		return FileObjects{}, fmt.Errorf("migrating database %s up: before migration %d: %w", u.in.Database, next, err)
+	}
+	if u.record {
+		if err := u.arch.recordBefore(ctx, u.in.StepRef, next, before); err != nil {
+			return FileObjects{}, archiveError(fmt.Sprintf("recording the catalog of database %s before migration %d", u.in.Database, next), err)
+		}
+	}
+	r, err := u.p.UpByOne(ctx)
+	if err != nil {
+		return FileObjects{}, migrationError(ctx, "up", u.in.Database, cur, err)
+	}
+	done := r.Source.Version
+	after, err := readCatalog(ctx, u.db, u.t.Dialect)
+	if err != nil {
+		return FileObjects{Version: done}, fmt.Errorf("migrating database %s up: after migration %d: %w", u.in.Database, done, err)
+	}
+	f := FileObjects{Version: done, Created: diffCatalog(before, after)}
+	if u.record {
+		if err := u.arch.recordCreated(ctx, u.in.StepRef, done, f.Created); err != nil {
+			return FileObjects{Version: done}, archiveError(fmt.Sprintf("recording what migration %d created in database %s", done, u.in.Database), err)
+		}
+	}
+	return f, nil
 }
 
 // earlierFiles returns the recorded diffs of files this step applied in an
@@ -540,7 +581,9 @@ func (m *Migrations) archiveAndDown(ctx context.Context, p *goose.Provider, arch
 		if _, err := arch.archiveFile(ctx, in.StepRef, cur, objs); err != nil {
 			return reverted, archiveError(fmt.Sprintf("preserving the data of migration %d in database %s before its Down", cur, in.Database), err)
 		}
-		faults.ArchiveDone(ctx)
+		if m.Hooks.ArchiveDone != nil {
+			m.Hooks.ArchiveDone(ctx)
+		}
 		r, err := p.Down(ctx)
 		if err != nil {
 			return reverted, err

@@ -40,29 +40,6 @@ func NewNotifier(webhooks map[string]string, hc *http.Client) (*Notifier, error)
 	return &Notifier{HTTP: hc, Webhooks: maps.Clone(webhooks)}, nil
 }
 
-// NotifyInput is one phase change.
-type NotifyInput struct {
-	StepRef
-	Webhook string `json:"webhook"`
-	Service string `json:"service"`
-	Version string `json:"version"`
-	Phase   string `json:"phase"`
-	Step    string `json:"currentStep,omitempty"`
-	Reason  string `json:"reason,omitempty"`
-	// Preserved says what a rollback kept or archived of the schema changes
-	// (objects, rows, archive tables), so callers' data can be found.
-	Preserved string `json:"preserved,omitempty"`
-	// At is the workflow time of the change.
-	At time.Time `json:"at"`
-}
-
-// Message is the JSON body posted: Slack's incoming-webhook "text", plus the
-// same facts as fields for other receivers.
-type Message struct {
-	Text     string      `json:"text"`
-	Rollbook NotifyInput `json:"rollbook"`
-}
-
 // Notify posts one message. An unknown webhook name is ErrInvalid; a
 // receiver error is retried.
 func (n *Notifier) Notify(ctx context.Context, in NotifyInput) error {

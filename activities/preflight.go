@@ -7,19 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rollbook/rollbook/internal/clip"
 	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/internal/signing"
 	"github.com/rollbook/rollbook/runbook"
 )
-
-// MaxCapturedKVBytes bounds the Consul values one deployment captures (the
-// values its consul steps overwrite or delete, summed over its steps). The
-// captured values travel in workflow history and in every continue-as-new
-// input next to a bundle of up to runbook.MaxBundleBytes; with this bound
-// the worst case stays under the workflow's continue-as-new limit (1.5 MiB,
-// below Temporal's 2 MiB payload limit). The workflow measures it in
-// TestContinueAsNewWorstCaseFitsTheLimit.
-const MaxCapturedKVBytes = 256 << 10
 
 // maxProblemText bounds one problem's text: problems echo names and driver
 // errors, and they end up in history, status and CI logs.
@@ -27,30 +19,6 @@ const maxProblemText = 400
 
 // defaultProbeTimeout bounds each live probe of the preflight.
 const defaultProbeTimeout = 5 * time.Second
-
-// PreflightInput is what the preflight checks: the deployment's bundle,
-// without its migration files (the workflow has checked them and the hash;
-// the names and the signature are what is left).
-type PreflightInput struct {
-	StepRef
-	Bundle runbook.Bundle `json:"bundle"`
-	// SignatureOnly: a run that continued as new re-checks only the
-	// signature of its input; its names and live systems were checked when
-	// the deployment started, and refusing half-way would strand its
-	// changes.
-	SignatureOnly bool `json:"signatureOnly,omitempty"`
-}
-
-// PreflightResult lists every problem found; none means the deployment may
-// start.
-type PreflightResult struct {
-	Problems []string `json:"problems,omitempty"`
-	// SignedBy is the ID of the trusted key whose signature verified.
-	SignedBy string `json:"signedBy,omitempty"`
-	// CapturedKVBytes is the projected size of the Consul values the
-	// deployment's consul steps will capture.
-	CapturedKVBytes int `json:"capturedKVBytes,omitempty"`
-}
 
 // Preflight checks, before a deployment changes anything, that the worker
 // knows every name the runbook uses and that the live systems have them: the
@@ -248,26 +216,10 @@ func (p *Preflight) projectKV(ctx context.Context, rb *runbook.Runbook, add func
 	return total
 }
 
-// CapturedKVBytes is the size of the values a KV capture holds, the
-// measure MaxCapturedKVBytes bounds.
-func CapturedKVBytes(st KVState) int {
-	n := 0
-	for _, e := range st.Entries {
-		n += len(e.Value)
-	}
-	return n
-}
-
 // clipText bounds s to n bytes on a rune boundary, with a marker.
 func clipText(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if p := clip.Prefix(s, n); len(p) < len(s) {
+		return p + "… (truncated)"
 	}
-	cut := n
-	for cut > 0 && !utf8RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "… (truncated)"
+	return s
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

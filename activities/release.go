@@ -6,84 +6,21 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/rollbook/rollbook/internal/faults"
 	"github.com/rollbook/rollbook/internal/release"
 	"github.com/rollbook/rollbook/runbook"
 )
-
-// ErrReleaseFailed: a release's deploy failed or its target did not get
-// healthy in time. An apply reports it non-retryable (the deployment rolls
-// back at once); a restore reports it retryable (the workflow retries with
-// backoff, then asks an operator).
-const ErrReleaseFailed = "RollbookReleaseFailed"
 
 // releaseBeat is how often the release activities heartbeat while a
 // command or a deployer call gives no progress of its own.
 const releaseBeat = 2 * time.Second
 
 // ---- contract ----
-
-// ReleaseInput names the target of a release step.
-type ReleaseInput struct {
-	StepRef
-	// Target is a target name from the worker configuration.
-	Target string `json:"target"`
-}
-
-// ReleaseState is a target's version when it was captured.
-type ReleaseState struct {
-	Target  string `json:"target"`
-	Version string `json:"version"`
-}
-
-// ApplyReleaseInput releases Version onto the target.
-type ApplyReleaseInput struct {
-	ReleaseInput
-	Version  string       `json:"version"`
-	Captured ReleaseState `json:"captured"`
-}
-
-// ReleaseResult reports what an apply did.
-type ReleaseResult struct {
-	Version  string `json:"version"`
-	Previous string `json:"previous"`
-	// AlreadyThere is true when the target already ran Version, so no
-	// deploy was made (a retry after a lost answer, or a no-op release).
-	AlreadyThere bool   `json:"alreadyThere,omitempty"`
-	Detail       string `json:"detail,omitempty"`
-}
-
-// RestoreReleaseInput puts Captured back. Applied is the version the step
-// released; once the apply succeeded (ApplyDone), a target running neither
-// is someone else's release and is not overwritten.
-type RestoreReleaseInput struct {
-	ReleaseInput
-	Captured  ReleaseState `json:"captured"`
-	Applied   string       `json:"applied"`
-	ApplyDone bool         `json:"applyDone,omitempty"`
-	// Attempt is the workflow's attempt at this compensation: each gets
-	// its own idempotency key, so that a deploy the deployer reported
-	// failed can be tried again, while the activity's own retries (a lost
-	// answer) reuse the key.
-	Attempt int `json:"attempt,omitempty"`
-}
-
-// ReleaseKey is the idempotency key of a release: the deployment, the step
-// and the direction (apply, or restore with the attempt).
-func ReleaseKey(ref StepRef, direction string, attempt int) string {
-	k := ref.DeploymentID + "/" + ref.Step + "/" + direction
-	if attempt > 0 {
-		k += "/" + strconv.Itoa(attempt)
-	}
-	return k
-}
 
 // ---- activities ----
 
@@ -99,6 +36,17 @@ type ReleaseTarget struct {
 type Release struct {
 	// Targets maps the target names runbooks use to drivers.
 	Targets map[string]ReleaseTarget
+	// DeployDone, when set, is called once a deploy (apply or restore) has
+	// finished and before the health wait: the worker sets it only for the
+	// crash campaign (internal/faults), so the activities carry no dev
+	// tooling.
+	DeployDone func(ctx context.Context)
+}
+
+func (r *Release) deployDone(ctx context.Context) {
+	if r.DeployDone != nil {
+		r.DeployDone(ctx)
+	}
 }
 
 // NewRelease checks its arguments and returns the release activities. With
@@ -181,7 +129,7 @@ func (r *Release) ApplyRelease(ctx context.Context, in ApplyReleaseInput) (Relea
 		if err := t.Driver.Deploy(ctx, req); err != nil {
 			return res, releaseError(fmt.Sprintf("releasing %s onto target %s", in.Version, in.Target), err, true)
 		}
-		faults.DeployDone(ctx) // the crash campaign's mid1:ApplyRelease; a no-op otherwise
+		r.deployDone(ctx) // the crash campaign's mid1:ApplyRelease
 	}
 	if err := release.WaitHealthy(ctx, t.Driver, t.Name, in.Version, p.set); err != nil {
 		return res, releaseError(fmt.Sprintf("released %s onto target %s", in.Version, in.Target), err, true)
@@ -236,7 +184,7 @@ func (r *Release) RestoreRelease(ctx context.Context, in RestoreReleaseInput) (R
 	if err := t.Driver.Deploy(ctx, req); err != nil {
 		return RestoreResult{}, releaseError(fmt.Sprintf("putting %s back onto target %s", want, in.Target), err, false)
 	}
-	faults.DeployDone(ctx) // the crash campaign's mid1:RestoreRelease; a no-op otherwise
+	r.deployDone(ctx) // the crash campaign's mid1:RestoreRelease
 	if err := release.WaitHealthy(ctx, t.Driver, t.Name, want, p.set); err != nil {
 		return RestoreResult{}, releaseError(fmt.Sprintf("put %s back onto target %s", want, in.Target), err, false)
 	}

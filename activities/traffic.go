@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go.temporal.io/sdk/temporal"
 	"maps"
 	"slices"
 	"strings"
 
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/rollbook/rollbook/internal/clip"
 	"github.com/rollbook/rollbook/internal/router"
 	"github.com/rollbook/rollbook/runbook"
 )
@@ -40,16 +42,16 @@ func NewTraffic(routers map[string]router.Router) (*Traffic, error) {
 func resolveRouter(routers map[string]router.Router, route runbook.Route) (router.Router, error) {
 	r, ok := routers[route.Router]
 	if !ok {
-		return nil, invalidf("route %s: unknown router %q (this worker knows: %s)", clip(route.Name, maxEcho), clip(route.Router, maxEcho), strings.Join(slices.Sorted(maps.Keys(routers)), ", "))
+		return nil, invalidf("route %s: unknown router %q (this worker knows: %s)", clip.Bytes(route.Name, maxEcho), clip.Bytes(route.Router, maxEcho), strings.Join(slices.Sorted(maps.Keys(routers)), ", "))
 	}
 	if route.Backend == "" || len(route.Subsets) == 0 {
-		return nil, invalidf("route %s: backend and subsets are required", clip(route.Name, maxEcho))
+		return nil, invalidf("route %s: backend and subsets are required", clip.Bytes(route.Name, maxEcho))
 	}
 	// A router scoped by the worker's config (routers.<name>.allowedBackends)
 	// refuses other backends itself; saying so here names the route.
 	if s, ok := r.(interface{ AllowsBackend(string) bool }); ok && !s.AllowsBackend(route.Backend) {
 		return nil, invalidf("route %s: backend %q is not among the backends this worker allows on router %s (routers.%s.allowedBackends)",
-			clip(route.Name, maxEcho), clip(route.Backend, maxEcho), route.Router, route.Router)
+			clip.Bytes(route.Name, maxEcho), clip.Bytes(route.Backend, maxEcho), route.Router, route.Router)
 	}
 	return r, nil
 }
@@ -58,11 +60,11 @@ func resolveRouter(routers map[string]router.Router, route runbook.Route) (route
 func routerError(route runbook.Route, r router.Router, doing string, err error) error {
 	switch {
 	case errors.Is(err, router.ErrNotFound), errors.Is(err, router.ErrRejected):
-		return invalidf("route %s on %s: %s: %v", clip(route.Name, maxEcho), r, doing, err)
+		return invalidf("route %s on %s: %s: %v", clip.Bytes(route.Name, maxEcho), r, doing, err)
 	case errors.Is(err, router.ErrConflict):
-		return conflictf("route %s on %s: %s: %v", clip(route.Name, maxEcho), r, doing, err)
+		return conflictf("route %s on %s: %s: %v", clip.Bytes(route.Name, maxEcho), r, doing, err)
 	}
-	return fmt.Errorf("route %s on %s: %s: %w", clip(route.Name, maxEcho), r, doing, err)
+	return fmt.Errorf("route %s on %s: %s: %w", clip.Bytes(route.Name, maxEcho), r, doing, err)
 }
 
 func toWeightState(st router.State) WeightState {
@@ -112,10 +114,10 @@ func sameAsCaptured(subsets []string, live router.State, captured WeightState) b
 func unexpected(route runbook.Route, r router.Router, live router.State, accepted string) error {
 	if live.Initial != nil && router.EqualWeights(route.Subsets, live.Raw, live.Initial) {
 		return mismatchf("route %s on %s: live weights %s (raw %s) are back at the configured initial weights, and are not %s: the router was probably restarted or reloaded and lost its runtime weights",
-			clip(route.Name, maxEcho), r, router.FormatWeights(live.Weights), router.FormatWeights(live.Raw), accepted)
+			clip.Bytes(route.Name, maxEcho), r, runbook.FormatWeights(live.Weights), router.FormatWeights(live.Raw), accepted)
 	}
 	return conflictf("route %s on %s: live weights %s are not %s: someone else changed them; not overwriting",
-		clip(route.Name, maxEcho), r, router.FormatWeights(live.Weights), accepted)
+		clip.Bytes(route.Name, maxEcho), r, runbook.FormatWeights(live.Weights), accepted)
 }
 
 // CaptureWeights reads the route's live weights and health.
@@ -131,7 +133,7 @@ func (t *Traffic) CaptureWeights(ctx context.Context, in TrafficInput) (WeightSt
 	if err != nil {
 		return WeightState{}, routerError(in.Route, r, "reading weights", err)
 	}
-	logger(ctx).Info("captured weights", "route", in.Route.Name, "router", r.String(), "weights", router.FormatWeights(live.Weights))
+	logger(ctx).Info("captured weights", "route", in.Route.Name, "router", r.String(), "weights", runbook.FormatWeights(live.Weights))
 	return toWeightState(live), nil
 }
 
@@ -146,25 +148,25 @@ func (t *Traffic) SetWeights(ctx context.Context, in SetWeightsInput) (WeightSta
 		return WeightState{}, err
 	}
 	if err := router.ValidatePercent(in.Route.Subsets, in.Weights); err != nil {
-		return WeightState{}, invalidf("route %s: %s", clip(in.Route.Name, maxEcho), clip(err.Error(), 4*maxEcho))
+		return WeightState{}, invalidf("route %s: %s", clip.Bytes(in.Route.Name, maxEcho), clip.Bytes(err.Error(), 4*maxEcho))
 	}
 	live, err := r.Weights(ctx, in.Route.Backend, in.Route.Subsets)
 	if err != nil {
 		return WeightState{}, routerError(in.Route, r, "reading weights", err)
 	}
 	if router.EqualWeights(in.Route.Subsets, live.Weights, in.Weights) {
-		logger(ctx).Info("weights already at target", "route", in.Route.Name, "weights", router.FormatWeights(live.Weights))
+		logger(ctx).Info("weights already at target", "route", in.Route.Name, "weights", runbook.FormatWeights(live.Weights))
 		return toWeightState(live), nil
 	}
 	if !sameAsCaptured(in.Route.Subsets, live, in.Captured) {
 		return WeightState{}, unexpected(in.Route, r, live,
-			fmt.Sprintf("the captured %s nor the target %s", router.FormatWeights(in.Captured.Weights), router.FormatWeights(in.Weights)))
+			fmt.Sprintf("the captured %s nor the target %s", runbook.FormatWeights(in.Captured.Weights), runbook.FormatWeights(in.Weights)))
 	}
 	st, err := r.SetWeights(ctx, in.Route.Backend, in.Route.Subsets, in.Weights, &live)
 	if err != nil {
-		return WeightState{}, routerError(in.Route, r, "setting weights "+router.FormatWeights(in.Weights), err)
+		return WeightState{}, routerError(in.Route, r, "setting weights "+runbook.FormatWeights(in.Weights), err)
 	}
-	logger(ctx).Info("set weights", "route", in.Route.Name, "router", r.String(), "from", router.FormatWeights(live.Weights), "to", router.FormatWeights(st.Weights))
+	logger(ctx).Info("set weights", "route", in.Route.Name, "router", r.String(), "from", runbook.FormatWeights(live.Weights), "to", runbook.FormatWeights(st.Weights))
 	return toWeightState(st), nil
 }
 
@@ -184,7 +186,7 @@ func (t *Traffic) RestoreWeights(ctx context.Context, in RestoreWeightsInput) (R
 	dest := in.Captured.Weights
 	if in.Target != nil {
 		if err := router.ValidatePercent(in.Route.Subsets, in.Target); err != nil {
-			return RestoreResult{}, invalidf("route %s: restore stage: %s", clip(in.Route.Name, maxEcho), clip(err.Error(), 4*maxEcho))
+			return RestoreResult{}, invalidf("route %s: restore stage: %s", clip.Bytes(in.Route.Name, maxEcho), clip.Bytes(err.Error(), 4*maxEcho))
 		}
 		dest = in.Target
 	}
@@ -194,7 +196,7 @@ func (t *Traffic) RestoreWeights(ctx context.Context, in RestoreWeightsInput) (R
 	}
 	if (in.Target == nil && sameAsCaptured(in.Route.Subsets, live, in.Captured)) ||
 		(in.Target != nil && router.EqualWeights(in.Route.Subsets, live.Weights, in.Target)) {
-		return RestoreResult{AlreadyRestored: true, Detail: fmt.Sprintf("route %s already at %s", in.Route.Name, router.FormatWeights(live.Weights))}, nil
+		return RestoreResult{AlreadyRestored: true, Detail: fmt.Sprintf("route %s already at %s", in.Route.Name, runbook.FormatWeights(live.Weights))}, nil
 	}
 	expect := in.Applied
 	if in.Expect != nil {
@@ -205,7 +207,7 @@ func (t *Traffic) RestoreWeights(ctx context.Context, in RestoreWeightsInput) (R
 	// earlier stage never ran: the apply's weights are ours as well.
 	ours = ours || (in.Expect != nil && in.Applied != nil && router.EqualWeights(in.Route.Subsets, live.Weights, in.Applied))
 	if !ours {
-		accepted := fmt.Sprintf("ours (%s) nor the restore target %s", router.FormatWeights(expect), router.FormatWeights(dest))
+		accepted := fmt.Sprintf("ours (%s) nor the restore target %s", runbook.FormatWeights(expect), runbook.FormatWeights(dest))
 		return RestoreResult{}, unexpected(in.Route, r, live, accepted)
 	}
 	if in.CheckCapacity {
@@ -232,10 +234,10 @@ func (t *Traffic) RestoreWeights(ctx context.Context, in RestoreWeightsInput) (R
 		st, err = r.SetWeights(ctx, in.Route.Backend, in.Route.Subsets, in.Target, &live)
 	}
 	if err != nil {
-		return RestoreResult{}, routerError(in.Route, r, "restoring weights "+router.FormatWeights(dest), err)
+		return RestoreResult{}, routerError(in.Route, r, "restoring weights "+runbook.FormatWeights(dest), err)
 	}
-	logger(ctx).Info("restored weights", "route", in.Route.Name, "router", r.String(), "from", router.FormatWeights(live.Weights), "to", router.FormatWeights(st.Weights))
-	return RestoreResult{Detail: fmt.Sprintf("route %s: %s → %s", in.Route.Name, router.FormatWeights(live.Weights), router.FormatWeights(st.Weights))}, nil
+	logger(ctx).Info("restored weights", "route", in.Route.Name, "router", r.String(), "from", runbook.FormatWeights(live.Weights), "to", runbook.FormatWeights(st.Weights))
+	return RestoreResult{Detail: fmt.Sprintf("route %s: %s → %s", in.Route.Name, runbook.FormatWeights(live.Weights), runbook.FormatWeights(st.Weights))}, nil
 }
 
 func detail(d string) string {

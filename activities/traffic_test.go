@@ -73,7 +73,7 @@ func TestTrafficConflictMismatchCapacity(t *testing.T) {
 	writes := f.writes
 	_, err = runActivity[RestoreResult](t, tr, tr.RestoreWeights, RestoreWeightsInput{TrafficInput: in, Captured: captured, Applied: target})
 	requireErrType(t, err, ErrConflict)
-	require.ErrorContains(t, err, "canary=30 stable=70")
+	require.ErrorContains(t, err, "canary=30% stable=70%")
 	require.Equal(t, writes, f.writes)
 
 	// Back at the configured weights: a restart, reported as a mismatch.

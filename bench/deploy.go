@@ -10,7 +10,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
@@ -103,21 +102,10 @@ func (d *deployer) bundle(s runbookSpec, version string) (*runbook.Bundle, error
 	return b, nil
 }
 
-// start starts a deployment with the options the CLI uses.
+// start starts a deployment with the options the CLI uses
+// (workflows.StartOptions).
 func (d *deployer) start(ctx context.Context, b *runbook.Bundle) (client.WorkflowRun, error) {
-	opts := client.StartWorkflowOptions{
-		ID:                       workflows.WorkflowID(b.Runbook.Service),
-		TaskQueue:                d.taskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SAService.ValueSet(b.Runbook.Service),
-			workflows.SAVersion.ValueSet(b.Version),
-			workflows.SAPhase.ValueSet(workflows.PhaseDeploying),
-		),
-		StaticSummary: workflows.Summary(b),
-		StaticDetails: workflows.Details(b),
-	}
+	opts := workflows.StartOptions(b, d.taskQueue)
 	return d.tc.ExecuteWorkflow(ctx, opts, workflows.WorkflowType, b)
 }
 

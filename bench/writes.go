@@ -134,7 +134,7 @@ func (b *bench) writes(ctx context.Context) error {
 	}
 	c := rep.Counts
 	w := Writes{
-		Runs: 1, Outcome: r.Outcome, RPS: rps,
+		Runs: 1, Outcome: string(r.Outcome), RPS: rps,
 		Acknowledged: wr.Acknowledged, Lost: wr.Lost, Duplicates: wr.Duplicated,
 		KeyedClientErrors: c.Keyed.Errors, UnkeyedClientErrors: c.Unkeyed.Errors, ReadClientErrors: c.Reads.Errors,
 		KeyedWrites: c.Keyed.Sent, UnkeyedWrites: c.Unkeyed.Sent, Reads: c.Reads.Sent,

@@ -23,9 +23,8 @@ const (
 
 // faultsAllowed are the product packages that may import internal/faults
 // (architecture.md, "What may import what"): the worker arms the crash
-// points; activities still call them until issue 15 moves that into the
-// worker.
-var faultsAllowed = []string{"internal/worker", "activities"}
+// points and hands them to the activities as hooks.
+var faultsAllowed = []string{"internal/worker"}
 
 // mapRow is one row of the package map: the paths it covers and whether
 // they are dev-only.

@@ -53,40 +53,8 @@ func (d *decoder) resolve(n ast.Node) ast.Node {
 }
 
 func (d *decoder) decode(n ast.Node, v reflect.Value, path string, line, depth int) {
-	n = d.resolve(n)
-	if n != nil {
-		if l := nodeLine(n); l > 0 {
-			line = l
-		}
-	}
-	if depth > maxDepth {
-		d.errorf(line, path, "nested more than %d levels deep", maxDepth)
-		return
-	}
-	if tag, ok := n.(*ast.TagNode); ok {
-		d.errorf(line, path, "YAML tags such as %s are not supported; write the value plainly (quote strings)", tag.Start.Value)
-		return
-	}
-	if _, ok := n.(*ast.NullNode); ok || n == nil {
-		// null means "not set", except that an empty step kind or option
-		// block (`pause:`) becomes an empty struct so that validation can
-		// say which of its fields are missing.
-		if v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct {
-			v.Set(reflect.New(v.Type().Elem()))
-		} else {
-			v.SetZero()
-		}
-		return
-	}
-	if reflect.PointerTo(v.Type()).Implements(textUnmarshaler) {
-		s, ok := scalarString(n)
-		if !ok {
-			d.errorf(line, path, "must be a string such as \"30s\", got %s", describe(n))
-			return
-		}
-		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
-			d.errorf(line, path, "%v", err)
-		}
+	n, line, done := d.decodeSpecial(n, v, path, line, depth)
+	if done {
 		return
 	}
 	switch v.Kind() {
@@ -100,6 +68,57 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string, line, depth i
 		d.decodeMap(n, v, path, line, depth)
 	case reflect.Slice:
 		d.decodeSlice(n, v, path, line, depth)
+	default:
+		d.decodeScalar(n, v, path, line)
+	}
+}
+
+// decodeSpecial handles what comes before the value's kind: anchors and
+// aliases, the nesting limit, tags, null, and types that decode from text
+// (durations). done is true when nothing is left to decode.
+func (d *decoder) decodeSpecial(n ast.Node, v reflect.Value, path string, line, depth int) (ast.Node, int, bool) {
+	n = d.resolve(n)
+	if n != nil {
+		if l := nodeLine(n); l > 0 {
+			line = l
+		}
+	}
+	if depth > maxDepth {
+		d.errorf(line, path, "nested more than %d levels deep", maxDepth)
+		return n, line, true
+	}
+	if tag, ok := n.(*ast.TagNode); ok {
+		d.errorf(line, path, "YAML tags such as %s are not supported; write the value plainly (quote strings)", tag.Start.Value)
+		return n, line, true
+	}
+	if _, ok := n.(*ast.NullNode); ok || n == nil {
+		// null means "not set", except that an empty step kind or option
+		// block (`pause:`) becomes an empty struct so that validation can
+		// say which of its fields are missing.
+		if v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct {
+			v.Set(reflect.New(v.Type().Elem()))
+		} else {
+			v.SetZero()
+		}
+		return n, line, true
+	}
+	if reflect.PointerTo(v.Type()).Implements(textUnmarshaler) {
+		s, ok := scalarString(n)
+		if !ok {
+			d.errorf(line, path, "must be a string such as \"30s\", got %s", describe(n))
+			return n, line, true
+		}
+		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
+			d.errorf(line, path, "%v", err)
+		}
+		return n, line, true
+	}
+	return n, line, false
+}
+
+// decodeScalar decodes a string, bool, integer or number.
+func (d *decoder) decodeScalar(n ast.Node, v reflect.Value, path string, line int) {
+	switch v.Kind() {
 	case reflect.String:
 		s, ok := scalarString(n)
 		if !ok {

@@ -129,120 +129,157 @@ const (
 func gooseStatements(content string, up bool) ([]string, error) {
 	sc := bufio.NewScanner(strings.NewReader(content))
 	sc.Buffer(nil, gooseScanMax)
-	state := stStart
-	var buf strings.Builder
-	var stmts []string
-	n, bufLine := 0, 0
+	p := &gooseParser{up: up}
 	for sc.Scan() {
-		n++
+		p.n++
 		line := sc.Text()
-		if state == stStart && strings.TrimSpace(line) == "" {
+		if p.state == stStart && strings.TrimSpace(line) == "" {
 			continue
 		}
 		// goose's test for an annotation line: a comment holding "+goose"
 		// anywhere.
 		if strings.HasPrefix(strings.TrimSpace(line), "--") && strings.Contains(line, "+goose") {
-			ann, err := annotationOf(line)
+			done, err := p.annotation(line)
 			if err != nil {
-				return nil, lineErrorf(n, "%v", err)
+				return nil, err
 			}
-			switch ann {
-			case annUp:
-				if state != stStart {
-					return nil, lineErrorf(n, "a second -- +goose Up annotation (goose allows one, at the start)")
-				}
-				state = stUp
+			if done {
 				continue
-			case annDown:
-				if state != stUp && state != stEndUp {
-					if state == stStart {
-						return nil, lineErrorf(n, "-- +goose Down before -- +goose Up")
-					}
-					return nil, lineErrorf(n, "-- +goose Down here is refused by goose (a second Down, or inside a StatementBegin/StatementEnd block)")
-				}
-				if rest := strings.TrimSpace(buf.String()); rest != "" {
-					return nil, lineErrorf(bufLine, "statement %s does not end with a semicolon before -- +goose Down", quoteShort(rest))
-				}
-				state = stDown
-				continue
-			case annStatementBegin:
-				switch state {
-				case stUp, stEndUp:
-					state = stBeginUp
-				case stDown, stEndDown:
-					state = stBeginDown
-				default:
-					return nil, lineErrorf(n, "-- +goose StatementBegin must follow -- +goose Up or Down, outside another StatementBegin block")
-				}
-				continue
-			case annStatementEnd:
-				switch state {
-				case stBeginUp:
-					state = stEndUp
-				case stBeginDown:
-					state = stEndDown
-				default:
-					return nil, lineErrorf(n, "-- +goose StatementEnd without a StatementBegin before it")
-				}
-				// No continue: goose lets the StatementEnd line end the
-				// statement below.
 			}
 		}
-		// Comments and empty lines before a statement are left out; once a
-		// statement started, everything up to its end belongs to it.
-		if buf.Len() == 0 {
-			if strings.HasPrefix(strings.TrimSpace(line), "--") || line == "" {
-				continue
-			}
-			bufLine = n
-		}
-		if state != stEndUp && state != stEndDown {
-			buf.WriteString(line)
-			buf.WriteByte('\n')
-		}
-		switch state {
-		case stUp, stBeginUp, stEndUp:
-			if !up {
-				buf.Reset()
-				continue
-			}
-		case stDown, stBeginDown, stEndDown:
-			if up {
-				buf.Reset()
-				continue
-			}
-		default:
-			return nil, lineErrorf(n, "SQL before the -- +goose Up annotation (goose refuses it): %s", quoteShort(strings.TrimSpace(line)))
-		}
-		switch state {
-		case stUp, stDown:
-			if endsWithSemicolon(line) {
-				stmts = append(stmts, strings.TrimSpace(buf.String()))
-				buf.Reset()
-			}
-		case stEndUp:
-			stmts = append(stmts, strings.TrimSpace(buf.String()))
-			buf.Reset()
-			state = stUp
-		case stEndDown:
-			stmts = append(stmts, strings.TrimSpace(buf.String()))
-			buf.Reset()
-			state = stDown
+		if err := p.statementLine(line); err != nil {
+			return nil, err
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, lineErrorf(n+1, "cannot be read as goose reads it: %v", err)
+		return nil, lineErrorf(p.n+1, "cannot be read as goose reads it: %v", err)
 	}
-	switch state {
+	return p.finish()
+}
+
+// gooseParser is the state of gooseStatements: where in the file it is,
+// the statement being read (from line bufLine) and those read.
+type gooseParser struct {
+	up         bool
+	state      gooseState
+	buf        strings.Builder
+	stmts      []string
+	n, bufLine int
+}
+
+// annotation moves the state on an annotation line; done is false when the
+// line also belongs to the statement (a StatementEnd ends it).
+func (p *gooseParser) annotation(line string) (done bool, err error) {
+	ann, err := annotationOf(line)
+	if err != nil {
+		return false, lineErrorf(p.n, "%v", err)
+	}
+	switch ann {
+	case annUp:
+		if p.state != stStart {
+			return false, lineErrorf(p.n, "a second -- +goose Up annotation (goose allows one, at the start)")
+		}
+		p.state = stUp
+		return true, nil
+	case annDown:
+		if p.state != stUp && p.state != stEndUp {
+			if p.state == stStart {
+				return false, lineErrorf(p.n, "-- +goose Down before -- +goose Up")
+			}
+			return false, lineErrorf(p.n, "-- +goose Down here is refused by goose (a second Down, or inside a StatementBegin/StatementEnd block)")
+		}
+		if rest := strings.TrimSpace(p.buf.String()); rest != "" {
+			return false, lineErrorf(p.bufLine, "statement %s does not end with a semicolon before -- +goose Down", quoteShort(rest))
+		}
+		p.state = stDown
+		return true, nil
+	case annStatementBegin:
+		switch p.state {
+		case stUp, stEndUp:
+			p.state = stBeginUp
+		case stDown, stEndDown:
+			p.state = stBeginDown
+		default:
+			return false, lineErrorf(p.n, "-- +goose StatementBegin must follow -- +goose Up or Down, outside another StatementBegin block")
+		}
+		return true, nil
+	case annStatementEnd:
+		switch p.state {
+		case stBeginUp:
+			p.state = stEndUp
+		case stBeginDown:
+			p.state = stEndDown
+		default:
+			return false, lineErrorf(p.n, "-- +goose StatementEnd without a StatementBegin before it")
+		}
+		// Not done: goose lets the StatementEnd line end the statement
+		// in statementLine.
+	}
+	return false, nil
+}
+
+// statementLine adds a line to the current statement of the direction
+// being read, and ends the statement at a semicolon or a StatementEnd.
+func (p *gooseParser) statementLine(line string) error {
+	// Comments and empty lines before a statement are left out; once a
+	// statement started, everything up to its end belongs to it.
+	if p.buf.Len() == 0 {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") || line == "" {
+			return nil
+		}
+		p.bufLine = p.n
+	}
+	if p.state != stEndUp && p.state != stEndDown {
+		p.buf.WriteString(line)
+		p.buf.WriteByte('\n')
+	}
+	switch p.state {
+	case stUp, stBeginUp, stEndUp:
+		if !p.up {
+			p.buf.Reset()
+			return nil
+		}
+	case stDown, stBeginDown, stEndDown:
+		if p.up {
+			p.buf.Reset()
+			return nil
+		}
+	default:
+		return lineErrorf(p.n, "SQL before the -- +goose Up annotation (goose refuses it): %s", quoteShort(strings.TrimSpace(line)))
+	}
+	switch p.state {
+	case stUp, stDown:
+		if endsWithSemicolon(line) {
+			p.endStatement()
+		}
+	case stEndUp:
+		p.endStatement()
+		p.state = stUp
+	case stEndDown:
+		p.endStatement()
+		p.state = stDown
+	}
+	return nil
+}
+
+func (p *gooseParser) endStatement() {
+	p.stmts = append(p.stmts, strings.TrimSpace(p.buf.String()))
+	p.buf.Reset()
+}
+
+// finish checks the end of the file: an Up was seen, every block ended,
+// and no statement is left without its semicolon.
+func (p *gooseParser) finish() ([]string, error) {
+	switch p.state {
 	case stStart:
 		return nil, errors.New("no -- +goose Up annotation")
 	case stBeginUp, stBeginDown:
 		return nil, errors.New("a -- +goose StatementBegin has no StatementEnd")
 	}
-	if rest := strings.TrimSpace(buf.String()); rest != "" {
-		return nil, lineErrorf(bufLine, "statement %s does not end with a semicolon", quoteShort(rest))
+	if rest := strings.TrimSpace(p.buf.String()); rest != "" {
+		return nil, lineErrorf(p.bufLine, "statement %s does not end with a semicolon", quoteShort(rest))
 	}
-	return stmts, nil
+	return p.stmts, nil
 }
 
 // annotationOf is goose's extractAnnotation plus rollbook's allowlist: it

@@ -230,7 +230,7 @@ func jsonStringsDecoded(t *testing.T, doc []byte) string {
 }
 
 // waitPhaseWith is waitPhase through a given client (one with the codec).
-func waitPhaseWith(t *testing.T, c client.Client, service, phase string, timeout time.Duration) workflows.Status {
+func waitPhaseWith(t *testing.T, c client.Client, service string, phase workflows.Phase, timeout time.Duration) workflows.Status {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last workflows.Status

@@ -370,7 +370,7 @@ func assertCompensations(t *testing.T, comps []workflows.Compensation, want ...s
 	byStep := map[string]workflows.Compensation{}
 	for _, c := range comps {
 		byStep[c.Step] = c
-		assert.Contains(t, []string{workflows.CompDone, workflows.CompAlreadyRestored}, c.State, "compensation of %s: %s (%s %s)", c.Step, c.State, c.Detail, c.Error)
+		assert.Contains(t, []workflows.CompState{workflows.CompDone, workflows.CompAlreadyRestored}, c.State, "compensation of %s: %s (%s %s)", c.Step, c.State, c.Detail, c.Error)
 	}
 	for _, s := range want {
 		assert.Contains(t, byStep, s, "no compensation for step %s", s)

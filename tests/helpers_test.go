@@ -243,7 +243,7 @@ func status(service string) (workflows.Status, error) {
 }
 
 // waitPhase polls the status query until the deployment is in phase.
-func waitPhase(t *testing.T, service, phase string, timeout time.Duration) workflows.Status {
+func waitPhase(t *testing.T, service string, phase workflows.Phase, timeout time.Duration) workflows.Status {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last workflows.Status

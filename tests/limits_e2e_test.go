@@ -221,7 +221,7 @@ func TestE2ERunbookAtTheLimits(t *testing.T) {
 	// two traffic steps; the second traffic undo merges the first's write).
 	assert.Len(t, res.Compensations, 1+limitsKVSteps+2)
 	for _, c := range res.Compensations {
-		assert.Contains(t, []string{workflows.CompDone, workflows.CompAlreadyRestored}, c.State, "compensation of %s", c.Step)
+		assert.Contains(t, []workflows.CompState{workflows.CompDone, workflows.CompAlreadyRestored}, c.State, "compensation of %s", c.Step)
 	}
 	assertBaseline("after the rollback")
 	f.assertHistoryBounded(t)

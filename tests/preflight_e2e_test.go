@@ -53,7 +53,7 @@ func TestE2EPreflightRefusesBeforeTheFirstChange(t *testing.T) {
 
 	st, err := status(f.service)
 	require.NoError(t, err)
-	assert.Equal(t, "refused", st.Phase)
+	assert.Equal(t, "refused", string(st.Phase))
 	assert.Len(t, st.Problems, 3)
 	out, code = cli(t, "status", f.service)
 	assert.Equal(t, 0, code, out)
@@ -118,7 +118,7 @@ signing:
 	require.Equal(t, 0, code, out)
 	st, err := status(f.service)
 	require.NoError(t, err)
-	assert.Equal(t, "succeeded", st.Phase)
+	assert.Equal(t, "succeeded", string(st.Phase))
 	assert.Len(t, st.SignedBy, 16, "the status names the key that signed")
 }
 

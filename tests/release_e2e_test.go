@@ -171,7 +171,7 @@ func TestE2EReleaseRolledBackAfterVerifyFails(t *testing.T) {
 	require.NotEmpty(t, st.Compensations)
 	rel := st.Compensations[0]
 	assert.Equal(t, "release-canary", rel.Step)
-	assert.Equal(t, "done", rel.State)
+	assert.Equal(t, "done", string(rel.State))
 	require.NotNil(t, rel.Release)
 	assert.Equal(t, "v1", rel.Release.Captured.Version)
 	require.NotNil(t, st.Steps[0].Captured.Release)

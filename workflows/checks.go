@@ -8,10 +8,9 @@ import (
 	"sort"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -35,29 +34,20 @@ func measureOptions(summary string, list []runbook.Check) workflow.ActivityOptio
 			}
 		}
 	}
-	return workflow.ActivityOptions{
-		StartToCloseTimeout: timeout,
-		Summary:             summary,
-		// A measurement is cheap to drop: on cancel, do not wait for it, so
-		// an abort reaches the first compensation in the same workflow task.
-		WaitForCancellation: false,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        200 * time.Millisecond,
-			MaximumAttempts:        2,
-			NonRetryableErrorTypes: []string{activities.ErrInvalid},
-		},
-	}
+	p := measurePolicy
+	p.timeout = timeout
+	return p.options(summary)
 }
 
 // CheckRun is the progress of one verification (or the background
 // analysis): everything needed to resume it after continue-as-new.
 type CheckRun struct {
-	Name      string                    `json:"name"`
-	StartedAt time.Time                 `json:"startedAt"`
-	Round     int                       `json:"round"`
-	Trackers  []TrackerState            `json:"trackers"`
-	Prev      []activities.Measurement  `json:"prev,omitempty"`
-	First     []*activities.Measurement `json:"first,omitempty"`
+	Name      string                  `json:"name"`
+	StartedAt time.Time               `json:"startedAt"`
+	Round     int                     `json:"round"`
+	Trackers  []TrackerState          `json:"trackers"`
+	Prev      []contract.Measurement  `json:"prev,omitempty"`
+	First     []*contract.Measurement `json:"first,omitempty"`
 }
 
 // TrackerState is one check's tally across rounds.
@@ -70,7 +60,7 @@ type TrackerState struct {
 }
 
 func newCheckRun(ctx workflow.Context, name string, n int) *CheckRun {
-	return &CheckRun{Name: name, StartedAt: workflow.Now(ctx), Trackers: make([]TrackerState, n), First: make([]*activities.Measurement, n)}
+	return &CheckRun{Name: name, StartedAt: workflow.Now(ctx), Trackers: make([]TrackerState, n), First: make([]*contract.Measurement, n)}
 }
 
 // errContinueAsNew asks Deploy to continue as new between two rounds, so a
@@ -96,24 +86,13 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 	}
 	actx := workflow.WithActivityOptions(ctx, measureOptions(fmt.Sprintf("%s: measure %d checks", run.Name, len(list)), list))
 	for {
-		if run.Round > 0 {
-			// Not the first round of this run: wait for the next one.
-			elapsed := workflow.Now(ctx).Sub(run.StartedAt)
-			wait := interval
-			if duration > 0 && duration-elapsed < wait {
-				wait = duration - elapsed
-			}
-			if wait > 0 {
-				if err := workflow.Sleep(ctx, wait); err != nil {
-					return err
-				}
-			}
+		if err := waitForRound(ctx, run, interval, duration); err != nil {
+			return err
 		}
 		run.Round++
-		round := run.Round
-		var res activities.MeasureResult
-		err := workflow.ExecuteActivity(actx, checks.Measure, activities.MeasureInput{
-			StepRef: d.ref(run.Name), Round: round, Checks: list, Routes: d.rb.Routes, Previous: run.Prev,
+		var res contract.MeasureResult
+		err := workflow.ExecuteActivity(actx, contract.ActivityMeasure, contract.MeasureInput{
+			StepRef: d.ref(run.Name), Round: run.Round, Checks: list, Routes: d.rb.Routes, Previous: run.Prev,
 		}).Get(ctx, &res)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -122,58 +101,88 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 			return fmt.Errorf("measuring checks of %s: %w", run.Name, err)
 		}
 		run.Prev = res.Measurements
-		rec := Round{Step: run.Name, Round: round, At: workflow.Now(ctx)}
-		allDone := true
-		var failure string
-		for i, c := range list {
-			var j CheckJudgement
-			if i < len(res.Measurements) {
-				m := res.Measurements[i]
-				if c.Compare != nil {
-					// first holds the check's first counter reading, so
-					// that its statistics use everything seen since the
-					// check started: at low traffic one interval alone
-					// rarely holds enough requests.
-					m = d.sinceFirst(c, &run.First[i], m)
-				}
-				j = judge(c, m)
-			} else {
-				j = CheckJudgement{Check: c.Name, Verdict: JudgeFail, Reason: "no measurement returned"}
-			}
-			rec.Judgement = append(rec.Judgement, j)
-			if trackers[i].done {
-				continue
-			}
-			if reason := trackers[i].add(j, honourThreshold); reason != "" && failure == "" {
-				failure = reason
-			}
-			if !trackers[i].done {
-				allDone = false
-			}
-		}
-		for i, t := range trackers {
-			run.Trackers[i] = TrackerState{Failures: t.failures, Inconclusive: t.inconclusive, Passes: t.passes, Consecutive: t.consecutive, Done: t.done}
-		}
+		rec := Round{Step: run.Name, Round: run.Round, At: workflow.Now(ctx)}
+		allDone, failure := d.judgeRound(run, list, res, trackers, honourThreshold, &rec)
 		d.recordRound(rec)
 		if failure != "" {
-			d.log.Warn("Check failed", "step", run.Name, "round", round, "reason", failure)
+			d.log.Warn("Check failed", "step", run.Name, "round", run.Round, "reason", failure)
 			return &checkFailure{reason: failure}
 		}
 		if honourThreshold && allDone && len(list) > 0 {
 			return nil
 		}
 		if duration > 0 && workflow.Now(ctx).Sub(run.StartedAt) >= duration {
-			for _, t := range trackers {
-				if t.passes == 0 {
-					return &checkFailure{reason: fmt.Sprintf("check %s had no conclusive passing measurement in %s", t.check.Name, duration)}
-				}
-			}
-			return nil
+			return noConclusivePass(trackers, duration)
 		}
 		if mayContinue && d.historyIsLong(ctx) {
 			return errContinueAsNew
 		}
 	}
+}
+
+// waitForRound sleeps until the next round is due; the first round of a run
+// starts at once.
+func waitForRound(ctx workflow.Context, run *CheckRun, interval, duration time.Duration) error {
+	if run.Round == 0 {
+		return nil
+	}
+	elapsed := workflow.Now(ctx).Sub(run.StartedAt)
+	wait := interval
+	if duration > 0 && duration-elapsed < wait {
+		wait = duration - elapsed
+	}
+	if wait > 0 {
+		return workflow.Sleep(ctx, wait)
+	}
+	return nil
+}
+
+// judgeRound judges one round's measurements into rec and the trackers
+// (saved back into run). It returns whether every check is done and the
+// first failure, if any.
+func (d *deployment) judgeRound(run *CheckRun, list []runbook.Check, res contract.MeasureResult, trackers []*checkTracker, honourThreshold bool, rec *Round) (allDone bool, failure string) {
+	allDone = true
+	for i, c := range list {
+		var j CheckJudgement
+		if i < len(res.Measurements) {
+			m := res.Measurements[i]
+			if c.Compare != nil {
+				// first holds the check's first counter reading, so
+				// that its statistics use everything seen since the
+				// check started: at low traffic one interval alone
+				// rarely holds enough requests.
+				m = d.sinceFirst(c, &run.First[i], m)
+			}
+			j = judge(c, m)
+		} else {
+			j = CheckJudgement{Check: c.Name, Verdict: JudgeFail, Reason: "no measurement returned"}
+		}
+		rec.Judgement = append(rec.Judgement, j)
+		if trackers[i].done {
+			continue
+		}
+		if reason := trackers[i].add(j, honourThreshold); reason != "" && failure == "" {
+			failure = reason
+		}
+		if !trackers[i].done {
+			allDone = false
+		}
+	}
+	for i, t := range trackers {
+		run.Trackers[i] = TrackerState{Failures: t.failures, Inconclusive: t.inconclusive, Passes: t.passes, Consecutive: t.consecutive, Done: t.done}
+	}
+	return allDone, failure
+}
+
+// noConclusivePass fails a verification whose time is up when one of its
+// checks never passed conclusively.
+func noConclusivePass(trackers []*checkTracker, duration time.Duration) error {
+	for _, t := range trackers {
+		if t.passes == 0 {
+			return &checkFailure{reason: fmt.Sprintf("check %s had no conclusive passing measurement in %s", t.check.Name, duration)}
+		}
+	}
+	return nil
 }
 
 // continueAsNewAfter is the history length after which a long verification
@@ -240,7 +249,7 @@ func (d *deployment) startAnalysis(ctx workflow.Context, a *runbook.Analysis, ru
 // sinceFirst turns a compare measurement into counts since the check's first
 // counter reading (kept in *first). A reading whose counters went down (the
 // router restarted) starts the window again.
-func (d *deployment) sinceFirst(c runbook.Check, first **activities.Measurement, m activities.Measurement) activities.Measurement {
+func (d *deployment) sinceFirst(c runbook.Check, first **contract.Measurement, m contract.Measurement) contract.Measurement {
 	if m.Error != "" || m.Counters == nil {
 		return m
 	}
@@ -259,8 +268,8 @@ func (d *deployment) sinceFirst(c runbook.Check, first **activities.Measurement,
 		m.BaselineRound = true
 		return m
 	}
-	side := func(subset string) *activities.SideSample {
-		return &activities.SideSample{
+	side := func(subset string) *contract.SideSample {
+		return &contract.SideSample{
 			Requests: m.Counters[subset+".requests"] - f.Counters[subset+".requests"],
 			Errors:   m.Counters[subset+".errors5xx"] - f.Counters[subset+".errors5xx"],
 		}

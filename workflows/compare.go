@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/internal/stats"
 	"github.com/rollbook/rollbook/runbook"
 )
@@ -20,7 +20,7 @@ const (
 // proportions (so a baseline with zero errors still fails a canary that has
 // some) and a Mann-Whitney U test on latencies when samples are there. Too
 // little data is inconclusive, never a pass.
-func judgeCompare(c runbook.Check, m activities.Measurement) CheckJudgement {
+func judgeCompare(c runbook.Check, m contract.Measurement) CheckJudgement {
 	j := CheckJudgement{Check: c.Name}
 	cc := c.Compare
 	if m.Canary == nil || m.Baseline == nil {

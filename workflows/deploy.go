@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -31,33 +31,36 @@ type stopIntent struct {
 	step   string
 }
 
-// deployment is the state of one Deploy run. Signal handlers only record
-// intents here; the main coroutine acts on them in one place (the
-// argo-rollouts pattern), so ordering stays deterministic.
+// deployment is the state of one Deploy run, in named parts: what the run
+// deploys, the saga, the operator's controls, the notifications and the
+// continue-as-new bookkeeping. Signal handlers only record intents here; the
+// main coroutine acts on them in one place (the argo-rollouts pattern), so
+// ordering stays deterministic.
 type deployment struct {
-	// canWarned: the warning that continue-as-new was refused was logged.
-	canWarned bool
-	in        *Input
-	rb        *runbook.Runbook
-	log       log.Logger
-	id        string
-	routes    map[string]runbook.Route
-
+	in     *Input
+	rb     *runbook.Runbook
+	log    log.Logger
+	id     string
+	routes map[string]runbook.Route
 	status Status
-	comps  []Compensation
 
+	saga
+	operator
+	notifications
+	carry
+}
+
+// saga is the forward progress and the compensation stack.
+type saga struct {
+	comps         []Compensation
 	cancelForward workflow.CancelFunc
-	intent        *stopIntent
-	pivot         string
-	rollingBack   bool
-	finished      bool
-
-	paused          bool
-	waitingApproval string
-	approved        bool
-	stuckStep       string
-	decision        string
-	skipped         bool
+	// intent is why the forward phase stops (the first one wins).
+	intent      *stopIntent
+	pivot       string
+	rollingBack bool
+	finished    bool
+	// skipped: an operator skipped a compensation.
+	skipped bool
 
 	rollbackStarted time.Time
 	rollbackEnded   time.Time
@@ -67,24 +70,44 @@ type deployment struct {
 	// verify is the running verify step's progress.
 	verify *CheckRun
 	// current is the index of the step the forward phase is in.
-	current    int
-	generation int
+	current int
+	// kvVersioned, kvOneCopyOn: the GetVersion answer of kvOneCopyChange,
+	// asked once (see kvvalues.go).
+	kvVersioned bool
+	kvOneCopyOn bool
+}
 
+// operator is what the operator's signals set: pause, approval, and the
+// decision on a stuck compensation.
+type operator struct {
+	paused          bool
+	waitingApproval string
+	approved        bool
+	stuckStep       string
+	decision        string
+}
+
+// notifications are the phase-change messages and how they are sent.
+type notifications struct {
 	// nctx is a disconnected context for notifications, so that the
 	// cancellation of the forward phase does not cancel them.
 	nctx  workflow.Context
 	notes []workflow.Future // runs from before ordered notifications
 	// Ordered notifications (see notify): the queue, whether its sender
 	// runs, and the GetVersion answer, asked once.
-	noteQueue       []activities.NotifyInput
+	noteQueue       []contract.NotifyInput
 	noteSender      bool
 	notifyVersioned bool
 	notifyOrdered   bool
-	// kvVersioned, kvOneCopyOn: the GetVersion answer of kvOneCopyChange,
-	// asked once (see kvvalues.go).
-	kvVersioned bool
-	kvOneCopyOn bool
-	// trimVersioned, trimOn: the same for trimRoundsChange (carry.go).
+}
+
+// carry is the continue-as-new bookkeeping.
+type carry struct {
+	generation int
+	// canWarned: the warning that continue-as-new was refused was logged.
+	canWarned bool
+	// trimVersioned, trimOn: the GetVersion answer of trimRoundsChange
+	// (carry.go), asked once.
 	trimVersioned bool
 	trimOn        bool
 	// roundsTrimmed: this hop dropped the rounds to fit; rounds the
@@ -108,14 +131,8 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 	if r := in.Resume; r != nil {
 		from = d.resume(r)
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return d.snapshot(), nil }); err != nil {
-		return Result{}, fmt.Errorf("registering the status query: %w", err)
-	}
-	d.listenForSignals(ctx)
-	if in.Resume == nil {
-		d.setPhase(ctx, PhaseDeploying)
-	} else {
-		d.updateDetails(ctx)
+	if err := d.open(ctx); err != nil {
+		return Result{}, err
 	}
 
 	fwd, cancel := workflow.WithCancel(ctx)
@@ -129,19 +146,7 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 		cancel()
 		return d.refuse(ctx, problems), nil
 	}
-	if dl := d.rb.Deadline.D(); dl > 0 {
-		// The deadline counts from the first run's start, across
-		// continue-as-new.
-		left := dl - workflow.Now(ctx).Sub(d.status.StartedAt)
-		workflow.Go(fwd, func(c workflow.Context) {
-			if left <= 0 || workflow.Sleep(c, left) == nil {
-				d.stop(stopIntent{kind: stopDeadline, reason: fmt.Sprintf("deployment deadline of %s exceeded", d.rb.Deadline)})
-			}
-		})
-	}
-	if r := in.Resume; r != nil && r.Analysis != nil && d.rb.Analysis != nil {
-		d.startAnalysis(fwd, d.rb.Analysis, r.Analysis)
-	}
+	d.startBackground(fwd)
 
 	if refusal != nil {
 		err = refusal
@@ -159,8 +164,47 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 	}
 	// Stop background analysis and the deadline timer whatever happened.
 	cancel()
+	return d.conclude(ctx, err), nil
+}
+
+// open makes the deployment visible: the status query, the signals, and
+// the first phase (a continued run keeps its phase and refreshes the UI).
+func (d *deployment) open(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return d.snapshot(), nil }); err != nil {
+		return fmt.Errorf("registering the status query: %w", err)
+	}
+	d.listenForSignals(ctx)
+	if d.in.Resume == nil {
+		d.setPhase(ctx, PhaseDeploying)
+	} else {
+		d.updateDetails(ctx)
+	}
+	return nil
+}
+
+// startBackground starts the deadline timer and, in a continued run that
+// carries one, the background analysis; both stop with ctx.
+func (d *deployment) startBackground(ctx workflow.Context) {
+	if dl := d.rb.Deadline.D(); dl > 0 {
+		// The deadline counts from the first run's start, across
+		// continue-as-new.
+		left := dl - workflow.Now(ctx).Sub(d.status.StartedAt)
+		workflow.Go(ctx, func(c workflow.Context) {
+			if left <= 0 || workflow.Sleep(c, left) == nil {
+				d.stop(stopIntent{kind: stopDeadline, reason: fmt.Sprintf("deployment deadline of %s exceeded", d.rb.Deadline)})
+			}
+		})
+	}
+	if r := d.in.Resume; r != nil && r.Analysis != nil && d.rb.Analysis != nil {
+		d.startAnalysis(ctx, d.rb.Analysis, r.Analysis)
+	}
+}
+
+// conclude ends the deployment after its forward phase returned err:
+// success, or a stop past the point of no return, or a rollback.
+func (d *deployment) conclude(ctx workflow.Context, err error) Result {
 	if err == nil && d.intent == nil {
-		return d.finish(ctx, OutcomeSucceeded, ""), nil
+		return d.finish(ctx, OutcomeSucceeded, "")
 	}
 	if d.intent == nil {
 		switch {
@@ -175,25 +219,31 @@ func Deploy(ctx workflow.Context, in Input) (Result, error) {
 	rctx, _ := workflow.NewDisconnectedContext(ctx)
 	if d.pivot != "" {
 		d.log.Warn("Failure after the point of no return; not rolling back", "pivot", d.pivot, "reason", d.intent.reason)
-		return d.finish(rctx, OutcomeFailedAfterCommit, fmt.Sprintf("%s (after the point of no return %q: earlier steps are committed; a human must decide)", d.intent.reason, d.pivot)), nil
+		return d.finish(rctx, OutcomeFailedAfterCommit, fmt.Sprintf("%s (after the point of no return %q: earlier steps are committed; a human must decide)", d.intent.reason, d.pivot))
 	}
 	d.rollback(rctx)
+	outcome, reason := d.rollbackOutcome(rctx)
+	return d.finish(rctx, outcome, reason)
+}
+
+// rollbackOutcome says how a finished rollback ends, running the
+// runbook's verification after rollback when every compensation ran.
+func (d *deployment) rollbackOutcome(rctx workflow.Context) (Phase, string) {
 	outcome := OutcomeRolledBack
 	if d.intent.kind == stopAbort || d.intent.kind == stopCancel {
 		outcome = OutcomeAborted
 	}
 	reason := d.intent.reason
 	if d.skipped {
-		outcome = OutcomeRollbackFailed
-		reason += "; rollback incomplete: an operator skipped a compensation"
-	} else if rv := d.rollbackVerify(); rv != nil {
+		return OutcomeRollbackFailed, reason + "; rollback incomplete: an operator skipped a compensation"
+	}
+	if rv := d.rollbackVerify(); rv != nil {
 		run := newCheckRun(rctx, "rollback-verify", len(rv.Checks))
 		if vErr := d.runChecks(rctx, run, rv.Checks, rv.Interval.D(), rv.Duration.D(), true, false); vErr != nil {
-			outcome = OutcomeRollbackFailed
-			reason += "; verification after rollback failed: " + vErr.Error()
+			return OutcomeRollbackFailed, reason + "; verification after rollback failed: " + vErr.Error()
 		}
 	}
-	return d.finish(rctx, outcome, reason), nil
+	return outcome, reason
 }
 
 func newDeployment(ctx workflow.Context, in *Input) *deployment {
@@ -242,30 +292,17 @@ func (d *deployment) forward(ctx workflow.Context, from int, resume *Resume) err
 			d.beginStep(ctx, i)
 		}
 		var err error
-		switch step.Kind() {
-		case runbook.KindMigrate:
-			err = d.migrate(ctx, i)
-		case runbook.KindConsul:
-			err = d.consul(ctx, i)
-		case runbook.KindTraffic:
-			err = d.traffic(ctx, i)
-		case runbook.KindRelease:
-			err = d.release(ctx, i)
-		case runbook.KindVerify:
-			d.setPhase(ctx, PhaseVerifying)
-			v := step.Verify
-			d.verify = newCheckRun(ctx, step.Name, len(v.Checks))
-			if resumed {
-				d.verify = resume.Verify
-			}
-			err = d.runChecks(ctx, d.verify, v.Checks, v.Interval.D(), v.Duration.D(), true, true)
-			if errors.Is(err, errContinueAsNew) {
-				return err
-			}
-		case runbook.KindPause:
-			err = d.pause(ctx, i)
-		default:
+		if k := stepKinds[step.Kind()]; k == nil {
 			err = fmt.Errorf("step %q has no kind", step.Name)
+		} else {
+			var r *Resume
+			if resumed {
+				r = resume
+			}
+			err = k.forward(ctx, d, i, r)
+		}
+		if errors.Is(err, errContinueAsNew) {
+			return err
 		}
 		if err != nil {
 			state := StepFailed
@@ -334,29 +371,6 @@ func (d *deployment) waitWhilePaused(ctx workflow.Context) error {
 	return err
 }
 
-func (d *deployment) pause(ctx workflow.Context, i int) error {
-	p := d.rb.Steps[i].Pause
-	name := d.rb.Steps[i].Name
-	if !p.Approval {
-		d.setPhase(ctx, PhasePaused)
-		return workflow.Sleep(ctx, p.Duration.D())
-	}
-	d.waitingApproval, d.approved = name, false
-	defer func() { d.waitingApproval = "" }()
-	d.setPhase(ctx, PhasePaused)
-	if p.Timeout == 0 {
-		return workflow.Await(ctx, func() bool { return d.approved })
-	}
-	ok, err := workflow.AwaitWithTimeout(ctx, p.Timeout.D(), func() bool { return d.approved })
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("no approval within %s", p.Timeout)
-	}
-	return nil
-}
-
 func (d *deployment) rollbackVerify() *runbook.VerifyStep {
 	if d.rb.Rollback == nil {
 		return nil
@@ -364,7 +378,7 @@ func (d *deployment) rollbackVerify() *runbook.VerifyStep {
 	return d.rb.Rollback.Verify
 }
 
-func (d *deployment) finish(ctx workflow.Context, outcome, reason string) Result {
+func (d *deployment) finish(ctx workflow.Context, outcome Phase, reason string) Result {
 	d.finished = true
 	d.status.Outcome = outcome
 	d.status.Reason = reason

@@ -30,7 +30,7 @@ func seq(parts ...[]string) []string {
 
 func TestSuccess(t *testing.T) {
 	h := newHarness(t)
-	var phases []string
+	var phases []Phase
 	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa := args.Get(0).(temporal.SearchAttributes)
 		p, _ := sa.GetKeyword(SAPhase)
@@ -38,7 +38,7 @@ func TestSuccess(t *testing.T) {
 		ver, _ := sa.GetKeyword(SAVersion)
 		assert.Equal(t, "pay", svc)
 		assert.Equal(t, "v2", ver)
-		phases = append(phases, p)
+		phases = append(phases, Phase(p))
 	}).Return(nil)
 	h.phaseAt(15 * time.Second)
 	h.phaseAt(35 * time.Second)
@@ -54,8 +54,8 @@ func TestSuccess(t *testing.T) {
 
 	assert.Equal(t, OutcomeSucceeded, r.Outcome)
 	assert.Equal(t, forwardAll, h.calls(false))
-	assert.Equal(t, []string{PhaseVerifying, PhasePaused}, h.phases)
-	assert.Equal(t, []string{PhaseDeploying, PhaseVerifying, PhaseDeploying, PhasePaused, PhaseDeploying, PhaseVerifying, OutcomeSucceeded}, phases)
+	assert.Equal(t, []Phase{PhaseVerifying, PhasePaused}, h.phases)
+	assert.Equal(t, []Phase{PhaseDeploying, PhaseVerifying, PhaseDeploying, PhasePaused, PhaseDeploying, PhaseVerifying, OutcomeSucceeded}, phases)
 	for _, c := range r.Compensations {
 		assert.Equal(t, CompPending, c.State, "no compensation runs on success")
 	}
@@ -63,7 +63,7 @@ func TestSuccess(t *testing.T) {
 	assert.Equal(t, int64(1), r.Steps[0].Captured.Schema.Version, "captured state is in the result for a later revert")
 	assert.Equal(t, 100, r.Steps[2].Captured.Weights.Weights["stable"])
 	for _, s := range r.Steps {
-		assert.Contains(t, []string{StepApplied, StepPassed}, s.State, s.Name)
+		assert.Contains(t, []StepState{StepApplied, StepPassed}, s.State, s.Name)
 	}
 }
 
@@ -195,7 +195,7 @@ func TestAbort(t *testing.T) {
 		at    time.Duration
 		rb    func() runbook.Runbook
 		want  []string
-		phase string
+		phase Phase
 	}{
 		{"while verifying", 15 * time.Second, testRunbook, seq(forwardAll[:6], undoAll), PhaseVerifying},
 		{"while waiting for approval", 45 * time.Second, testRunbook, seq(forwardAll[:6], undoAll), PhasePaused},
@@ -214,7 +214,7 @@ func TestAbort(t *testing.T) {
 			assert.Equal(t, OutcomeAborted, r.Outcome)
 			assert.Equal(t, "aborted by bob: bad dashboards", r.Reason)
 			assert.Equal(t, tc.want, h.calls(false))
-			assert.Equal(t, []string{tc.phase}, h.phases)
+			assert.Equal(t, []Phase{tc.phase}, h.phases)
 		})
 	}
 }
@@ -390,7 +390,7 @@ func TestPauseResumeAndApprove(t *testing.T) {
 	})
 	r := h.run(testRunbook())
 	assert.Equal(t, OutcomeSucceeded, r.Outcome)
-	assert.Equal(t, []string{PhasePaused, PhasePaused}, h.phases)
+	assert.Equal(t, []Phase{PhasePaused, PhasePaused}, h.phases)
 	// The paused time is visible in the timings: approval started after resume.
 	assert.GreaterOrEqual(t, r.Steps[4].StartedAt.Sub(r.StartedAt), 60*time.Second)
 }

@@ -80,7 +80,7 @@ type harness struct {
 	captureKV      func(activities.KVInput) (activities.KVState, error)
 	live           map[string]int // the weights the mocked router holds
 
-	phases   []string
+	phases   []Phase
 	notified []activities.NotifyInput
 	// notifyDelay, when set, makes the mocked webhook slow for some phases.
 	notifyDelay func(activities.NotifyInput) time.Duration
@@ -263,7 +263,7 @@ func (h *harness) calls(withMeasure bool) []string {
 func compStates(r Result) string {
 	var s []string
 	for _, c := range r.Compensations {
-		s = append(s, c.Step+"="+c.State)
+		s = append(s, c.Step+"="+string(c.State))
 	}
 	return strings.Join(s, " ")
 }

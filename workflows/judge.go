@@ -3,13 +3,13 @@ package workflows
 import (
 	"fmt"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
 // judge turns one raw measurement into a verdict. It runs in the workflow so
 // that the history shows the numbers and the reason next to each other.
-func judge(c runbook.Check, m activities.Measurement) CheckJudgement {
+func judge(c runbook.Check, m contract.Measurement) CheckJudgement {
 	j := CheckJudgement{Check: c.Name}
 	if m.Error != "" {
 		j.Verdict, j.Reason = JudgeFail, "measurement failed: "+m.Error

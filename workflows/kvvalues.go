@@ -6,7 +6,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -34,26 +34,26 @@ func (d *deployment) kvOneCopy(ctx workflow.Context) bool {
 // checkKVBudget refuses a capture that would carry more Consul values than
 // a deployment may (the preflight projected it, but the keys may have grown
 // since). Nothing was written by the step yet; its earlier steps roll back.
-func (d *deployment) checkKVBudget(step string, captured activities.KVState) error {
+func (d *deployment) checkKVBudget(step string, captured contract.KVState) error {
 	held := 0
 	for i := range d.comps {
 		if c := d.comps[i].KV; c != nil {
-			held += activities.CapturedKVBytes(c.Captured)
+			held += contract.CapturedKVBytes(c.Captured)
 		}
 	}
-	n := activities.CapturedKVBytes(captured)
-	if held+n > activities.MaxCapturedKVBytes {
+	n := contract.CapturedKVBytes(captured)
+	if held+n > contract.MaxCapturedKVBytes {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"the keys step %s changes hold %d bytes, %d with the earlier consul steps; a deployment captures at most %d bytes of Consul values (they travel in workflow history); nothing was written",
-			step, n, held+n, activities.MaxCapturedKVBytes), activities.ErrInvalid, nil)
+			step, n, held+n, contract.MaxCapturedKVBytes), contract.ErrInvalid, nil)
 	}
 	return nil
 }
 
 // withoutValues returns st with every value left out (keys, existence,
 // flags and indexes stay).
-func withoutValues(st activities.KVState) *activities.KVState {
-	out := activities.KVState{Entries: make([]activities.KVEntry, len(st.Entries))}
+func withoutValues(st contract.KVState) *contract.KVState {
+	out := contract.KVState{Entries: make([]contract.KVEntry, len(st.Entries))}
 	for i, e := range st.Entries {
 		e.Value = nil
 		out.Entries[i] = e
@@ -71,7 +71,7 @@ func opsWithoutValues(ops []runbook.KVOp) []runbook.KVOp {
 
 // kvRestoreInput is the restore's input for c: as recorded, or with the
 // step's values put back from the runbook.
-func (d *deployment) kvRestoreInput(c *Compensation) (activities.KVRestoreInput, error) {
+func (d *deployment) kvRestoreInput(c *Compensation) (contract.KVRestoreInput, error) {
 	in := *c.KV
 	if !c.KVValuesInRunbook {
 		return in, nil
@@ -79,16 +79,16 @@ func (d *deployment) kvRestoreInput(c *Compensation) (activities.KVRestoreInput,
 	i := d.stepIndex(c.Step)
 	if i < 0 || d.rb.Steps[i].Consul == nil {
 		return in, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-			"compensation of %s: its values are in the runbook, which has no consul step of that name", c.Step), activities.ErrInvalid, nil)
+			"compensation of %s: its values are in the runbook, which has no consul step of that name", c.Step), contract.ErrInvalid, nil)
 	}
 	ops := d.rb.Steps[i].Consul.Ops()
 	if !sameKeys(ops, in.Ops) {
 		return in, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-			"compensation of %s: its keys are not the runbook step's", c.Step), activities.ErrInvalid, nil)
+			"compensation of %s: its keys are not the runbook step's", c.Step), contract.ErrInvalid, nil)
 	}
 	in.Ops = ops
 	if in.Applied != nil && len(in.Applied.Entries) == len(ops) {
-		applied := activities.KVState{Entries: append([]activities.KVEntry(nil), in.Applied.Entries...)}
+		applied := contract.KVState{Entries: append([]contract.KVEntry(nil), in.Applied.Entries...)}
 		for j, op := range ops {
 			if !op.Delete && applied.Entries[j].Exists {
 				applied.Entries[j].Value = []byte(op.Value)

@@ -19,13 +19,13 @@ const (
 // The workflow metrics handler records nothing while replaying, so these
 // counts are per real event, not per replay.
 
-func (d *deployment) countOutcome(ctx workflow.Context, outcome string) {
-	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"outcome": outcome, "service": d.rb.Service}).
+func (d *deployment) countOutcome(ctx workflow.Context, outcome Phase) {
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"outcome": string(outcome), "service": d.rb.Service}).
 		Counter(metricDeployments).Inc(1)
 }
 
-func (d *deployment) timeStep(ctx workflow.Context, kind, state string, took time.Duration) {
-	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": kind, "state": state}).
+func (d *deployment) timeStep(ctx workflow.Context, kind string, state StepState, took time.Duration) {
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": kind, "state": string(state)}).
 		Timer(metricStepDuration).Record(took)
 }
 

@@ -6,7 +6,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -21,6 +21,18 @@ import (
 //     in the rollbook_archive schema, then runs that Down;
 //   - drop: MigrateDown runs the Downs and preserves nothing.
 
+// migrateKind is the migrate step kind; each compensation is undone on its
+// own.
+type migrateKind struct{ noMerge }
+
+func (migrateKind) forward(ctx workflow.Context, d *deployment, i int, _ *Resume) error {
+	return d.migrate(ctx, i)
+}
+
+func (migrateKind) undo(ctx workflow.Context, d *deployment, c *Compensation, _ *undoProgress) (contract.RestoreResult, error) {
+	return d.undoMigrate(ctx, c)
+}
+
 // versionOnRollback gates the onRollback policies: runs recorded before
 // them migrate down on rollback, as they did when they were recorded.
 const versionOnRollback = "migrate-on-rollback"
@@ -28,7 +40,7 @@ const versionOnRollback = "migrate-on-rollback"
 func (d *deployment) migrate(ctx workflow.Context, i int) error {
 	step := d.rb.Steps[i]
 	m := step.Migrate
-	in := activities.MigrateInput{
+	in := contract.MigrateInput{
 		StepRef:  d.ref(step.Name),
 		Database: m.Database,
 		Dir:      m.Dir,
@@ -42,9 +54,9 @@ func (d *deployment) migrate(ctx workflow.Context, i int) error {
 	if workflow.GetVersion(ctx, versionOnRollback, workflow.DefaultVersion, 1) >= 1 && !step.Irreversible {
 		policy = m.RollbackPolicy()
 	}
-	var captured activities.SchemaState
+	var captured contract.SchemaState
 	cctx := workflow.WithActivityOptions(ctx, captureOptions(fmt.Sprintf("%s: read schema version of %s", step.Name, m.Database)))
-	if err := workflow.ExecuteActivity(cctx, migrations.CaptureSchema, in).Get(ctx, &captured); err != nil {
+	if err := workflow.ExecuteActivity(cctx, contract.ActivityCaptureSchema, in).Get(ctx, &captured); err != nil {
 		return fmt.Errorf("capturing the schema version of %s: %w", m.Database, err)
 	}
 	d.status.Steps[i].Captured = &Captured{Schema: &captured, SchemaTarget: target}
@@ -61,12 +73,12 @@ func (d *deployment) migrate(ctx workflow.Context, i int) error {
 		rec := in
 		rec.Files = nil
 		ci = d.push(Compensation{Step: step.Name, Kind: runbook.KindMigrate,
-			Migrate: &activities.MigrateDownInput{MigrateInput: rec, Captured: captured, Policy: policy}})
+			Migrate: &contract.MigrateDownInput{MigrateInput: rec, Captured: captured, Policy: policy}})
 	}
 	actx := workflow.WithActivityOptions(ctx, applyOptions(fmt.Sprintf("%s: migrate %s from %d to %d", step.Name, m.Database, captured.Version, target), true))
-	var res activities.MigrateResult
-	up := activities.MigrateUpInput{MigrateInput: in, Target: target, Policy: policy}
-	if err := workflow.ExecuteActivity(actx, migrations.MigrateUp, up).Get(ctx, &res); err != nil {
+	var res contract.MigrateResult
+	up := contract.MigrateUpInput{MigrateInput: in, Target: target, Policy: policy}
+	if err := workflow.ExecuteActivity(actx, contract.ActivityMigrateUp, up).Get(ctx, &res); err != nil {
 		return fmt.Errorf("migrating %s to version %d: %w", m.Database, target, err)
 	}
 	if ci >= 0 {
@@ -87,10 +99,10 @@ func (d *deployment) migrate(ctx workflow.Context, i int) error {
 }
 
 // undoMigrate runs one attempt of a migrate compensation.
-func (d *deployment) undoMigrate(ctx workflow.Context, c *Compensation) (activities.RestoreResult, error) {
+func (d *deployment) undoMigrate(ctx workflow.Context, c *Compensation) (contract.RestoreResult, error) {
 	in := *c.Migrate
 	if in.Policy == runbook.OnRollbackKeep {
-		return activities.RestoreResult{Detail: fmt.Sprintf(
+		return contract.RestoreResult{Detail: fmt.Sprintf(
 			"schema of database %s kept as migrated (onRollback: keep): the previous version runs on it and the data written meanwhile stays in the live tables; a later deployment re-applies nothing",
 			in.Database)}, nil
 	}
@@ -101,15 +113,15 @@ func (d *deployment) undoMigrate(ctx workflow.Context, c *Compensation) (activit
 	if in.Policy == runbook.OnRollbackArchive {
 		what = fmt.Sprintf("undo %s: preserve data, then migrate %s down to %d", c.Step, in.Database, in.Captured.Version)
 	}
-	var res activities.RestoreResult
+	var res contract.RestoreResult
 	actx := workflow.WithActivityOptions(ctx, compOptions(what, true))
-	err := workflow.ExecuteActivity(actx, migrations.MigrateDown, in).Get(ctx, &res)
+	err := workflow.ExecuteActivity(actx, contract.ActivityMigrateDown, in).Get(ctx, &res)
 	return res, err
 }
 
 // recordPreserved puts what a migrate compensation kept or archived where
 // operators look: the compensation, the step's detail (status, Web UI).
-func (d *deployment) recordPreserved(c *Compensation, res activities.RestoreResult) {
+func (d *deployment) recordPreserved(c *Compensation, res contract.RestoreResult) {
 	if c.Migrate == nil {
 		return
 	}
@@ -145,7 +157,7 @@ func (d *deployment) preservedNote() string {
 	return strings.Join(parts, "; ")
 }
 
-func archivedSummary(objs []activities.ArchivedObject) string {
+func archivedSummary(objs []contract.ArchivedObject) string {
 	parts := make([]string, len(objs))
 	for i, o := range objs {
 		parts[i] = o.String()
@@ -153,7 +165,7 @@ func archivedSummary(objs []activities.ArchivedObject) string {
 	return strings.Join(parts, ", ")
 }
 
-func createdSummary(files []activities.FileObjects) string {
+func createdSummary(files []contract.FileObjects) string {
 	var parts []string
 	for _, f := range files {
 		for _, o := range f.Created {

@@ -91,7 +91,7 @@ func TestMigrateDefaultArchivesBeforeDown(t *testing.T) {
 	assert.Contains(t, r.Steps[0].Detail, "rollback preserved u (100 rows) → rollbook_archive.schema__u_v2_0a1b2c3d, t.ref (40 rows) → rollbook_archive.schema__t__ref_v2_4e5f6071")
 
 	n := lastNotification(h)
-	assert.Equal(t, OutcomeRolledBack, n.Phase)
+	assert.Equal(t, string(OutcomeRolledBack), n.Phase)
 	assert.Contains(t, n.Preserved, "db archived by schema: u (100 rows) → rollbook_archive.schema__u_v2_0a1b2c3d")
 }
 

@@ -4,13 +4,11 @@ import (
 	"slices"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
+	"github.com/rollbook/rollbook/internal/clip"
 )
-
-var notifier *activities.Notifier
 
 // notifyWait bounds how long a finished deployment waits for its last
 // notifications: a slow chat server must not hold the outcome back.
@@ -20,22 +18,22 @@ const notifyWait = 30 * time.Second
 // the abort path must not wait on a chat server. Notifications go out one
 // at a time, in the order of the phase changes: sent side by side, a
 // retried "rolling-back" could reach the channel after "rolled-back".
-func (d *deployment) notify(phase string) {
+func (d *deployment) notify(phase Phase) {
 	n := d.rb.Notify
-	if n == nil || (len(n.Phases) > 0 && !slices.Contains(n.Phases, phase)) {
+	if n == nil || (len(n.Phases) > 0 && !slices.Contains(n.Phases, string(phase))) {
 		return
 	}
-	in := activities.NotifyInput{
+	in := contract.NotifyInput{
 		StepRef: d.ref(d.status.CurrentStep),
 		Webhook: n.Webhook,
 		Service: d.rb.Service,
 		Version: d.in.Version,
-		Phase:   phase,
+		Phase:   string(phase),
 		Step:    d.status.CurrentStep,
-		Reason:  truncate(d.status.Reason, 500),
+		Reason:  clip.Ellipsis(d.status.Reason, 500),
 		// What the rollback kept or archived so far: the outcome's
 		// notification names where the callers' data is.
-		Preserved: truncate(d.preservedNote(), 1000),
+		Preserved: clip.Ellipsis(d.preservedNote(), 1000),
 		At:        workflow.Now(d.nctx),
 	}
 	if !d.notifyVersioned {
@@ -45,7 +43,7 @@ func (d *deployment) notify(phase string) {
 		d.notifyOrdered = workflow.GetVersion(d.nctx, "ordered-notifications", workflow.DefaultVersion, 1) >= 1
 	}
 	if !d.notifyOrdered {
-		d.notes = append(d.notes, workflow.ExecuteActivity(d.notifyOptions(phase), notifier.Notify, in))
+		d.notes = append(d.notes, workflow.ExecuteActivity(d.notifyOptions(string(phase)), contract.ActivityNotify, in))
 		return
 	}
 	d.noteQueue = append(d.noteQueue, in)
@@ -56,15 +54,7 @@ func (d *deployment) notify(phase string) {
 }
 
 func (d *deployment) notifyOptions(phase string) workflow.Context {
-	return workflow.WithActivityOptions(d.nctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 15 * time.Second,
-		Summary:             "notify " + d.rb.Notify.Webhook + ": " + phase,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{activities.ErrInvalid},
-		},
-	})
+	return workflow.WithActivityOptions(d.nctx, notifyPolicy.options("notify "+d.rb.Notify.Webhook+": "+phase))
 }
 
 // sendNotifications sends the queued notifications in order, each after
@@ -76,7 +66,7 @@ func (d *deployment) sendNotifications(ctx workflow.Context) {
 			return
 		}
 		in := d.noteQueue[0]
-		if err := workflow.ExecuteActivity(d.notifyOptions(in.Phase), notifier.Notify, in).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(d.notifyOptions(in.Phase), contract.ActivityNotify, in).Get(ctx, nil); err != nil {
 			d.log.Warn("Notification failed", "phase", in.Phase, "error", err)
 		}
 		d.noteQueue = d.noteQueue[1:]

@@ -3,18 +3,18 @@ package workflows
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
+	"github.com/rollbook/rollbook/internal/clip"
 )
 
 // OutcomeRefused ends a deployment the preflight refused: a name the worker
 // does not know, a backend or database that is not there, a key outside the
 // allowed prefixes, a missing or bad signature. Nothing was changed.
-const OutcomeRefused = "refused"
+const OutcomeRefused Phase = "refused"
 
 // ErrTypeUntrustedResume fails a continued run whose input does not carry a
 // valid signature although the worker requires one.
@@ -24,23 +24,12 @@ const ErrTypeUntrustedResume = "RollbookUntrustedResume"
 // histories recorded before it replay without the activity.
 const preflightChange = "preflight"
 
-var preflights *activities.Preflight
-
 // preflightOptions: the activity probes each live system for a few seconds
 // at most. A fresh deployment gives up after a few attempts (and is refused:
 // nothing ran yet); a continued one retries until a worker answers, because
 // refusing it would strand the changes already made.
 func preflightOptions(resumed bool) workflow.ActivityOptions {
-	o := workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
-		Summary:             "preflight: names, live systems and signature",
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    30 * time.Second,
-			MaximumAttempts:    3,
-		},
-	}
+	o := preflightPolicy.options("preflight: names, live systems and signature")
 	if resumed {
 		o.Summary = "preflight: signature of the continued run's input"
 		o.RetryPolicy.MaximumAttempts = 0
@@ -62,10 +51,10 @@ func (d *deployment) preflight(ctx workflow.Context) ([]string, error) {
 	b := d.in.Bundle
 	// The files were checked with the hash; the preflight needs the rest.
 	b.Files = nil
-	in := activities.PreflightInput{StepRef: d.ref("preflight"), Bundle: b, SignatureOnly: resumed}
+	in := contract.PreflightInput{StepRef: d.ref("preflight"), Bundle: b, SignatureOnly: resumed}
 	actx := workflow.WithActivityOptions(ctx, preflightOptions(resumed))
-	var res activities.PreflightResult
-	err := workflow.ExecuteActivity(actx, preflights.Preflight, in).Get(ctx, &res)
+	var res contract.PreflightResult
+	err := workflow.ExecuteActivity(actx, contract.ActivityPreflight, in).Get(ctx, &res)
 	switch {
 	case err != nil && isCancel(ctx, err):
 		return nil, nil
@@ -92,5 +81,5 @@ func (d *deployment) refuse(ctx workflow.Context, problems []string) Result {
 	}
 	reason := fmt.Sprintf("preflight refused the deployment, nothing was changed (%d %s): %s", len(problems), noun, strings.Join(problems, "; "))
 	d.log.Warn("Preflight refused the deployment", "problems", problems)
-	return d.finish(ctx, OutcomeRefused, truncate(reason, 4000))
+	return d.finish(ctx, OutcomeRefused, clip.Ellipsis(reason, 4000))
 }

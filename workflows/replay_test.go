@@ -31,7 +31,7 @@ var historiesDir = filepath.Join("..", "tests", "testdata", "histories")
 var recorded = []struct {
 	file    string
 	wfType  string
-	outcome string
+	outcome workflows.Phase
 	signals []string
 }{
 	{"succeeded.json", workflows.WorkflowType, workflows.OutcomeSucceeded, []string{"pause", "resume", "approve"}},

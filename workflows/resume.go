@@ -15,7 +15,7 @@ const ErrTypeInvalidResume = "RollbookInvalidResume"
 
 // compStates are the states a carried compensation may be in: continue-as-new
 // happens during the forward phase, before any compensation ran.
-var carriedCompStates = []string{CompPending, CompDiscarded}
+var carriedCompStates = []CompState{CompPending, CompDiscarded}
 
 // checkResume checks Input.Resume the way Bundle.Check checks the bundle:
 // anyone who may start workflows can write it, and the workflow indexes

@@ -13,7 +13,7 @@ import (
 const RevertWorkflowType = "Revert"
 
 // OutcomeReverted ends a Revert whose compensations all ran.
-const OutcomeReverted = "reverted"
+const OutcomeReverted Phase = "reverted"
 
 // ErrTypeNotRevertible refuses a revert that would be unsafe.
 const ErrTypeNotRevertible = "RollbookNotRevertible"

@@ -8,8 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/rollbook/rollbook/activities"
-	"github.com/rollbook/rollbook/runbook"
+	"github.com/rollbook/rollbook/activities/contract"
 )
 
 // defaultStuckAfter is how long a failing compensation is retried before the
@@ -18,27 +17,6 @@ import (
 const defaultStuckAfter = 5 * time.Minute
 
 const maxCompBackoff = 15 * time.Second
-
-func compOptions(summary string, long bool) workflow.ActivityOptions {
-	o := workflow.ActivityOptions{
-		StartToCloseTimeout: quickTimeout, // see quickTimeout: a crashed worker must not stall the rollback
-		Summary:             summary,
-		// A few quick attempts inside the activity; slower retries happen
-		// in the workflow so the status can say what we are waiting on.
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        200 * time.Millisecond,
-			BackoffCoefficient:     2,
-			MaximumInterval:        time.Second,
-			MaximumAttempts:        3,
-			NonRetryableErrorTypes: nonRetryable,
-		},
-	}
-	if long {
-		o.StartToCloseTimeout = 30 * time.Minute
-		o.HeartbeatTimeout = heartbeatTimeout
-	}
-	return o
-}
 
 // rollback runs the pending compensations in reverse order. ctx must be a
 // disconnected context: nothing may cancel a rollback half-way.
@@ -51,43 +29,15 @@ func (d *deployment) rollback(ctx workflow.Context) {
 		if d.comps[i].State != CompPending {
 			continue
 		}
-		lowest := d.mergeTraffic(i)
+		lowest := i
+		if k := compensationKind(&d.comps[i]); k != nil {
+			lowest = k.merge(d, i)
+		}
 		d.compensate(ctx, i, lowest)
 		i = lowest
 	}
 	d.rollbackEnded = workflow.Now(ctx)
 	d.timeRollback(ctx, d.rollbackEnded.Sub(d.rollbackStarted))
-}
-
-// mergeTraffic folds adjacent traffic compensations of the same route into
-// the top one, so a canary at 50 % goes back to its original weights in one
-// write instead of walking back through every stage. It returns the lowest
-// index merged (i itself when nothing merges).
-func (d *deployment) mergeTraffic(i int) int {
-	top := &d.comps[i]
-	if top.Traffic == nil || !top.ApplyDone {
-		return i
-	}
-	j := i
-	for j-1 >= 0 {
-		c := &d.comps[j-1]
-		if c.State != CompPending || c.Traffic == nil || !c.ApplyDone || !sameRoute(c.Traffic.Route, top.Traffic.Route) {
-			break
-		}
-		j--
-	}
-	if j == i {
-		return i
-	}
-	top.Traffic.Captured = d.comps[j].Traffic.Captured
-	for k := j; k < i; k++ {
-		top.Merged = append(top.Merged, d.comps[k].Step)
-	}
-	return j
-}
-
-func sameRoute(a, b runbook.Route) bool {
-	return a.Router == b.Router && a.Backend == b.Backend
 }
 
 // compensate runs comps[i] until it succeeds or an operator skips it, then
@@ -99,8 +49,7 @@ func (d *deployment) compensate(ctx workflow.Context, i, lowest int) {
 	d.status.CurrentStep = c.Step
 	d.updateDetails(ctx)
 
-	stages := d.trafficStages(c)
-	stage := 0
+	var progress undoProgress
 	start := workflow.Now(ctx)
 	backoff := time.Second
 	stuckAfter := defaultStuckAfter
@@ -110,7 +59,7 @@ func (d *deployment) compensate(ctx workflow.Context, i, lowest int) {
 	final := CompDone
 	for {
 		c.Attempts++
-		res, err := d.execCompensation(ctx, c, stages, &stage)
+		res, err := d.execCompensation(ctx, c, &progress)
 		if err == nil {
 			if res.AlreadyRestored {
 				final = CompAlreadyRestored
@@ -150,7 +99,7 @@ func (d *deployment) compensate(ctx workflow.Context, i, lowest int) {
 	d.updateDetails(ctx)
 }
 
-func (d *deployment) settleStep(ctx workflow.Context, step, compState string) {
+func (d *deployment) settleStep(ctx workflow.Context, step string, compState CompState) {
 	i := d.stepIndex(step)
 	if i < 0 {
 		return
@@ -197,84 +146,11 @@ func (d *deployment) waitForOperator(ctx workflow.Context, c *Compensation) bool
 	return decision == SignalRetry
 }
 
-// trafficStages returns the intermediate weights of a gradual restore (none
-// for the default instant flip). Each stage gives the canary the listed
-// percentage and the stable subset the rest; the last stage, the captured
-// weights, is implicit.
-func (d *deployment) trafficStages(c *Compensation) []map[string]int {
-	if c.Traffic == nil || d.rb.Rollback == nil || d.rb.Rollback.Traffic == nil {
-		return nil
+// execCompensation runs one attempt of compensation c through its kind.
+func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, p *undoProgress) (contract.RestoreResult, error) {
+	k := compensationKind(c)
+	if k == nil {
+		return contract.RestoreResult{}, fmt.Errorf("compensation of %s has no action", c.Step)
 	}
-	r := c.Traffic.Route
-	current := c.Traffic.Applied[r.Canary]
-	var stages []map[string]int
-	for _, p := range d.rb.Rollback.Traffic.Steps {
-		if p >= current || p <= c.Traffic.Captured.Weights[r.Canary] {
-			continue
-		}
-		stages = append(stages, map[string]int{r.Stable: 100 - p, r.Canary: p})
-	}
-	return stages
-}
-
-func (d *deployment) capacityCheck() bool {
-	if d.rb.Rollback != nil && d.rb.Rollback.Traffic != nil && d.rb.Rollback.Traffic.CapacityCheck != nil {
-		return *d.rb.Rollback.Traffic.CapacityCheck
-	}
-	return true
-}
-
-// execCompensation runs one attempt. For a gradual traffic restore it walks
-// the remaining stages (stage counts those done, across attempts).
-func (d *deployment) execCompensation(ctx workflow.Context, c *Compensation, stages []map[string]int, stage *int) (activities.RestoreResult, error) {
-	var res activities.RestoreResult
-	switch {
-	case c.Migrate != nil:
-		return d.undoMigrate(ctx, c)
-	case c.KV != nil:
-		in, err := d.kvRestoreInput(c)
-		if err != nil {
-			return res, err
-		}
-		actx := workflow.WithActivityOptions(ctx, compOptions(fmt.Sprintf("undo %s: restore %d Consul keys", c.Step, len(in.Ops)), false))
-		err = workflow.ExecuteActivity(actx, kv.RestoreKV, in).Get(ctx, &res)
-		return res, err
-	case c.Traffic != nil:
-		in := *c.Traffic
-		in.CheckCapacity = d.capacityCheck()
-		interval := time.Duration(0)
-		if d.rb.Rollback != nil && d.rb.Rollback.Traffic != nil {
-			interval = d.rb.Rollback.Traffic.Interval.D()
-		}
-		// The compensation is "already restored" only when no stage wrote
-		// anything: each stage's answer is read on its own, because a
-		// decoded true does not reset to false in a reused struct.
-		wrote := false
-		for ; *stage <= len(stages); *stage++ {
-			s := in
-			if *stage > 0 {
-				s.Expect = stages[*stage-1]
-			}
-			target := in.Captured.Weights
-			if *stage < len(stages) {
-				s.Target = stages[*stage]
-				target = s.Target
-			}
-			actx := workflow.WithActivityOptions(ctx, compOptions(fmt.Sprintf("undo %s: set %s to %s", c.Step, in.Route.Name, runbook.FormatWeights(target)), false))
-			var r activities.RestoreResult
-			if err := workflow.ExecuteActivity(actx, traffic.RestoreWeights, s).Get(ctx, &r); err != nil {
-				return r, err
-			}
-			wrote = wrote || !r.AlreadyRestored
-			res = r
-			if *stage < len(stages) && interval > 0 {
-				_ = workflow.Sleep(ctx, interval)
-			}
-		}
-		res.AlreadyRestored = !wrote
-		return res, nil
-	case c.Release != nil:
-		return d.execReleaseCompensation(ctx, c)
-	}
-	return res, fmt.Errorf("compensation of %s has no action", c.Step)
+	return k.undo(ctx, d, c, p)
 }

@@ -6,6 +6,8 @@ import (
 
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/rollbook/rollbook/internal/clip"
 )
 
 // maxSignalText bounds the free text of a signal kept in state and history
@@ -58,7 +60,7 @@ func signalJSON(v converter.RawValue) (json.RawMessage, error) {
 	case converter.MetadataEncodingNil:
 		return nil, nil
 	default:
-		return nil, fmt.Errorf("malformed payload: encoding %q is not JSON (send a JSON object)", truncate(enc, 40))
+		return nil, fmt.Errorf("malformed payload: encoding %q is not JSON (send a JSON object)", clip.Ellipsis(enc, 40))
 	}
 }
 
@@ -67,7 +69,7 @@ func decodeSignal(raw json.RawMessage, v any) error {
 		return nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("malformed payload %s: %v", truncate(string(raw), 80), err)
+		return fmt.Errorf("malformed payload %s: %v", clip.Ellipsis(string(raw), 80), err)
 	}
 	return nil
 }
@@ -101,7 +103,7 @@ func (d *deployment) onSignal(ctx workflow.Context, name string, raw json.RawMes
 func (d *deployment) onAbort(ctx workflow.Context, s AbortSignal) {
 	switch {
 	case d.finished:
-		d.ignore(ctx, SignalAbort, "deployment already finished: "+d.status.Outcome)
+		d.ignore(ctx, SignalAbort, "deployment already finished: "+string(d.status.Outcome))
 		return
 	case d.rollingBack:
 		d.ignore(ctx, SignalAbort, "already rolling back")
@@ -110,11 +112,11 @@ func (d *deployment) onAbort(ctx workflow.Context, s AbortSignal) {
 		d.ignore(ctx, SignalAbort, "already stopping: "+d.intent.reason)
 		return
 	}
-	reason := truncate(s.Reason, maxSignalText)
+	reason := clip.Ellipsis(s.Reason, maxSignalText)
 	if reason == "" {
 		reason = "no reason given"
 	}
-	by := truncate(s.By, 128)
+	by := clip.Ellipsis(s.By, 128)
 	msg := "aborted by operator: " + reason
 	if by != "" {
 		msg = fmt.Sprintf("aborted by %s: %s", by, reason)
@@ -127,9 +129,9 @@ func (d *deployment) onApprove(ctx workflow.Context, s ApproveSignal) {
 	case d.waitingApproval == "":
 		d.ignore(ctx, SignalApprove, "no step is waiting for approval")
 	case s.Step != "" && s.Step != d.waitingApproval:
-		d.ignore(ctx, SignalApprove, fmt.Sprintf("step %q is not waiting for approval (waiting: %s)", truncate(s.Step, 100), d.waitingApproval))
+		d.ignore(ctx, SignalApprove, fmt.Sprintf("step %q is not waiting for approval (waiting: %s)", clip.Ellipsis(s.Step, 100), d.waitingApproval))
 	default:
-		d.log.Info("Step approved", "step", d.waitingApproval, "by", truncate(s.By, 128))
+		d.log.Info("Step approved", "step", d.waitingApproval, "by", clip.Ellipsis(s.By, 128))
 		d.approved = true
 	}
 }
@@ -144,7 +146,7 @@ func (d *deployment) onOperator(ctx workflow.Context, name string, s OperatorSig
 			d.ignore(ctx, name, "already paused")
 		default:
 			d.paused = true
-			d.log.Info("Deployment will pause before its next step", "by", truncate(s.By, 128))
+			d.log.Info("Deployment will pause before its next step", "by", clip.Ellipsis(s.By, 128))
 			d.updateDetails(ctx)
 		}
 	case SignalResume:
@@ -161,9 +163,9 @@ func (d *deployment) onOperator(ctx workflow.Context, name string, s OperatorSig
 		case d.decision != "":
 			d.ignore(ctx, name, "a decision is already pending: "+d.decision)
 		case name == SignalSkip && s.Step != "" && s.Step != d.stuckStep:
-			d.ignore(ctx, name, fmt.Sprintf("step %q is not the stuck one (stuck: %s)", truncate(s.Step, 100), d.stuckStep))
+			d.ignore(ctx, name, fmt.Sprintf("step %q is not the stuck one (stuck: %s)", clip.Ellipsis(s.Step, 100), d.stuckStep))
 		default:
-			d.log.Info("Operator decision", "decision", name, "step", d.stuckStep, "by", truncate(s.By, 128))
+			d.log.Info("Operator decision", "decision", name, "step", d.stuckStep, "by", clip.Ellipsis(s.By, 128))
 			d.decision = name
 		}
 	}

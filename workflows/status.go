@@ -6,6 +6,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/rollbook/rollbook/internal/clip"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -39,7 +40,7 @@ func (d *deployment) waitingFor() string {
 	// outage from a hang. Neither is recorded in history, so replay is safe.
 	for i := range d.comps {
 		if c := &d.comps[i]; c.State == CompRunning && c.Error != "" {
-			return fmt.Sprintf("the compensation of step %s to succeed (%s): %s", c.Step, c.Detail, truncate(c.Error, 300))
+			return fmt.Sprintf("the compensation of step %s to succeed (%s): %s", c.Step, c.Detail, clip.Ellipsis(c.Error, 300))
 		}
 	}
 	return ""
@@ -48,7 +49,7 @@ func (d *deployment) waitingFor() string {
 // setPhase records a phase change everywhere an operator looks: the status
 // query, the RollbookPhase search attribute (so the Web UI list can filter on
 // it) and the workflow's current details.
-func (d *deployment) setPhase(ctx workflow.Context, phase string) {
+func (d *deployment) setPhase(ctx workflow.Context, phase Phase) {
 	changed := d.status.Phase != phase
 	d.status.Phase = phase
 	if changed {
@@ -56,7 +57,7 @@ func (d *deployment) setPhase(ctx workflow.Context, phase string) {
 		if err := workflow.UpsertTypedSearchAttributes(ctx,
 			SAService.ValueSet(d.rb.Service),
 			SAVersion.ValueSet(d.in.Version),
-			SAPhase.ValueSet(phase),
+			SAPhase.ValueSet(string(phase)),
 		); err != nil {
 			d.log.Warn("Could not upsert search attributes", "error", err)
 		}
@@ -80,12 +81,12 @@ func (d *deployment) updateDetails(ctx workflow.Context) {
 		fmt.Fprintf(&b, "Waiting for %s.\n\n", w)
 	}
 	if p := d.preservedNote(); p != "" {
-		fmt.Fprintf(&b, "Data preserved: %s\n\n", truncate(p, 600))
+		fmt.Fprintf(&b, "Data preserved: %s\n\n", clip.Ellipsis(p, 600))
 	}
 	for _, s := range d.status.Steps {
 		fmt.Fprintf(&b, "- %s `%s` (%s)", stateMark(s.State), s.Name, s.Kind)
 		if s.Detail != "" {
-			fmt.Fprintf(&b, ": %s", truncate(s.Detail, 200))
+			fmt.Fprintf(&b, ": %s", clip.Ellipsis(s.Detail, 200))
 		}
 		b.WriteString("\n")
 	}
@@ -98,7 +99,7 @@ func (d *deployment) updateDetails(ctx workflow.Context) {
 	workflow.SetCurrentDetails(ctx, b.String())
 }
 
-func stateMark(s string) string {
+func stateMark(s StepState) string {
 	switch s {
 	case StepPassed, StepApplied, StepCommitted:
 		return "✔"
@@ -123,7 +124,7 @@ func (d *deployment) beginStep(ctx workflow.Context, i int) {
 	d.updateDetails(ctx)
 }
 
-func (d *deployment) endStep(ctx workflow.Context, i int, state, detail string) {
+func (d *deployment) endStep(ctx workflow.Context, i int, state StepState, detail string) {
 	st := &d.status.Steps[i]
 	st.State = state
 	st.EndedAt = workflow.Now(ctx)
@@ -171,11 +172,4 @@ func originString(o runbook.Origin) string {
 		parts = append(parts, "@"+o.Host)
 	}
 	return strings.Join(parts, " ")
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

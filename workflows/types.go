@@ -8,7 +8,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -36,19 +36,24 @@ const (
 	SignalSkip    = "skip"
 )
 
-// Phases. The outcomes double as final phases.
-const (
-	PhaseDeploying     = "deploying"
-	PhaseVerifying     = "verifying"
-	PhasePaused        = "paused"
-	PhaseRollingBack   = "rolling-back"
-	PhaseRollbackStuck = "rollback-stuck"
+// Phase is where a deployment is (the RollbookPhase search attribute, the
+// status query). The outcomes double as final phases, so an outcome is a
+// Phase too.
+type Phase string
 
-	OutcomeSucceeded         = "succeeded"
-	OutcomeRolledBack        = "rolled-back"
-	OutcomeAborted           = "aborted"
-	OutcomeRollbackFailed    = "rollback-failed"
-	OutcomeFailedAfterCommit = "failed-after-commit"
+// Phases and outcomes.
+const (
+	PhaseDeploying     Phase = "deploying"
+	PhaseVerifying     Phase = "verifying"
+	PhasePaused        Phase = "paused"
+	PhaseRollingBack   Phase = "rolling-back"
+	PhaseRollbackStuck Phase = "rollback-stuck"
+
+	OutcomeSucceeded         Phase = "succeeded"
+	OutcomeRolledBack        Phase = "rolled-back"
+	OutcomeAborted           Phase = "aborted"
+	OutcomeRollbackFailed    Phase = "rollback-failed"
+	OutcomeFailedAfterCommit Phase = "failed-after-commit"
 )
 
 // Typed search attributes, registered on the namespace by the dev stack
@@ -81,24 +86,29 @@ type OperatorSignal struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// Step states, as shown in Status and Result.
+// StepState is a runbook step's state, as shown in Status and Result.
+// "pending" means not started yet, "skipped" that its compensation was
+// skipped by an operator (CompState has its own meanings of both).
+type StepState string
+
+// Step states.
 const (
-	StepPending     = "pending"
-	StepRunning     = "running"
-	StepApplied     = "applied"
-	StepPassed      = "passed"
-	StepFailed      = "failed"
-	StepCancelled   = "cancelled"
-	StepCompensated = "compensated"
-	StepSkipped     = "skipped"
-	StepCommitted   = "committed"
+	StepPending     StepState = "pending"
+	StepRunning     StepState = "running"
+	StepApplied     StepState = "applied"
+	StepPassed      StepState = "passed"
+	StepFailed      StepState = "failed"
+	StepCancelled   StepState = "cancelled"
+	StepCompensated StepState = "compensated"
+	StepSkipped     StepState = "skipped"
+	StepCommitted   StepState = "committed"
 )
 
 // StepStatus is one runbook step's progress.
 type StepStatus struct {
 	Name         string    `json:"name"`
 	Kind         string    `json:"kind"`
-	State        string    `json:"state"`
+	State        StepState `json:"state"`
 	Irreversible bool      `json:"irreversible,omitempty"`
 	StartedAt    time.Time `json:"startedAt,omitempty"`
 	EndedAt      time.Time `json:"endedAt,omitempty"`
@@ -110,39 +120,44 @@ type StepStatus struct {
 
 // Captured holds one step's captured and applied state (one field set).
 type Captured struct {
-	Schema *activities.SchemaState `json:"schema,omitempty"`
+	Schema *contract.SchemaState `json:"schema,omitempty"`
 	// SchemaTarget is the version the step migrated to.
-	SchemaTarget int64                   `json:"schemaTarget,omitempty"`
-	KV           *activities.KVState     `json:"kv,omitempty"`
-	KVApplied    *activities.KVState     `json:"kvApplied,omitempty"`
-	Weights      *activities.WeightState `json:"weights,omitempty"`
-	WeightsSet   map[string]int          `json:"weightsSet,omitempty"`
+	SchemaTarget int64                 `json:"schemaTarget,omitempty"`
+	KV           *contract.KVState     `json:"kv,omitempty"`
+	KVApplied    *contract.KVState     `json:"kvApplied,omitempty"`
+	Weights      *contract.WeightState `json:"weights,omitempty"`
+	WeightsSet   map[string]int        `json:"weightsSet,omitempty"`
 
 	// Release is the version a release step found on its target;
 	// ReleaseApplied the version it released.
-	Release        *activities.ReleaseState `json:"release,omitempty"`
-	ReleaseApplied string                   `json:"releaseApplied,omitempty"`
+	Release        *contract.ReleaseState `json:"release,omitempty"`
+	ReleaseApplied string                 `json:"releaseApplied,omitempty"`
 }
+
+// CompState is a compensation's state. "pending" means pushed and not run
+// yet (it runs if the deployment rolls back), "skipped" that an operator
+// gave up on it.
+type CompState string
 
 // Compensation states.
 const (
-	CompPending         = "pending"
-	CompRunning         = "running"
-	CompDone            = "done"
-	CompAlreadyRestored = "already-restored"
-	CompSkipped         = "skipped"
-	CompStuck           = "stuck"
-	CompDiscarded       = "discarded"
+	CompPending         CompState = "pending"
+	CompRunning         CompState = "running"
+	CompDone            CompState = "done"
+	CompAlreadyRestored CompState = "already-restored"
+	CompSkipped         CompState = "skipped"
+	CompStuck           CompState = "stuck"
+	CompDiscarded       CompState = "discarded"
 )
 
 // Compensation is one entry of the saga's compensation stack. Exactly one of
 // Migrate, KV, Traffic and Release is set: the captured state the undo restores,
 // recorded in history at capture time, never re-read at rollback time.
 type Compensation struct {
-	Step     string `json:"step"`
-	Kind     string `json:"kind"`
-	State    string `json:"state"`
-	Attempts int    `json:"attempts,omitempty"`
+	Step     string    `json:"step"`
+	Kind     string    `json:"kind"`
+	State    CompState `json:"state"`
+	Attempts int       `json:"attempts,omitempty"`
 	// ApplyDone is true once the step's apply returned success, so the
 	// live state is known to be the applied one.
 	ApplyDone bool   `json:"applyDone,omitempty"`
@@ -156,9 +171,9 @@ type Compensation struct {
 	Kept bool `json:"kept,omitempty"`
 	// Preserved lists what a migrate compensation archived before its
 	// Downs (onRollback: archive): objects, rows, archive tables.
-	Preserved []activities.ArchivedObject `json:"preserved,omitempty"`
-	StartedAt time.Time                   `json:"startedAt,omitempty"`
-	EndedAt   time.Time                   `json:"endedAt,omitempty"`
+	Preserved []contract.ArchivedObject `json:"preserved,omitempty"`
+	StartedAt time.Time                 `json:"startedAt,omitempty"`
+	EndedAt   time.Time                 `json:"endedAt,omitempty"`
 
 	// KVValuesInRunbook: the KV record leaves out the values the step
 	// writes (its ops' values and the applied state's): they are the
@@ -166,11 +181,11 @@ type Compensation struct {
 	// back before running the restore and in the Result.
 	KVValuesInRunbook bool `json:"kvValuesInRunbook,omitempty"`
 
-	Migrate *activities.MigrateDownInput    `json:"migrate,omitempty"`
-	KV      *activities.KVRestoreInput      `json:"kv,omitempty"`
-	Traffic *activities.RestoreWeightsInput `json:"traffic,omitempty"`
+	Migrate *contract.MigrateDownInput    `json:"migrate,omitempty"`
+	KV      *contract.KVRestoreInput      `json:"kv,omitempty"`
+	Traffic *contract.RestoreWeightsInput `json:"traffic,omitempty"`
 
-	Release *activities.RestoreReleaseInput `json:"release,omitempty"`
+	Release *contract.RestoreReleaseInput `json:"release,omitempty"`
 }
 
 // Judgement states of one check.
@@ -208,7 +223,7 @@ type IgnoredSignal struct {
 type Status struct {
 	Service     string       `json:"service"`
 	Version     string       `json:"version"`
-	Phase       string       `json:"phase"`
+	Phase       Phase        `json:"phase"`
 	CurrentStep string       `json:"currentStep,omitempty"`
 	Paused      bool         `json:"paused,omitempty"`
 	WaitingFor  string       `json:"waitingFor,omitempty"`
@@ -221,7 +236,7 @@ type Status struct {
 	Rounds        []Round         `json:"rounds,omitempty"`
 	Compensations []Compensation  `json:"compensations,omitempty"`
 	Ignored       []IgnoredSignal `json:"ignoredSignals,omitempty"`
-	Outcome       string          `json:"outcome,omitempty"`
+	Outcome       Phase           `json:"outcome,omitempty"`
 	// Problems are what the preflight refused the deployment for.
 	Problems []string `json:"problems,omitempty"`
 	// SignedBy is the ID of the trusted key whose bundle signature the
@@ -233,7 +248,7 @@ type Status struct {
 type Result struct {
 	Service    string `json:"service"`
 	Version    string `json:"version"`
-	Outcome    string `json:"outcome"`
+	Outcome    Phase  `json:"outcome"`
 	FailedStep string `json:"failedStep,omitempty"`
 	Reason     string `json:"reason,omitempty"`
 	// PointOfNoReturn names the irreversible step that was crossed, if any.

@@ -258,7 +258,7 @@ func finishedOutcome(ctx context.Context, c client.Client, id, runID string, sta
 	gctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := c.GetWorkflow(gctx, id, runID).Get(gctx, &r); err == nil && r.Outcome != "" {
-		return "outcome " + r.Outcome
+		return "outcome " + string(r.Outcome)
 	}
 	return status.String()
 }

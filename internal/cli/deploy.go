@@ -13,10 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/rollbook/rollbook/internal/signing"
 	"github.com/rollbook/rollbook/runbook"
@@ -97,20 +95,7 @@ func (a *app) deploy(ctx context.Context, file string, f deployFlags) error {
 	defer c.Close()
 
 	id := workflows.WorkflowID(b.Runbook.Service)
-	opts := client.StartWorkflowOptions{
-		ID:                                       id,
-		TaskQueue:                                a.taskQueue,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SAService.ValueSet(b.Runbook.Service),
-			workflows.SAVersion.ValueSet(b.Version),
-			workflows.SAPhase.ValueSet(workflows.PhaseDeploying),
-		),
-		StaticSummary: workflows.Summary(b),
-		StaticDetails: workflows.Details(b),
-	}
+	opts := workflows.StartOptions(b, a.taskQueue)
 	var run client.WorkflowRun
 	for {
 		run, err = c.ExecuteWorkflow(ctx, opts, workflows.WorkflowType, b)

@@ -12,14 +12,14 @@ import (
 type progress struct {
 	a      *app
 	json   bool
-	phase  string
-	steps  map[string]string
+	phase  workflows.Phase
+	steps  map[string]workflows.StepState
 	comps  map[string]string
 	rounds int
 }
 
 func newProgress(a *app, json bool) *progress {
-	return &progress{a: a, json: json, steps: map[string]string{}, comps: map[string]string{}}
+	return &progress{a: a, json: json, steps: map[string]workflows.StepState{}, comps: map[string]string{}}
 }
 
 func (p *progress) emit(kind, name, state, detail string) {
@@ -37,25 +37,25 @@ func (p *progress) emit(kind, name, state, detail string) {
 func (p *progress) update(st workflows.Status) {
 	if st.Phase != p.phase {
 		p.phase = st.Phase
-		p.emit("phase", st.Phase, "", st.WaitingFor)
+		p.emit("phase", string(st.Phase), "", st.WaitingFor)
 	}
 	for _, s := range st.Steps {
 		if p.steps[s.Name] != s.State {
 			p.steps[s.Name] = s.State
 			if s.State != workflows.StepPending {
-				p.emit("step", s.Name, s.State, s.Detail)
+				p.emit("step", s.Name, string(s.State), s.Detail)
 			}
 		}
 	}
 	for _, c := range st.Compensations {
-		if p.comps[c.Step] != c.State {
-			p.comps[c.Step] = c.State
+		if p.comps[c.Step] != string(c.State) {
+			p.comps[c.Step] = string(c.State)
 			if c.State != workflows.CompPending {
 				detail := c.Detail
 				if c.Error != "" {
 					detail = c.Error
 				}
-				p.emit("undo", c.Step, c.State, detail)
+				p.emit("undo", c.Step, string(c.State), detail)
 			}
 		}
 	}

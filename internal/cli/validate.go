@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/rollbook/rollbook/internal/worker"
+	"github.com/rollbook/rollbook/internal/workerconfig"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -24,10 +24,10 @@ The live half of the preflight (the database answers, the backend and its
 servers exist) runs only on the worker.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var cfg *worker.Config
+			var cfg *workerconfig.Config
 			if workerConfig != "" {
 				var err error
-				if cfg, err = worker.LoadConfig(workerConfig); err != nil {
+				if cfg, err = workerconfig.LoadConfig(workerConfig); err != nil {
 					return exitf(ExitBadInput, "%v", err)
 				}
 			}
@@ -40,7 +40,7 @@ servers exist) runs only on the worker.`,
 					continue
 				}
 				if cfg != nil {
-					if problems := worker.CheckNames(cfg, rb); len(problems) > 0 {
+					if problems := workerconfig.CheckNames(cfg, rb); len(problems) > 0 {
 						bad++
 						for _, p := range problems {
 							fmt.Fprintf(a.errOut, "%s: %s (worker config %s)\n", f, p, workerConfig)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rollbook/rollbook/internal/clip"
 )
 
 // Exec limits and defaults.
@@ -179,7 +181,7 @@ func (e *Exec) Current(ctx context.Context, target string) (string, error) {
 	}
 	v := strings.TrimSpace(out.String())
 	if err := checkVersion(v); err != nil {
-		return "", fmt.Errorf("current command of %s for target %s printed %q: %v: %w (stderr: %s)", e, target, truncate(v, 200), err, ErrBadVersion, res.tail)
+		return "", fmt.Errorf("current command of %s for target %s printed %q: %v: %w (stderr: %s)", e, target, clip.Ellipsis(v, 200), err, ErrBadVersion, res.tail)
 	}
 	return v, nil
 }
@@ -298,13 +300,6 @@ func quoteTail(s string) string {
 		return "(no output)"
 	}
 	return s
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // limitedBuffer keeps the first max bytes and notes that there were more.

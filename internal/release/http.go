@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/rollbook/rollbook/internal/clip"
 )
 
 // HTTP limits and defaults.
@@ -125,7 +127,7 @@ func (h *HTTP) Current(ctx context.Context, target string) (string, error) {
 		return "", fmt.Errorf("reading the version of target %s on %s: %w", target, h, err)
 	}
 	if err := checkVersion(st.Version); err != nil {
-		return "", fmt.Errorf("target %s on %s reports version %q: %v: %w", target, h, truncate(st.Version, 200), err, ErrBadVersion)
+		return "", fmt.Errorf("target %s on %s reports version %q: %v: %w", target, h, clip.Ellipsis(st.Version, 200), err, ErrBadVersion)
 	}
 	return st.Version, nil
 }
@@ -136,7 +138,7 @@ func (h *HTTP) Health(ctx context.Context, target string) (Health, error) {
 	if err := h.do(ctx, http.MethodGet, []string{"targets", target}, "", nil, &st); err != nil {
 		return Health{}, fmt.Errorf("reading the health of target %s on %s: %w", target, h, err)
 	}
-	return Health{Healthy: st.Healthy, Detail: truncate(st.Message, maxMessage)}, nil
+	return Health{Healthy: st.Healthy, Detail: clip.Ellipsis(st.Message, maxMessage)}, nil
 }
 
 // Deploy asks the deployer to deploy r.Version with r.Key as the
@@ -172,10 +174,10 @@ func (h *HTTP) Deploy(ctx context.Context, r Request) error {
 		case StatusSucceeded:
 			return nil
 		case StatusFailed:
-			return fmt.Errorf("%s: deployment %s %w: %s", what, d.ID, ErrFailed, quoteTail(truncate(d.Message, maxMessage)))
+			return fmt.Errorf("%s: deployment %s %w: %s", what, d.ID, ErrFailed, quoteTail(clip.Ellipsis(d.Message, maxMessage)))
 		case StatusPending, StatusRunning:
 		default:
-			return fmt.Errorf("%s: deployment %s has unknown status %q (want %s, %s, %s or %s)", what, d.ID, truncate(d.Status, 40),
+			return fmt.Errorf("%s: deployment %s has unknown status %q (want %s, %s, %s or %s)", what, d.ID, clip.Ellipsis(d.Status, 40),
 				StatusPending, StatusRunning, StatusSucceeded, StatusFailed)
 		}
 		if r.Progress != nil {
@@ -262,7 +264,7 @@ func (h *HTTP) do(ctx context.Context, method string, segments []string, key str
 		return fmt.Errorf("%s %s: the answer is larger than %d bytes", method, u.Path, maxResponseBytes)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		msg := fmt.Sprintf("%s %s: %s: %s", method, u.Path, resp.Status, quoteTail(truncate(strings.TrimSpace(string(data)), maxMessage)))
+		msg := fmt.Sprintf("%s %s: %s: %s", method, u.Path, resp.Status, quoteTail(clip.Ellipsis(strings.TrimSpace(string(data)), maxMessage)))
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
 			return fmt.Errorf("%s: %w", msg, ErrRejected)
 		}

@@ -15,7 +15,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/rollbook/rollbook/internal/clip"
 )
 
 // Errors drivers wrap so that callers can classify failures with errors.Is.
@@ -185,7 +186,9 @@ func EqualWeights(subsets []string, a, b map[string]int) bool {
 	return true
 }
 
-// FormatWeights renders weights as "a=10 b=90" in key order, for messages.
+// FormatWeights renders a driver's weights as "a=10 b=90" in key order,
+// for messages about raw router weights; percentages of a route are shown
+// with runbook.FormatWeights ("a=10% b=90%").
 func FormatWeights(w map[string]int) string {
 	if len(w) == 0 {
 		return "{}"
@@ -199,16 +202,7 @@ func FormatWeights(w map[string]int) string {
 
 // Clip cuts s to at most n bytes on a rune boundary and says how much was
 // left out; names in error messages come from runbooks and may be huge.
-func Clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s…(%d more bytes)", s[:cut], len(s)-cut)
-}
+func Clip(s string, n int) string { return clip.Bytes(s, n) }
 
 // Scoped is a driver limited to the backends the worker's operator listed:
 // every call for another backend fails with ErrNotAllowed (and

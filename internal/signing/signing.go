@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/rollbook/rollbook/internal/clip"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -207,11 +208,11 @@ func (t *Trusted) Verify(b *runbook.Bundle) error {
 		return ErrUnsigned
 	}
 	if s.Algorithm != runbook.SignatureAlgorithm {
-		return fmt.Errorf("%w: algorithm %q is not %q", ErrBadSignature, clip(s.Algorithm), runbook.SignatureAlgorithm)
+		return fmt.Errorf("%w: algorithm %q is not %q", ErrBadSignature, clipField(s.Algorithm), runbook.SignatureAlgorithm)
 	}
 	pub, ok := t.keys[s.KeyID]
 	if !ok {
-		return fmt.Errorf("%w: key %q (trusted: %s)", ErrUntrustedKey, clip(s.KeyID), strings.Join(t.IDs(), ", "))
+		return fmt.Errorf("%w: key %q (trusted: %s)", ErrUntrustedKey, clipField(s.KeyID), strings.Join(t.IDs(), ", "))
 	}
 	sig, err := base64.StdEncoding.DecodeString(s.Value)
 	if err != nil || len(sig) != ed25519.SignatureSize {
@@ -227,9 +228,9 @@ func (t *Trusted) Verify(b *runbook.Bundle) error {
 	return nil
 }
 
-func clip(s string) string {
+func clipField(s string) string {
 	if len(s) <= maxSignatureField {
 		return s
 	}
-	return strings.ToValidUTF8(s[:maxSignatureField], "") + "…"
+	return clip.Prefix(s, maxSignatureField) + "…"
 }

@@ -4,16 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/activities"
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/internal/codec"
 	"github.com/rollbook/rollbook/internal/faults"
 	"github.com/rollbook/rollbook/internal/router"
@@ -21,6 +26,7 @@ import (
 	"github.com/rollbook/rollbook/internal/router/haproxy"
 	"github.com/rollbook/rollbook/internal/signing"
 	"github.com/rollbook/rollbook/internal/temporalconn"
+	"github.com/rollbook/rollbook/internal/workerconfig"
 	"github.com/rollbook/rollbook/internal/zapadapter"
 	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
@@ -44,9 +50,9 @@ type Activities struct {
 // read here and never logged.
 func BuildActivities(cfg *Config) (*Activities, error) {
 	targets := map[string]activities.DatabaseTarget{}
-	for _, n := range sortedKeys(cfg.Databases) {
+	for _, n := range slices.Sorted(maps.Keys(cfg.Databases)) {
 		d := cfg.Databases[n]
-		dsn, err := resolveDSN(n, d)
+		dsn, err := workerconfig.ResolveDSN(n, d)
 		if err != nil {
 			return nil, err
 		}
@@ -55,6 +61,11 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	mig, err := activities.NewMigrations(targets)
 	if err != nil {
 		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	if faults.Enabled() {
+		// Only with ROLLBOOK_CRASHPOINT set (the crash campaign): stop
+		// points between migration files and after an archive.
+		mig.Hooks = activities.MigrationHooks{GooseOptions: faults.GooseOptions(), ArchiveDone: faults.ArchiveDone}
 	}
 
 	consul, err := consulapi.NewClient(consulapi.DefaultConfig())
@@ -67,13 +78,13 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	}
 
 	routers := map[string]router.Router{}
-	for _, n := range sortedKeys(cfg.Routers) {
+	for _, n := range slices.Sorted(maps.Keys(cfg.Routers)) {
 		r := cfg.Routers[n]
 		switch r.Driver {
 		case "haproxy":
 			addr := r.Address
 			if r.AddressEnv != "" {
-				if addr = lookupEnv(r.AddressEnv); addr == "" {
+				if addr = os.Getenv(r.AddressEnv); addr == "" {
 					return nil, fmt.Errorf("router %s: environment variable %s is empty", n, r.AddressEnv)
 				}
 			}
@@ -96,16 +107,16 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	}
 
 	prom := map[string]string{}
-	for _, n := range sortedKeys(cfg.Prometheus) {
-		u, err := resolveAddress("prometheus "+n, cfg.Prometheus[n])
+	for _, n := range slices.Sorted(maps.Keys(cfg.Prometheus)) {
+		u, err := workerconfig.ResolveAddress("prometheus "+n, cfg.Prometheus[n])
 		if err != nil {
 			return nil, err
 		}
 		prom[n] = u
 	}
 	endpoints := map[string]string{}
-	for _, n := range sortedKeys(cfg.Endpoints) {
-		u, err := resolveAddress("endpoint "+n, cfg.Endpoints[n])
+	for _, n := range slices.Sorted(maps.Keys(cfg.Endpoints)) {
+		u, err := workerconfig.ResolveAddress("endpoint "+n, cfg.Endpoints[n])
 		if err != nil {
 			return nil, err
 		}
@@ -116,8 +127,8 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 		return nil, fmt.Errorf("checks: %w", err)
 	}
 	hooks := map[string]string{}
-	for _, n := range sortedKeys(cfg.Webhooks) {
-		u, err := resolveAddress("webhook "+n, cfg.Webhooks[n])
+	for _, n := range slices.Sorted(maps.Keys(cfg.Webhooks)) {
+		u, err := workerconfig.ResolveAddress("webhook "+n, cfg.Webhooks[n])
 		if err != nil {
 			return nil, err
 		}
@@ -134,6 +145,11 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	rel, err := buildRelease(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("release: %w", err)
+	}
+	if faults.Enabled() {
+		// The crash campaign's stop point between a release's deploy and
+		// its health wait (mid1:ApplyRelease, mid1:RestoreRelease).
+		rel.DeployDone = faults.DeployDone
 	}
 	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt, Release: rel, Preflight: pf}, nil
 }
@@ -162,21 +178,49 @@ func keyFileOf(c *CodecConfig) string {
 	return c.KeyFile
 }
 
-// Register adds the Deploy workflow and every activity to w.
+// Register adds the Deploy and Revert workflows and every activity to w.
 func Register(w sdkworker.Registry, a *Activities) {
 	w.RegisterWorkflowWithOptions(workflows.Deploy, workflows.RegisterOptions())
 	w.RegisterWorkflowWithOptions(workflows.Revert, workflows.RevertRegisterOptions())
-	w.RegisterActivity(a.Migrations)
-	w.RegisterActivity(a.KV)
-	w.RegisterActivity(a.Traffic)
-	w.RegisterActivity(a.Checks)
-	w.RegisterActivity(a.Notifier)
+	for _, act := range a.byName() {
+		w.RegisterActivityWithOptions(act.fn, activity.RegisterOptions{Name: act.name})
+	}
+}
+
+type namedActivity struct {
+	name string
+	fn   any
+}
+
+// byName pairs every activity of the contract with its implementation. The
+// workflows execute activities by these names, so registering each method
+// under its contract name (rather than the struct, whose method names
+// happen to match today) keeps a renamed method from silently breaking
+// recorded histories. Release and Preflight are optional.
+func (a *Activities) byName() []namedActivity {
+	acts := []namedActivity{
+		{contract.ActivityCaptureSchema, a.Migrations.CaptureSchema},
+		{contract.ActivityMigrateUp, a.Migrations.MigrateUp},
+		{contract.ActivityMigrateDown, a.Migrations.MigrateDown},
+		{contract.ActivityCaptureKV, a.KV.CaptureKV},
+		{contract.ActivityApplyKV, a.KV.ApplyKV},
+		{contract.ActivityRestoreKV, a.KV.RestoreKV},
+		{contract.ActivityCaptureWeights, a.Traffic.CaptureWeights},
+		{contract.ActivitySetWeights, a.Traffic.SetWeights},
+		{contract.ActivityRestoreWeights, a.Traffic.RestoreWeights},
+		{contract.ActivityMeasure, a.Checks.Measure},
+		{contract.ActivityNotify, a.Notifier.Notify},
+	}
 	if a.Release != nil {
-		w.RegisterActivity(a.Release)
+		acts = append(acts,
+			namedActivity{contract.ActivityCaptureRelease, a.Release.CaptureRelease},
+			namedActivity{contract.ActivityApplyRelease, a.Release.ApplyRelease},
+			namedActivity{contract.ActivityRestoreRelease, a.Release.RestoreRelease})
 	}
 	if a.Preflight != nil {
-		w.RegisterActivity(a.Preflight)
+		acts = append(acts, namedActivity{contract.ActivityPreflight, a.Preflight.Preflight})
 	}
+	return acts
 }
 
 // Options tune Start; the zero value runs a worker as Run does.
@@ -234,7 +278,7 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 			cdc = cdc.RequireEncryption()
 		}
 	}
-	for _, kf := range []string{keyFileOf(cfg.Codec), lookupEnv(codec.EnvKeyFile)} {
+	for _, kf := range []string{keyFileOf(cfg.Codec), os.Getenv(codec.EnvKeyFile)} {
 		if kf == "" {
 			continue
 		}
@@ -300,8 +344,8 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 		}
 	}
 	log.Info("rollbook worker started", zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace),
-		zap.String("taskQueue", cfg.TaskQueue), zap.Strings("databases", sortedKeys(cfg.Databases)),
-		zap.Strings("routers", sortedKeys(cfg.Routers)), zap.String("payloadEncryption", encryption))
+		zap.String("taskQueue", cfg.TaskQueue), zap.Strings("databases", slices.Sorted(maps.Keys(cfg.Databases))),
+		zap.Strings("routers", slices.Sorted(maps.Keys(cfg.Routers))), zap.String("payloadEncryption", encryption))
 	return r, nil
 }
 

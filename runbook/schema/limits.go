@@ -35,11 +35,40 @@ const nameRule = "A name: letters, digits, '.', '_' and '-', starting with a let
 // limits (runbook.Max*) into the schema, so that an editor flags them while
 // the runbook is written and shows them on hover.
 func addSyntaxAndLimits(s *jsonschema.Schema) error {
-	defs := s.Definitions
-	nameSchema := func(p *jsonschema.Schema) {
-		p.Pattern = runbook.NamePattern
-		p.Description = appendSentence(p.Description, nameRule)
+	if err := addNames(s); err != nil {
+		return err
 	}
+	defs := s.Definitions
+	if p, ok := s.Properties.Get("description"); ok {
+		p.MaxLength = u(runbook.MaxDescriptionBytes)
+	}
+	list(s, "steps", runbook.MaxSteps, "runbook.MaxSteps")
+	list(s, "routes", runbook.MaxRoutes, "runbook.MaxRoutes")
+	if d := defs["Route"]; d != nil {
+		if p := list(d, "subsets", runbook.MaxSubsets, "runbook.MaxSubsets"); p != nil {
+			p.MinItems = u(2)
+			nameSchema(p.Items)
+		}
+	}
+	if d := defs["TrafficStep"]; d != nil {
+		if p, ok := d.Properties.Get("weights"); ok {
+			p.PropertyNames = &jsonschema.Schema{Pattern: runbook.NamePattern}
+		}
+	}
+	addCheckLimits(defs)
+	addConsulLimits(defs)
+	return nil
+}
+
+// nameSchema gives p the name syntax.
+func nameSchema(p *jsonschema.Schema) {
+	p.Pattern = runbook.NamePattern
+	p.Description = appendSentence(p.Description, nameRule)
+}
+
+// addNames gives every name field (nameFields) and the service its syntax.
+func addNames(s *jsonschema.Schema) error {
+	defs := s.Definitions
 	for def, fields := range nameFields {
 		d := defs[def]
 		if d == nil {
@@ -57,23 +86,12 @@ func addSyntaxAndLimits(s *jsonschema.Schema) error {
 		p.Pattern = runbook.ServicePattern
 		p.Description = appendSentence(p.Description, "Lowercase letters, digits and '-', starting with a letter, at most 63 characters.")
 	}
-	if p, ok := s.Properties.Get("description"); ok {
-		p.MaxLength = u(runbook.MaxDescriptionBytes)
-	}
-	list(s, "steps", runbook.MaxSteps, "runbook.MaxSteps")
-	list(s, "routes", runbook.MaxRoutes, "runbook.MaxRoutes")
+	return nil
+}
 
-	if d := defs["Route"]; d != nil {
-		if p := list(d, "subsets", runbook.MaxSubsets, "runbook.MaxSubsets"); p != nil {
-			p.MinItems = u(2)
-			nameSchema(p.Items)
-		}
-	}
-	if d := defs["TrafficStep"]; d != nil {
-		if p, ok := d.Properties.Get("weights"); ok {
-			p.PropertyNames = &jsonschema.Schema{Pattern: runbook.NamePattern}
-		}
-	}
+// addCheckLimits bounds the checks: how many, HTTP methods, samples, URLs
+// and paths, Prometheus queries.
+func addCheckLimits(defs jsonschema.Definitions) {
 	for _, def := range []string{"VerifyStep", "Analysis"} {
 		if d := defs[def]; d != nil {
 			if p := list(d, "checks", runbook.MaxChecks, "runbook.MaxChecks"); p != nil {
@@ -106,6 +124,11 @@ func addSyntaxAndLimits(s *jsonschema.Schema) error {
 			p.Description = appendSentence(p.Description, fmt.Sprintf("At most %d bytes (runbook.MaxQueryBytes).", runbook.MaxQueryBytes))
 		}
 	}
+}
+
+// addConsulLimits gives Consul keys their syntax and bounds the keys and
+// values of a step.
+func addConsulLimits(defs jsonschema.Definitions) {
 	if d := defs["ConsulStep"]; d != nil {
 		key := &jsonschema.Schema{Type: "string", Pattern: runbook.ConsulKeyPattern, MaxLength: u(runbook.MaxKeyBytes)}
 		keyRule := fmt.Sprintf("Keys are slash-separated printable ASCII without \".\" or \"..\" segments or a leading /, at most %d bytes (runbook.MaxKeyBytes); a step changes at most %d keys (runbook.MaxConsulOps).",
@@ -124,7 +147,6 @@ func addSyntaxAndLimits(s *jsonschema.Schema) error {
 			p.Description = appendSentence(p.Description, keyRule)
 		}
 	}
-	return nil
 }
 
 // list bounds the array field of d and says so in its description.

@@ -45,26 +45,9 @@ var optional = map[string][]string{
 // the runbook package's source folder; its doc comments become the
 // schema's descriptions (what editors show on hover).
 func Generate(srcDir string) ([]byte, error) {
-	r := &jsonschema.Reflector{
-		Anonymous:      true,
-		ExpandedStruct: true,
-		Mapper: func(t reflect.Type) *jsonschema.Schema {
-			if t == reflect.TypeFor[runbook.Duration]() {
-				return &jsonschema.Schema{
-					Type:        "string",
-					Pattern:     DurationPattern,
-					Description: "A duration in Go syntax, such as 30s, 5m or 1h30m.",
-					Examples:    []any{"30s", "5m", "1h30m"},
-				}
-			}
-			return nil
-		},
-	}
-	if err := addComments(r, srcDir); err != nil {
-		return nil, fmt.Errorf("reading doc comments in %s: %w", srcDir, err)
-	}
-	r.LookupComment = func(t reflect.Type, field string) string {
-		return describe(r.CommentMap, t, field)
+	r, err := reflector(srcDir)
+	if err != nil {
+		return nil, err
 	}
 	s := r.Reflect(&runbook.Runbook{})
 	s.Title = "rollbook runbook (" + runbook.APIVersion + ")"
@@ -94,27 +77,7 @@ func Generate(srcDir string) ([]byte, error) {
 			p.Description = strings.TrimSpace(p.Description + " A duration such as 30s, 5m or 1h30m.")
 		}
 	})
-	if d := s.Definitions["MigrateStep"]; d != nil {
-		if p, ok := d.Properties.Get("phase"); ok {
-			p.Enum = []any{runbook.PhaseExpand, runbook.PhaseContract}
-		}
-		if p, ok := d.Properties.Get("onRollback"); ok {
-			for _, v := range runbook.OnRollbackPolicies {
-				p.Enum = append(p.Enum, v)
-			}
-		}
-	}
-	if d := s.Definitions["ReleaseStep"]; d != nil {
-		if p, ok := d.Properties.Get("version"); ok {
-			p.Pattern = runbook.VersionPattern
-		}
-	}
-	if d := s.Definitions["RouterCheck"]; d != nil {
-		if p, ok := d.Properties.Get("maxErrorRate"); ok {
-			p.Minimum, p.Maximum = "0", "1"
-		}
-	}
-
+	addEnums(s.Definitions)
 	if err := addSyntaxAndLimits(s); err != nil {
 		return nil, err
 	}
@@ -127,6 +90,57 @@ func Generate(srcDir string) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// reflector reads the runbook types with their doc comments from srcDir;
+// durations are strings in Go syntax.
+func reflector(srcDir string) (*jsonschema.Reflector, error) {
+	r := &jsonschema.Reflector{
+		Anonymous:      true,
+		ExpandedStruct: true,
+		Mapper: func(t reflect.Type) *jsonschema.Schema {
+			if t == reflect.TypeFor[runbook.Duration]() {
+				return &jsonschema.Schema{
+					Type:        "string",
+					Pattern:     DurationPattern,
+					Description: "A duration in Go syntax, such as 30s, 5m or 1h30m.",
+					Examples:    []any{"30s", "5m", "1h30m"},
+				}
+			}
+			return nil
+		},
+	}
+	if err := addComments(r, srcDir); err != nil {
+		return nil, fmt.Errorf("reading doc comments in %s: %w", srcDir, err)
+	}
+	r.LookupComment = func(t reflect.Type, field string) string {
+		return describe(r.CommentMap, t, field)
+	}
+	return r, nil
+}
+
+// addEnums lists the allowed values of the fields that have a fixed set.
+func addEnums(defs jsonschema.Definitions) {
+	if d := defs["MigrateStep"]; d != nil {
+		if p, ok := d.Properties.Get("phase"); ok {
+			p.Enum = []any{runbook.PhaseExpand, runbook.PhaseContract}
+		}
+		if p, ok := d.Properties.Get("onRollback"); ok {
+			for _, v := range runbook.OnRollbackPolicies {
+				p.Enum = append(p.Enum, v)
+			}
+		}
+	}
+	if d := defs["ReleaseStep"]; d != nil {
+		if p, ok := d.Properties.Get("version"); ok {
+			p.Pattern = runbook.VersionPattern
+		}
+	}
+	if d := defs["RouterCheck"]; d != nil {
+		if p, ok := d.Properties.Get("maxErrorRate"); ok {
+			p.Minimum, p.Maximum = "0", "1"
+		}
+	}
 }
 
 // exactlyOneOf adds oneOf [{required: [kind]}…] for every pointer-to-struct

@@ -59,11 +59,11 @@ func (p killPoint) crashpoint() string {
 func (p killPoint) expected() string {
 	switch p.Path {
 	case pathRollback:
-		return workflows.OutcomeRolledBack
+		return string(workflows.OutcomeRolledBack)
 	case pathAbort:
-		return workflows.OutcomeAborted
+		return string(workflows.OutcomeAborted)
 	}
-	return workflows.OutcomeSucceeded
+	return string(workflows.OutcomeSucceeded)
 }
 
 func (p killPoint) trigger() string {

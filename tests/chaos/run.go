@@ -163,7 +163,7 @@ func (h *harness) runOne(ctx context.Context, idx int, p killPoint) (res runResu
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SAService.ValueSet(service), workflows.SAVersion.ValueSet(b.Version), workflows.SAPhase.ValueSet(workflows.PhaseDeploying)),
+			workflows.SAService.ValueSet(service), workflows.SAVersion.ValueSet(b.Version), workflows.SAPhase.ValueSet(string(workflows.PhaseDeploying))),
 		StaticSummary: "chaos " + p.Name + ": " + workflows.Summary(b),
 	}, workflows.WorkflowType, workflows.Input{Bundle: *b})
 	if err != nil {
@@ -272,7 +272,7 @@ func (h *harness) runOne(ctx context.Context, idx int, p killPoint) (res runResu
 	}
 
 	// 6. Invariants, against the real components.
-	res.Got = result.Outcome
+	res.Got = string(result.Outcome)
 	res.FailedStep = result.FailedStep
 	res.Reason = result.Reason
 	res.add(eq("outcome", res.Expected, res.Got))
@@ -280,7 +280,7 @@ func (h *harness) runOne(ctx context.Context, idx int, p killPoint) (res runResu
 	if err != nil {
 		return fail("reading the final state: %v", err)
 	}
-	for _, c := range stateChecks(live, res.Expected == workflows.OutcomeSucceeded, b.Version) {
+	for _, c := range stateChecks(live, res.Expected == string(workflows.OutcomeSucceeded), b.Version) {
 		res.add(c)
 	}
 	res.Compensations, _ = compChecks(&res, result)
@@ -313,14 +313,14 @@ func compChecks(res *runResult, r workflows.Result) ([]compSummary, bool) {
 	var bad []string
 	already := 0
 	for _, c := range r.Compensations {
-		sum = append(sum, compSummary{Step: c.Step, Kind: c.Kind, State: c.State, Attempts: c.Attempts, Merged: c.Merged, Detail: c.Detail})
+		sum = append(sum, compSummary{Step: c.Step, Kind: c.Kind, State: string(c.State), Attempts: c.Attempts, Merged: c.Merged, Detail: c.Detail})
 		switch {
 		case c.State == workflows.CompSkipped:
 			bad = append(bad, c.Step+" skipped")
-		case res.Expected == workflows.OutcomeSucceeded && c.State != workflows.CompDiscarded:
-			bad = append(bad, c.Step+" "+c.State+" (want discarded)")
-		case res.Expected != workflows.OutcomeSucceeded && c.State != workflows.CompDone && c.State != workflows.CompAlreadyRestored:
-			bad = append(bad, c.Step+" "+c.State+" (want done or already-restored)")
+		case res.Expected == string(workflows.OutcomeSucceeded) && c.State != workflows.CompDiscarded:
+			bad = append(bad, c.Step+" "+string(c.State)+" (want discarded)")
+		case res.Expected != string(workflows.OutcomeSucceeded) && c.State != workflows.CompDone && c.State != workflows.CompAlreadyRestored:
+			bad = append(bad, c.Step+" "+string(c.State)+" (want done or already-restored)")
 		}
 		if c.State == workflows.CompAlreadyRestored {
 			already++
@@ -331,12 +331,12 @@ func compChecks(res *runResult, r workflows.Result) ([]compSummary, bool) {
 		got = strings.Join(bad, "; ")
 	}
 	want := "all done or already-restored, none skipped"
-	if res.Expected == workflows.OutcomeSucceeded {
+	if res.Expected == string(workflows.OutcomeSucceeded) {
 		want = "all discarded at the point of no return, none skipped"
 	}
 	ok := len(bad) == 0 && len(r.Compensations) > 0
 	res.add(check{Name: "compensation stack", OK: ok, Want: want, Got: got})
-	if res.Expected == workflows.OutcomeSucceeded {
+	if res.Expected == string(workflows.OutcomeSucceeded) {
 		res.add(eq("point of no return", stepContract, r.PointOfNoReturn))
 	}
 	if already > 0 {
@@ -349,7 +349,7 @@ func outcomeOf(r workflows.Result, err error) string {
 	if err != nil {
 		return "error: " + err.Error()
 	}
-	return r.Outcome
+	return string(r.Outcome)
 }
 
 func (h *harness) abort(ctx context.Context, reason string) error {
@@ -499,10 +499,10 @@ func (m *monitor) loop(ctx context.Context) {
 			continue
 		}
 		m.mu.Lock()
-		if st.Phase != m.lastPhase {
+		if string(st.Phase) != m.lastPhase {
 			m.evs = append(m.evs, fmt.Sprintf("%6.2fs phase %s (step %s)", time.Since(m.start).Seconds(), st.Phase, st.CurrentStep))
 		}
-		m.lastPhase, m.lastStep = st.Phase, st.CurrentStep
+		m.lastPhase, m.lastStep = string(st.Phase), st.CurrentStep
 		m.mu.Unlock()
 		// The release step replaces the canary's process, which forgets a bad mode set
 		// before the deployment: a canary bad from the start is made bad again once the

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
 	"strings"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -56,32 +55,10 @@ func (r *Router) String() string { return "consul-splitter(" + r.name + ")" }
 // service names is 256 bytes; DNS labels are far shorter).
 const maxNameLen = 128
 
-// ValidName checks a service or subset name before it reaches Consul: a
-// service name becomes part of a URL path (/v1/config/<kind>/<name>,
-// /v1/health/service/<name>), so it must not hold '/', "..", control or
-// non-ASCII characters, and must be unchanged by url.PathEscape; the
-// accepted alphabet is [A-Za-z0-9_.-], starting with a letter or digit.
-func ValidName(name string) error {
-	if name == "" || len(name) > maxNameLen {
-		return fmt.Errorf("must be 1 to %d characters", maxNameLen)
-	}
-	if strings.Contains(name, "..") {
-		return errors.New(`must not contain ".."`)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-		if !alnum && (i == 0 || (c != '_' && c != '.' && c != '-')) {
-			return fmt.Errorf("byte %d (%q) is outside [A-Za-z0-9_.-] (and the first must be a letter or digit)", i, c)
-		}
-	}
-	if url.PathEscape(name) != name {
-		// Unreachable with the alphabet above; kept so that a wider
-		// alphabet can never put an unescaped name into a path.
-		return errors.New("needs escaping in a URL path")
-	}
-	return nil
-}
+// ValidName checks a service or subset name before it reaches Consul; see
+// router.ValidConsulName, where it lives so that configuration checks can
+// use it without linking the Consul client.
+func ValidName(name string) error { return router.ValidConsulName(name) }
 
 func checkNames(backend string, subsets []string) error {
 	if err := ValidName(backend); err != nil {

@@ -1,4 +1,4 @@
-package worker
+package workerconfig
 
 import (
 	"path/filepath"
@@ -36,21 +36,6 @@ func TestRoutersRequireAllowedBackends(t *testing.T) {
 	cfg, err := ParseConfig("w.yaml", []byte("routers:\n  edge: {driver: haproxy, address: /run/h.sock, allowedBackends: [payments_api, \"be:blue\"]}\n"))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"payments_api", "be:blue"}, cfg.Routers["edge"].AllowedBackends)
-}
-
-func TestBuildActivitiesScopesRouters(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "demo.db")
-	cfg, err := ParseConfig("w.yaml", []byte("databases:\n  demo: {dialect: sqlite, dsn: "+db+"}\nrouters:\n  edge: {driver: haproxy, address: /nonexistent/h.sock, allowedBackends: [payments_api]}\n  mesh: {driver: consul-splitter, allowedBackends: [payments-api]}\n"))
-	require.NoError(t, err)
-	acts, err := BuildActivities(cfg)
-	require.NoError(t, err)
-	for name, want := range map[string]string{"edge": "payments_api", "mesh": "payments-api"} {
-		s, ok := acts.Traffic.Routers[name].(interface{ AllowsBackend(string) bool })
-		require.True(t, ok, "router %s is scoped", name)
-		assert.True(t, s.AllowsBackend(want))
-		assert.False(t, s.AllowsBackend("billing_api"))
-		assert.Same(t, acts.Traffic.Routers[name], acts.Checks.Routers[name], "checks use the same scoped routers")
-	}
 }
 
 func TestInlineDSNMustNotHoldAPassword(t *testing.T) {
@@ -92,7 +77,7 @@ func TestChecksAllowedHosts(t *testing.T) {
 
 func TestEndpointURLErrorsAreRedacted(t *testing.T) {
 	t.Setenv("ROLLBOOK_TEST_EP", "ftp://alice:pa55@h/?token=s3cret")
-	_, err := resolveAddress("endpoint api", AddressConfig{URLEnv: "ROLLBOOK_TEST_EP"})
+	_, err := ResolveAddress("endpoint api", AddressConfig{URLEnv: "ROLLBOOK_TEST_EP"})
 	require.Error(t, err)
 	for _, secret := range []string{"alice", "pa55", "s3cret"} {
 		assert.False(t, strings.Contains(err.Error(), secret), err.Error())
