@@ -541,7 +541,11 @@ func (m *Migrations) archiveAndDown(ctx context.Context, p *goose.Provider, arch
 			return reverted, archiveError(fmt.Sprintf("preserving the data of migration %d in database %s before its Down", cur, in.Database), err)
 		}
 		faults.ArchiveDone(ctx)
-		r, err := p.Down(ctx)
+		// Exactly this file's Down: goose's Down walks every applied
+		// version and fails on one from another folder of the runbook
+		// (an earlier deployment's contract step) even though only the
+		// newest would be reverted.
+		r, err := p.ApplyVersion(ctx, cur, false)
 		if err != nil {
 			return reverted, err
 		}
