@@ -228,7 +228,7 @@ func run(envFile, runbookPath, overlay string, rps int) error {
 	}
 	fmt.Printf("  %d acknowledged writes of deployment 2 were found only with the archive (their payment_events row)\n", badWrites.FoundInArchive)
 	added := without(badAfter.archive, badBefore.archive)
-	fmt.Printf("  after the rollback the payments database equals v2's (public schema: %d differences); the only addition is rollbook_archive: %d new tables (%s), %d rows\n",
+	fmt.Printf("  after the rollback the payments database equals v2's (public schema: %d differences); the only addition is in rollbook_archive: %d new table(s) (%s) holding %d rows, and their catalog rows\n",
 		len(schemaDiffs(diffs)), len(added), strings.Join(added, ", "), preservedRows)
 	fmt.Printf("\nthrough HAProxy now: X-Rollbook-Version %s\n", frontend)
 	fmt.Println("\nWeb UI:")
