@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -282,4 +283,61 @@ func TestArchiveUnwritableStopsTheDownSQLite(t *testing.T) {
 	require.Empty(t, res.Archived)
 	require.Contains(t, res.Detail, "nothing preserved")
 	require.False(t, tableExists(t, file, "ledger_entries"))
+}
+
+// The demo's chain (runbooks/payments-api + make demo): an earlier
+// deployment applied files 1-2 from the step's folder and file 3 from
+// another folder (the runbook's contract step), so the database holds a
+// version this folder does not have. The next deployment brings file 4 in
+// the step's folder; its rollback archives and reverts file 4 alone and
+// stops at 3, never reaching for the other folder's file.
+func TestArchiveOnTopOfAnotherFoldersVersionSQLite(t *testing.T) {
+	m, file := newSQLiteMigrations(t)
+	db := openSQLite(t, file)
+	const contractDir = "migrations/contract"
+	expand := archiveFiles[:2]
+	contract := []runbook.File{{Path: contractDir + "/00003_drop_memo.sql", Content: "-- +goose Up\nALTER TABLE ledger_entries DROP COLUMN memo;\n"}}
+	first := StepRef{DeploymentID: "rollbook-payments/run1", Step: "expand-schema"}
+	_, err := runActivity[MigrateResult](t, m, m.MigrateUp, MigrateUpInput{MigrateInput: MigrateInput{StepRef: first, Database: "payments", Dir: migDir, Files: expand}, Policy: runbook.OnRollbackArchive})
+	require.NoError(t, err)
+	_, err = runActivity[MigrateResult](t, m, m.MigrateUp, MigrateUpInput{MigrateInput: MigrateInput{StepRef: StepRef{DeploymentID: first.DeploymentID, Step: "contract-schema"}, Database: "payments", Dir: contractDir, Files: contract}})
+	require.NoError(t, err)
+
+	next := append(slices.Clone(expand), runbook.File{Path: migDir + "/00004_events.sql", Content: `-- +goose Up
+CREATE TABLE payment_events (payment_id TEXT NOT NULL, event TEXT NOT NULL, amount_cents BIGINT NOT NULL, PRIMARY KEY (payment_id, event));
+-- +goose Down
+DROP TABLE payment_events;
+`})
+	for _, policy := range []string{runbook.OnRollbackArchive, runbook.OnRollbackDrop} {
+		t.Run(policy, func(t *testing.T) {
+			in := MigrateInput{StepRef: StepRef{DeploymentID: "rollbook-payments/run2-" + policy, Step: "expand-schema"}, Database: "payments", Dir: migDir, Files: next}
+			captured, err := runActivity[SchemaState](t, m, m.CaptureSchema, in)
+			require.NoError(t, err)
+			require.EqualValues(t, 3, captured.Version, "the contract folder's file counts")
+			up, err := runActivity[MigrateResult](t, m, m.MigrateUp, MigrateUpInput{MigrateInput: in, Policy: policy})
+			require.NoError(t, err)
+			require.Equal(t, []int64{4}, up.Applied)
+			_, err = db.Exec(`INSERT INTO payment_events VALUES ('pay_1', 'created', 100), ('pay_2', 'created', 200)`)
+			require.NoError(t, err)
+
+			down, err := runActivity[RestoreResult](t, m, m.MigrateDown, MigrateDownInput{MigrateInput: in, Captured: captured, Policy: policy})
+			require.NoError(t, err)
+			require.False(t, tableExists(t, file, "payment_events"))
+			var v int64
+			require.NoError(t, db.QueryRow(`SELECT max(version_id) FROM goose_db_version`).Scan(&v))
+			require.EqualValues(t, 3, v, "back at the captured version, the contract still applied")
+			require.Equal(t, []string{"id", "account_id", "amount_cents", "external_reference"}, columnsOf(t, db, "ledger_entries"))
+			if policy == runbook.OnRollbackDrop {
+				require.Empty(t, down.Archived)
+				return
+			}
+			require.Len(t, down.Archived, 1)
+			a := down.Archived[0]
+			require.EqualValues(t, 2, a.Rows)
+			require.EqualValues(t, 4, a.Version)
+			var amount int64
+			require.NoError(t, db.QueryRow(`SELECT amount_cents FROM `+a.ArchiveTable+` WHERE payment_id = 'pay_2' AND event = 'created'`).Scan(&amount))
+			require.EqualValues(t, 200, amount)
+		})
+	}
 }

@@ -584,7 +584,11 @@ func (m *Migrations) archiveAndDown(ctx context.Context, p *goose.Provider, arch
 		if m.Hooks.ArchiveDone != nil {
 			m.Hooks.ArchiveDone(ctx)
 		}
-		r, err := p.Down(ctx)
+		// Exactly this file's Down: goose's Down walks every applied
+		// version and fails on one from another folder of the runbook
+		// (an earlier deployment's contract step) even though only the
+		// newest would be reverted.
+		r, err := p.ApplyVersion(ctx, cur, false)
 		if err != nil {
 			return reverted, err
 		}

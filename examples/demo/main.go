@@ -1,22 +1,34 @@
 // Command demo is `make demo`: on the dev stack (make stack-up) it starts a
 // rollbook worker, sends mixed client load through HAProxy (reads, payments
 // created with an Idempotency-Key, a few without) and runs two deployments of
-// runbooks/payments-api.yaml, one on top of the other, with nothing reset in
+// the payments-api runbook, one on top of the other, with nothing reset in
 // between:
 //
-//  1. v2 (healthy): expand migration, flags, v2 released onto the idle
-//     canary, 10/50/100 %, promoted (v2 released onto stable, traffic back to
-//     stable, the canary idle at v2), contract migration: succeeded;
-//  2. v3 (bad: the versions table of examples/dev-worker.yaml releases it with
-//     half its reads and writes failing): released onto the canary, fails
-//     verification at 10 %, rolled back: v2 on every server again.
+//  1. v2 (healthy), runbooks/payments-api.yaml: expand migrations 1-3, flags,
+//     v2 released onto the idle canary, 10/50/100 %, promoted (v2 released
+//     onto stable, traffic back to stable, the canary idle at v2), contract
+//     migration 4: succeeded;
+//  2. v3 (bad), with the runbook as v3's pull request has it: the same file
+//     plus v3's own migration payments-api/migrations/00005 (the table
+//     payment_events; examples/demo/v3-release holds it, and the demo writes
+//     the runbook folder with it added to <stack>/demo/v3-runbooks). The
+//     versions table of examples/dev-worker.yaml releases v3 with half its
+//     reads and writes failing and, for the writes it does acknowledge, a
+//     payment_events row each. Its expand step migrates 4 → 5, v3 takes 10 %
+//     of the traffic, fails verification and is rolled back: v2 on every
+//     server, and the schema back at 4 after the rows of payment_events were
+//     copied into rollbook_archive (the step's onRollback: archive).
 //
 // It prints what happened: outcomes, time from the bad version taking traffic
 // to traffic restored, each deployment against the state just before it
 // (versions per server, schema version and shape, keys, weights), client
 // errors by kind, every acknowledged write looked for in the database (live
-// or in a rollback's archive), and the Web UI links. The stack keeps running;
-// HAProxy answers from v2.
+// or in a rollback's archive: v3's events are found only there), what the
+// rollback preserved with row counts, and the Web UI links. It fails (exit 1)
+// unless v2 succeeded, v3 was rolled back, the state after v3 equals the
+// state before it with the archive as the only addition, the archive holds
+// acknowledged writes of v3, and no acknowledged write was lost or
+// duplicated. The stack keeps running; HAProxy answers from v2.
 package main
 
 import (
@@ -62,8 +74,9 @@ func main() {
 	envFile := flag.String("env", ".stack/env", "env file written by `make stack-up`")
 	rb := flag.String("runbook", "runbooks/payments-api.yaml", "runbook to deploy")
 	rps := flag.Int("rps", 100, "client requests per second through HAProxy")
+	overlay := flag.String("v3-files", releaseOverlay, "what v3's pull request adds to the runbook's folder (its own migration), at the paths it has there")
 	flag.Parse()
-	if err := run(*envFile, *rb, *rps); err != nil {
+	if err := run(*envFile, *rb, *overlay, *rps); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -78,7 +91,7 @@ type demo struct {
 	rps   int
 }
 
-func run(envFile, runbookPath string, rps int) error {
+func run(envFile, runbookPath, overlay string, rps int) error {
 	st, err := devstack.Attach(envFile)
 	if err != nil {
 		return fmt.Errorf("no dev stack at %s (run `make stack-up` first): %w", envFile, err)
@@ -126,13 +139,19 @@ func run(envFile, runbookPath string, rps int) error {
 		return err
 	}
 
-	// 2. A bad release on top of it: v3 fails half of its reads and writes from its first
-	// request (the versions table of examples/dev-worker.yaml chose that when it was released).
+	// 2. A bad release on top of it, with a migration of its own: v3 fails half of its reads
+	// and writes from its first request, and records an event for each payment it does create
+	// (the versions table of examples/dev-worker.yaml chose both when it was released).
+	v3Runbook, err := nextRelease(runbookPath, overlay, filepath.Join(st.Dir, "demo", "v3-runbooks"))
+	if err != nil {
+		return err
+	}
 	badBefore := d.snapshot()
-	fmt.Printf("\n-- deployment 2: payments-api v3 (bad: fails half its requests), starting from %s --\n", badBefore.versions)
+	fmt.Printf("\n-- deployment 2: payments-api v3 (bad: fails half its requests; brings migration 00005, payment_events), starting from %s --\n", badBefore.versions)
+	fmt.Printf("runbook: %s (%s unchanged, plus %s)\n", v3Runbook, runbookPath, overlayFiles(overlay))
 	started := time.Now()
 	load = d.startLoad()
-	badCode, badOut := d.deploy(runbookPath, "v3")
+	badCode, badOut := d.deploy(v3Runbook, "v3")
 	bad := load.Stop()
 	badAfter := d.snapshot()
 	badWrites, err := writecheck.Check(context.Background(), st.PGDSN, bad.Acks)
@@ -160,6 +179,7 @@ func run(envFile, runbookPath string, rps int) error {
 	row("schema version (payments)", goodBefore.schema, goodAfter.schema, badAfter.schema)
 	row("schema shape (columns, indexes)", goodBefore.shapeSummary(), goodAfter.shapeSummary(), badAfter.shapeSummary())
 	row("HAProxy weights stable/canary", goodBefore.weights, goodAfter.weights, badAfter.weights)
+	row("rollbook_archive tables", strconv.Itoa(len(goodBefore.archive)), strconv.Itoa(len(goodAfter.archive)), strconv.Itoa(len(badAfter.archive)))
 	for _, k := range unionKeys(goodBefore.keys, goodAfter.keys, badAfter.keys) {
 		row(strings.TrimPrefix(k, keyPrefix), val(goodBefore.keys, k), val(goodAfter.keys, k), val(badAfter.keys, k))
 	}
@@ -189,14 +209,33 @@ func run(envFile, runbookPath string, rps int) error {
 	}
 	fmt.Printf("both deployments: acknowledged writes: %d, lost: %d, duplicated: %d\n",
 		goodWrites.Acknowledged+badWrites.Acknowledged, goodWrites.Lost+badWrites.Lost, goodWrites.Duplicated+badWrites.Duplicated)
-	fmt.Println("\nwhat the rollback of deployment 2 preserved (rollbook_archive.archives):")
-	if len(badWrites.Archives) == 0 {
-		fmt.Println("  nothing archived (v3 brought no migration of its own: its expand step found the schema already there)")
-	}
+	// The archive tables deployment 2's rollback wrote: those that were not there before it
+	// (archives of earlier runs of the demo stay, rollbook never deletes them).
+	var preserved []writecheck.Archive
+	var preservedRows int64
 	for _, a := range badWrites.Archives {
+		if !slices.Contains(badBefore.archive, baseName(a.ArchiveTable)) {
+			preserved = append(preserved, a)
+			preservedRows += a.Rows
+		}
+	}
+	fmt.Println("\nwhat the rollback of deployment 2 preserved (rollbook_archive.archives):")
+	if len(preserved) == 0 {
+		fmt.Println("  nothing archived")
+	}
+	for _, a := range preserved {
 		fmt.Println("  " + a.String())
 	}
-	fmt.Printf("  %d acknowledged writes of deployment 2 were found only with the archive\n", badWrites.FoundInArchive)
+	fmt.Printf("  %d acknowledged writes of deployment 2 were found only with the archive (their payment_events row)\n", badWrites.FoundInArchive)
+	if preservedRows > int64(badWrites.FoundInArchive) {
+		// v3 fails some writes after their commit; without an Idempotency-Key nothing replays
+		// them, so their callers were told 500 while the payment and its event were stored.
+		fmt.Printf("  the other %d archived rows are writes v3 committed and then answered 500 (no Idempotency-Key to replay them): kept as well\n",
+			preservedRows-int64(badWrites.FoundInArchive))
+	}
+	added := without(badAfter.archive, badBefore.archive)
+	fmt.Printf("  after the rollback the payments database equals v2's (public schema: %d differences); the only addition is in rollbook_archive: %d new table(s) (%s) holding %d rows, and their catalog rows\n",
+		len(schemaDiffs(diffs)), len(added), strings.Join(added, ", "), preservedRows)
 	fmt.Printf("\nthrough HAProxy now: X-Rollbook-Version %s\n", frontend)
 	fmt.Println("\nWeb UI:")
 	for _, o := range []string{goodOut, badOut} {
@@ -212,6 +251,12 @@ func run(envFile, runbookPath string, rps int) error {
 	}
 	if len(diffs) > 0 {
 		problems = append(problems, fmt.Sprintf("%d differences after the rollback of deployment 2", len(diffs)))
+	}
+	if !slices.ContainsFunc(preserved, func(a writecheck.Archive) bool { return a.SourceTable == "payment_events" && a.Rows > 0 }) {
+		problems = append(problems, "the rollback of deployment 2 did not archive rows of payment_events (v3's migration 00005)")
+	}
+	if badWrites.FoundInArchive == 0 {
+		problems = append(problems, "no acknowledged write of deployment 2 was found in the archive")
 	}
 	if goodAfter.versions != "v2 / v2" {
 		problems = append(problems, "after deployment 1 the targets run "+goodAfter.versions+", want v2 / v2 (promoted, canary idle)")
@@ -275,7 +320,10 @@ func (d *demo) startLoad() *loadgen.MixedLoad {
 
 type snapshot struct {
 	versions string // "stable / canary", what each server's /healthz reports
-	schema   string
+	// archive lists the tables of rollbook_archive: what rollbacks preserved, kept apart from
+	// the schema the service runs on (shape).
+	archive []string
+	schema  string
 	// shape is the payments database's public schema: "table.column type" and "index name"
 	// lines, so that "exactly what v2 left" is checked column by column.
 	shape   []string
@@ -304,6 +352,15 @@ func (d *demo) snapshot() snapshot {
 		rows.Close()
 	} else {
 		s.shape = []string{"(unreadable: " + err.Error() + ")"}
+	}
+	if rows, err := d.db.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'rollbook_archive' ORDER BY 1`); err == nil {
+		for rows.Next() {
+			var t string
+			if rows.Scan(&t) == nil {
+				s.archive = append(s.archive, t)
+			}
+		}
+		rows.Close()
 	}
 	w := d.obs.Current()
 	s.weights = fmt.Sprintf("%d / %d", w.Stable, w.Canary)
@@ -353,6 +410,49 @@ func (s snapshot) diff(o snapshot) []string {
 		}
 	}
 	return d
+}
+
+// schemaDiffs are the differences of diff lines that concern the public schema.
+func schemaDiffs(diffs []string) []string {
+	var out []string
+	for _, d := range diffs {
+		if strings.HasPrefix(d, "schema") {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// without returns the elements of a not in b.
+func without(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// baseName is an archive table's name without its schema.
+func baseName(table string) string {
+	if _, t, ok := strings.Cut(table, "."); ok {
+		return t
+	}
+	return table
+}
+
+// overlayFiles lists the files of overlay, for the report.
+func overlayFiles(overlay string) string {
+	var out []string
+	_ = filepath.WalkDir(overlay, func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			rel, _ := filepath.Rel(overlay, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	return strings.Join(out, ", ")
 }
 
 // serverVersion is what a server's /healthz reports (X-Rollbook-Version).

@@ -21,6 +21,13 @@
 // ignores the new column and table, and v2 falls back to v1's way when they do not exist
 // (before the migrations ran, or after a rollback removed them).
 //
+// A version can also bring behaviour of its own, chosen when it is released like the rest:
+// with -payment-events it records every payment it creates as a "created" row of
+// payment_events, in the same transaction, when that table exists. The table comes with the
+// next release's own migration (examples/demo/v3-release: 00005, which `make demo` deploys
+// with v3); v1 and v2 never touch it, and a version with the flag writes like v2 where the
+// table is missing, so each works on the schema before and after that migration.
+//
 // A version can misbehave from its start, so that a bad release is something real to detect:
 // the flags -error-rate, -latency-ms and -write-failure (same meaning as below) are chosen
 // when the instance is released. The dev stack's release command maps versions to them
@@ -79,6 +86,7 @@ func main() {
 	flag.Float64Var(&m.ErrorRate, "error-rate", 0, "fraction of /api requests that fail from the start (0 to 1): a bad version")
 	flag.IntVar(&m.LatencyMs, "latency-ms", 0, "delay added to every /api request from the start, in milliseconds")
 	flag.StringVar(&m.WriteFailure, "write-failure", "", `where a failing write fails: "", before-commit, after-commit, both`)
+	events := flag.Bool("payment-events", false, "also record each payment created in payment_events, where that table exists (the next release's migration 00005)")
 	flag.Parse()
 
 	logger := log.New(os.Stderr, "demoapi: ", log.LstdFlags|log.Lmicroseconds)
@@ -89,12 +97,12 @@ func main() {
 	if err := m.check(); err != nil {
 		logger.Fatalf("flags: %v", err)
 	}
-	if err := run(*listen, *version, *name, *dsn, m, logger); err != nil {
+	if err := run(*listen, *version, *name, *dsn, m, *events, logger); err != nil {
 		logger.Fatal(err)
 	}
 }
 
-func run(listen, version, name, dsn string, m mode, logger *log.Logger) error {
+func run(listen, version, name, dsn string, m mode, events bool, logger *log.Logger) error {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return errors.New("parsing the database URL: " + err.Error())
@@ -113,6 +121,7 @@ func run(listen, version, name, dsn string, m mode, logger *log.Logger) error {
 	}
 	api := newServer(version, name, db)
 	api.setMode(m)
+	api.paymentEvents = events
 	srv := &http.Server{
 		Handler:           api.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -122,7 +131,7 @@ func run(listen, version, name, dsn string, m mode, logger *log.Logger) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	logger.Printf("version %s (%s) listening on http://%s (mode %+v)", version, name, ln.Addr(), m)
+	logger.Printf("version %s (%s) listening on http://%s (mode %+v, payment events %v)", version, name, ln.Addr(), m, events)
 
 	select {
 	case err := <-errc:

@@ -401,3 +401,63 @@ func TestModeFromReleaseFlags(t *testing.T) {
 		assert.Error(t, bad.check(), "%+v", bad)
 	}
 }
+
+// applySQL runs one section ("Up" or "Down") of a goose migration file.
+func applySQL(t *testing.T, db *pgxpool.Pool, file, section string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	up, down, ok := strings.Cut(string(b), "-- +goose Down")
+	require.True(t, ok, "%s has no Down section", file)
+	sql := strings.Replace(up, "-- +goose Up", "", 1)
+	if section == "Down" {
+		sql = down
+	}
+	_, err = db.Exec(context.Background(), sql)
+	require.NoError(t, err, "%s %s", file, section)
+}
+
+// v3 (released with -payment-events) records each payment it creates in payment_events,
+// the table its own migration 00005 brings; before that migration and after its Down it
+// writes like v2, and v2 works on both schemas without touching the table.
+func TestPaymentEventsOnEitherSchema(t *testing.T) {
+	const events = "../demo/v3-release/payments-api/migrations/00005_create_payment_events.sql"
+	db := newDB(t)
+	migrate(t, db, 3)
+	s3 := newServer("v3", "canary", db)
+	s3.paymentEvents = true
+	v3 := s3.routes()
+	v2 := newServer("v2", "stable", db).routes()
+
+	// Schema without 00005: v3 stores the payment (and its ledger entry), no event.
+	p := created(t, do(t, v3, "POST", "/api/payments", body1, HeaderIdempotencyKey, "k-before")).Payment
+	assert.False(t, p.PaymentEvent)
+	assert.True(t, p.LedgerEntry)
+	assert.Equal(t, 1, count(t, db, `SELECT count(*) FROM payments WHERE id = $1 AND external_reference = 'order-1'`, p.ID))
+
+	applySQL(t, db, events, "Up")
+	w := do(t, v3, "POST", "/api/payments", body1, HeaderIdempotencyKey, "k-v3")
+	p3 := created(t, w).Payment
+	assert.True(t, p3.PaymentEvent)
+	assert.Equal(t, "v3", p3.WrittenBy)
+	assert.Equal(t, 1, count(t, db, `SELECT count(*) FROM payment_events WHERE payment_id = $1 AND event = 'created' AND amount_cents = 1250 AND currency = 'EUR' AND written_by = 'v3'`, p3.ID))
+	p2 := created(t, do(t, v2, "POST", "/api/payments", body1)).Payment
+	assert.False(t, p2.PaymentEvent)
+	assert.True(t, p2.LedgerEntry, "v2 writes as before on the schema with payment_events")
+	assert.Equal(t, 1, count(t, db, `SELECT count(*) FROM payment_events`), "v2 writes no event")
+	// v2 replays v3's stored answer (a retry that HAProxy sent to the other server).
+	r := do(t, v2, "POST", "/api/payments", body1, HeaderIdempotencyKey, "k-v3")
+	assert.Equal(t, w.Body.String(), r.Body.String())
+
+	// A failed write leaves no event: the event is in the payment's transaction.
+	s3.setMode(mode{Bad: true, ErrorRate: 1, WriteFailure: failBeforeCommit})
+	assert.Equal(t, 500, do(t, v3, "POST", "/api/payments", body1, HeaderIdempotencyKey, "k-fail").Code)
+	assert.Equal(t, 1, count(t, db, `SELECT count(*) FROM payment_events`))
+	s3.setMode(mode{})
+
+	// After the migration's Down (a rollback), both versions still write.
+	applySQL(t, db, events, "Down")
+	assert.False(t, created(t, do(t, v3, "POST", "/api/payments", body1)).Payment.PaymentEvent)
+	created(t, do(t, v2, "POST", "/api/payments", body1))
+	assert.Equal(t, 5, count(t, db, `SELECT count(*) FROM payments`))
+}

@@ -65,10 +65,13 @@ type payment struct {
 	Reference   string    `json:"reference,omitempty"`
 	Status      string    `json:"status"`
 	CreatedAt   time.Time `json:"createdAt"`
-	// WrittenBy and LedgerEntry say how the payment was stored: by which version, and
-	// whether a ledger entry was booked with it (v2 on the expanded schema).
-	WrittenBy   string `json:"writtenBy,omitempty"`
-	LedgerEntry bool   `json:"ledgerEntry,omitempty"`
+	// WrittenBy, LedgerEntry and PaymentEvent say how the payment was stored: by which
+	// version, whether a ledger entry was booked with it (v2 on the expanded schema), and
+	// whether a payment_events row was written with it (a version released with
+	// -payment-events, on the schema of its migration 00005).
+	WrittenBy    string `json:"writtenBy,omitempty"`
+	LedgerEntry  bool   `json:"ledgerEntry,omitempty"`
+	PaymentEvent bool   `json:"paymentEvent,omitempty"`
 }
 
 // createResponse is the body of a 201, stored with the idempotency key and replayed as is.
@@ -194,8 +197,19 @@ func (s *server) writePayment(ctx context.Context, key, hash string, req payment
 // insert writes the payment the way this version does. v1 keeps the reference in memo. v2
 // keeps it in external_reference and books a ledger entry; where the expand migrations have
 // not run (or were rolled back) it writes like v1, inside a savepoint so that the failed
-// attempt does not spoil the transaction.
+// attempt does not spoil the transaction. A version released with -payment-events also
+// records the payment's "created" event, where that table exists.
 func (s *server) insert(ctx context.Context, tx pgx.Tx, p *payment) error {
+	if err := s.insertPayment(ctx, tx, p); err != nil {
+		return err
+	}
+	if !s.paymentEvents {
+		return nil
+	}
+	return s.insertEvent(ctx, tx, p)
+}
+
+func (s *server) insertPayment(ctx context.Context, tx pgx.Tx, p *payment) error {
 	if s.version != "v1" {
 		sp, err := tx.Begin(ctx)
 		if err != nil {
@@ -231,6 +245,32 @@ func (s *server) insertV2(ctx context.Context, tx pgx.Tx, p *payment) error {
 		return fmt.Errorf("database: booking the ledger entry of payment %s: %w", p.ID, err)
 	}
 	return nil
+}
+
+// insertEvent records the payment's "created" event in payment_events (the next release's
+// own migration, 00005), in the payment's transaction. Where the table does not exist
+// (before that migration ran, or after a rollback archived and dropped it) the payment is
+// stored without it, like the previous version stores it: the savepoint keeps the failed
+// attempt from spoiling the transaction.
+func (s *server) insertEvent(ctx context.Context, tx pgx.Tx, p *payment) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("database: savepoint: %w", err)
+	}
+	_, err = sp.Exec(ctx, `INSERT INTO payment_events (payment_id, event, amount_cents, currency, written_by) VALUES ($1, 'created', $2, $3, $4)`,
+		p.ID, p.AmountCents, p.Currency, s.version)
+	if err == nil {
+		if err := sp.Commit(ctx); err != nil {
+			return fmt.Errorf("database: releasing savepoint: %w", err)
+		}
+		p.PaymentEvent = true
+		return nil
+	}
+	_ = sp.Rollback(ctx)
+	if isMissingSchema(err) {
+		return nil
+	}
+	return fmt.Errorf("database: recording the created event of payment %s: %w", p.ID, err)
 }
 
 // isMissingSchema reports an undefined column or table: the schema v2 expects is not there.

@@ -35,6 +35,9 @@ type server struct {
 	version string
 	name    string
 	db      *pgxpool.Pool
+	// paymentEvents: this version also records each payment it creates in payment_events
+	// (chosen at release time, -payment-events).
+	paymentEvents bool
 
 	mu       sync.Mutex
 	mode     mode

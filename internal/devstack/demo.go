@@ -42,17 +42,17 @@ func EnsureDemoSchema(ctx context.Context, dsn string) error {
 }
 
 // ResetDemoSchema puts the database of dsn back to an empty version 0: it drops every table
-// the payments-api runbook's migrations create, goose's version table, rollbook's archive
-// schema and the demo's own tables with their rows, then creates the base tables again. The
-// demo, the benchmark and the crash campaign call it between runs; it destroys data, so it is
-// for the dev stack only.
+// the payments-api runbook's migrations create (and payment_events, from the demo's v3
+// migration), goose's version table, rollbook's archive schema and the demo's own tables with
+// their rows, then creates the base tables again. The demo, the benchmark and the crash
+// campaign call it between runs; it destroys data, so it is for the dev stack only.
 func ResetDemoSchema(ctx context.Context, dsn string) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("resetting the demo schema: connecting: %w", err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS ledger_entries, goose_db_version, payments, idempotency_keys CASCADE;
+	if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS ledger_entries, payment_events, goose_db_version, payments, idempotency_keys CASCADE;
 		DROP SCHEMA IF EXISTS rollbook_archive CASCADE`); err != nil {
 		return fmt.Errorf("resetting the demo schema: dropping tables: %w", err)
 	}

@@ -52,9 +52,10 @@ const SupervisorSocket = "release.sock"
 // configuration), e.g. DEMO_RELEASE_FLAGS_v3="-error-rate=0.5 -write-failure=both".
 const EnvReleaseFlagsPrefix = "DEMO_RELEASE_FLAGS_"
 
-// releaseFlags are the demo API flags a release may set: how the version behaves. The port,
-// name and database stay the supervisor's.
-var releaseFlags = []string{"-error-rate", "-latency-ms", "-write-failure"}
+// releaseFlags are the demo API flags a release may set: how the version behaves (its
+// misbehaviour, and what it writes: -payment-events). The port, name and database stay the
+// supervisor's.
+var releaseFlags = []string{"-error-rate", "-latency-ms", "-write-failure", "-payment-events"}
 
 // SupervisedTarget is one instance the supervisor runs.
 type SupervisedTarget struct {

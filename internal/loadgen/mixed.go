@@ -54,6 +54,7 @@ type Ack struct {
 	Body     Payment   `json:"body"`
 	Version  string    `json:"version"`  // the version that wrote it (writtenBy)
 	Ledger   bool      `json:"ledger"`   // the answer says a ledger entry was booked
+	Event    bool      `json:"event"`    // the answer says a payment_events row was written
 	Attempts int       `json:"attempts"` // 1 + the client's retries
 	Replayed bool      `json:"replayed"` // answered from the idempotency store
 	At       time.Time `json:"at"`
@@ -214,9 +215,10 @@ func (l *MixedLoad) read(ctx context.Context, n int64) {
 
 type createAnswer struct {
 	Payment struct {
-		ID          string `json:"id"`
-		WrittenBy   string `json:"writtenBy"`
-		LedgerEntry bool   `json:"ledgerEntry"`
+		ID           string `json:"id"`
+		WrittenBy    string `json:"writtenBy"`
+		LedgerEntry  bool   `json:"ledgerEntry"`
+		PaymentEvent bool   `json:"paymentEvent"`
 	} `json:"payment"`
 }
 
@@ -268,7 +270,7 @@ func (l *MixedLoad) write(ctx context.Context, key string, p Payment) {
 		return
 	}
 	l.acks = append(l.acks, Ack{
-		Key: key, ID: ans.Payment.ID, Body: p, Version: ans.Payment.WrittenBy, Ledger: ans.Payment.LedgerEntry,
+		Key: key, ID: ans.Payment.ID, Body: p, Version: ans.Payment.WrittenBy, Ledger: ans.Payment.LedgerEntry, Event: ans.Payment.PaymentEvent,
 		Attempts: min(tries, attempts), Replayed: replayed, At: time.Now(),
 	})
 }

@@ -43,7 +43,7 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(201)
-	fmt.Fprintf(w, `{"version":"v2","payment":{"id":"pay_%s","writtenBy":"v2","ledgerEntry":true}}`, p.Reference)
+	fmt.Fprintf(w, `{"version":"v2","payment":{"id":"pay_%s","writtenBy":"v2","ledgerEntry":true,"paymentEvent":true}}`, p.Reference)
 }
 
 func TestMixedRetriesKeyedWritesOnlyAndRecordsAcks(t *testing.T) {
@@ -74,6 +74,7 @@ func TestMixedRetriesKeyedWritesOnlyAndRecordsAcks(t *testing.T) {
 		assert.Equal(t, "pay_"+a.Body.Reference, a.ID)
 		assert.Equal(t, 2, a.Attempts)
 		assert.True(t, a.Ledger)
+		assert.True(t, a.Event)
 		assert.Equal(t, "v2", a.Version)
 		assert.Equal(t, a.Key, f.keys[a.Body.Reference], "the retry carries the same key")
 		assert.Equal(t, 2, f.attempts[a.Body.Reference])

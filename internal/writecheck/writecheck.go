@@ -6,7 +6,9 @@
 //
 // It knows the demo API's data model (internal/devstack/demoschema.sql and the payments-api
 // migrations): a payment is a payments row; its reference is in memo (v1) or
-// external_reference (v2, added by an expand migration); v2 also books a ledger_entries row.
+// external_reference (v2, added by an expand migration); v2 also books a ledger_entries row,
+// and a version released with -payment-events (the demo's v3) records a payment_events row
+// (added by that release's own migration).
 // Columns and tables come and go with migrations and rollbacks, so every row is read with
 // to_jsonb and whatever columns exist at that moment are used.
 package writecheck
@@ -72,7 +74,7 @@ type Result struct {
 	Unkeyed      int `json:"unkeyed"`
 	Found        int `json:"found"`
 	// FoundInArchive counts found writes of which some part (the row, the reference, the
-	// ledger entry) exists only in the archive.
+	// ledger entry, the payment event) exists only in the archive.
 	FoundInArchive int `json:"foundInArchive"`
 	Lost           int `json:"lost"`
 	// Duplicated counts acknowledged writes whose request made more than one payment, or
@@ -151,13 +153,23 @@ func CheckConn(ctx context.Context, conn *pgx.Conn, acks []loadgen.Ack) (Result,
 	}
 	ledger := map[string]int64{}         // payment id → amount, live
 	archivedLedger := map[string]int64{} // payment id → amount, archived only
-	if exists, err := tableExists(ctx, conn, "public.ledger_entries"); err != nil {
-		return res, err
-	} else if exists {
-		if err := scanJSON(ctx, conn, `SELECT to_jsonb(l) FROM ledger_entries l`, func(m map[string]any) {
-			ledger[str(m["payment_id"])] = num(m["amount_cents"])
-		}); err != nil {
-			return res, fmt.Errorf("checking acknowledged writes: reading ledger_entries: %w", err)
+	events := map[string]int64{}         // payment id → amount of its "created" event, live
+	archivedEvents := map[string]int64{} // the same, archived only
+	for _, t := range []struct {
+		name  string
+		event bool
+		into  map[string]int64
+	}{{"ledger_entries", false, ledger}, {"payment_events", true, events}} {
+		if exists, err := tableExists(ctx, conn, "public."+t.name); err != nil {
+			return res, err
+		} else if exists {
+			if err := scanJSON(ctx, conn, `SELECT to_jsonb(l) FROM `+t.name+` l`, func(m map[string]any) {
+				if !t.event || str(m["event"]) == "created" {
+					t.into[str(m["payment_id"])] = num(m["amount_cents"])
+				}
+			}); err != nil {
+				return res, fmt.Errorf("checking acknowledged writes: reading %s: %w", t.name, err)
+			}
 		}
 	}
 	// What rollbacks preserved: whole tables (every column of the original rows) and
@@ -184,6 +196,13 @@ func CheckConn(ctx context.Context, conn *pgx.Conn, acks []loadgen.Ack) (Result,
 				id := str(m["payment_id"])
 				if _, live := ledger[id]; !live {
 					archivedLedger[id] = num(m["amount_cents"])
+				}
+			}
+		case (a.SourceTable == "payment_events" || strings.HasSuffix(a.SourceTable, ".payment_events")) && a.Kind == "table":
+			f = func(m map[string]any) {
+				id := str(m["payment_id"])
+				if _, live := events[id]; !live && str(m["event"]) == "created" {
+					archivedEvents[id] = num(m["amount_cents"])
 				}
 			}
 		default:
@@ -280,6 +299,21 @@ func CheckConn(ctx context.Context, conn *pgx.Conn, acks []loadgen.Ack) (Result,
 			}
 			if amount != a.Body.AmountCents {
 				lost(a, "ledger entry of %d, sent %d", amount, a.Body.AmountCents)
+				continue
+			}
+		}
+		if a.Event {
+			amount, live := events[a.ID]
+			if !live {
+				var ok bool
+				if amount, ok = archivedEvents[a.ID]; !ok {
+					lost(a, "the answer said a payment event was recorded; none live or archived")
+					continue
+				}
+				archived = true
+			}
+			if amount != a.Body.AmountCents {
+				lost(a, "payment event of %d, sent %d", amount, a.Body.AmountCents)
 				continue
 			}
 		}

@@ -123,4 +123,63 @@ func TestCheckFindsLiveArchivedLostAndDuplicated(t *testing.T) {
 	assert.Equal(t, 2, res.Duplicated, res.DuplicateSamples)
 }
 
+// v3's payment_events (its own migration 00005, examples/demo/v3-release): an acknowledged
+// write whose answer says an event was recorded needs that event, live or, after the
+// rollback that archived and dropped the table, in the archive.
+func TestCheckFindsPaymentEventsLiveAndArchived(t *testing.T) {
+	ctx := context.Background()
+	dsn := startDB(t)
+	require.NoError(t, devstack.ResetDemoSchema(ctx, dsn))
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	expand(t, conn)
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "demo", "v3-release", "payments-api", "migrations", "00005_create_payment_events.sql"))
+	require.NoError(t, err)
+	up, _, _ := strings.Cut(string(b), "-- +goose Down")
+	exec(t, conn, up)
+
+	pay := `INSERT INTO payments (id, account_id, amount_cents, currency, external_reference) VALUES ($1, 'acct_1', $2, 'EUR', $3)`
+	event := `INSERT INTO payment_events (payment_id, event, amount_cents, currency, written_by) VALUES ($1, 'created', $2, 'EUR', 'v3')`
+	exec(t, conn, pay, "p1", 100, "ref-1")
+	exec(t, conn, event, "p1", 100)
+	exec(t, conn, pay, "p2", 200, "ref-2")
+	exec(t, conn, event, "p2", 200)
+	exec(t, conn, pay, "p3", 300, "ref-3") // the answer said an event was recorded; there is none
+	withEvent := func(a loadgen.Ack) loadgen.Ack { a.Event = true; return a }
+	acks := []loadgen.Ack{
+		withEvent(ack("k1", "p1", "ref-1", 100, "v3", false)),
+		withEvent(ack("", "p2", "ref-2", 200, "v3", false)),
+		withEvent(ack("k3", "p3", "ref-3", 300, "v3", false)),
+	}
+	res, err := Check(ctx, dsn, acks)
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.Found)
+	assert.Zero(t, res.FoundInArchive)
+	require.Equal(t, 1, res.Lost, res.LostSamples)
+	assert.Contains(t, res.LostSamples[0], "payment p3")
+	assert.Contains(t, res.LostSamples[0], "payment event")
+
+	// The rollback archives payment_events, then its Down drops it: found in the archive.
+	exec(t, conn, `CREATE SCHEMA rollbook_archive;
+		CREATE TABLE rollbook_archive.archives (deployment_id text, step text, version bigint, kind text, source_table text,
+			source_column text, archive_table text, rows bigint, created_at timestamptz DEFAULT now());
+		CREATE TABLE rollbook_archive.d2_expand_payment_events AS SELECT * FROM payment_events;
+		INSERT INTO rollbook_archive.archives (deployment_id, step, version, kind, source_table, source_column, archive_table, rows) VALUES
+			('d2', 'expand-schema', 5, 'table', 'payment_events', NULL, 'd2_expand_payment_events', 2);
+		DROP TABLE payment_events`)
+	res, err = Check(ctx, dsn, acks[:2])
+	require.NoError(t, err)
+	require.NoError(t, res.Require())
+	assert.Equal(t, 2, res.FoundInArchive)
+	assert.EqualValues(t, 2, res.ArchivedRows)
+
+	// An archived event with another amount than the caller sent is not "found".
+	exec(t, conn, `UPDATE rollbook_archive.d2_expand_payment_events SET amount_cents = 1 WHERE payment_id = 'p2'`)
+	res, err = Check(ctx, dsn, acks[:2])
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Lost, res.LostSamples)
+	assert.Contains(t, res.LostSamples[0], "payment event of 1, sent 200")
+}
+
 func startDB(t *testing.T) string { return pgtest.Start(t) }
