@@ -1,18 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/rollbook/rollbook/internal/devstack"
+	"github.com/rollbook/rollbook/internal/loadgen"
 	"github.com/rollbook/rollbook/workflows"
 )
 
@@ -39,10 +37,19 @@ func (b *bench) resetEdge() error {
 // setCanary switches the canary demo API's bad mode: every /api request
 // fails with the given rate (0: healthy).
 func setCanary(canaryURL string, errorRate float64) error {
-	u := canaryURL + "/admin/good"
 	if errorRate > 0 {
-		u = fmt.Sprintf("%s/admin/bad?errorRate=%g", canaryURL, errorRate)
+		return setCanaryMode(canaryURL, fmt.Sprintf("errorRate=%g", errorRate))
 	}
+	return postCanaryAdmin(canaryURL + "/admin/good")
+}
+
+// setCanaryMode puts the canary demo API in a bad mode given as /admin/bad
+// query parameters.
+func setCanaryMode(canaryURL, query string) error {
+	return postCanaryAdmin(canaryURL + "/admin/bad?" + query)
+}
+
+func postCanaryAdmin(u string) error {
 	resp, err := http.Post(u, "application/json", nil)
 	if err != nil {
 		return err
@@ -54,29 +61,12 @@ func setCanary(canaryURL string, errorRate float64) error {
 	return nil
 }
 
-// servedAPI reads how many /api/payments requests the demo API at base has
-// answered (its own Prometheus counter, every status code).
-func servedAPI(base string) (int64, error) {
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		return 0, err
+// edgeUnderLoad resets the edge route and starts client load through it.
+func (b *bench) edgeUnderLoad(rps int, keepLatencies bool) (*loadgen.Load, error) {
+	if err := b.resetEdge(); err != nil {
+		return nil, err
 	}
-	defer resp.Body.Close()
-	var n int64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "demoapi_http_requests_total{") || !strings.Contains(line, `path="/api/payments"`) {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("parsing %q: %w", line, err)
-		}
-		n += int64(v)
-	}
-	return n, sc.Err()
+	return loadgen.Start(b.st.HAProxyURL+"/api/payments", rps, keepLatencies), nil
 }
 
 func jitter(base, spread time.Duration) time.Duration {

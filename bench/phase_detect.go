@@ -9,7 +9,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/rollbook/rollbook/internal/haproxywatch"
-	"github.com/rollbook/rollbook/internal/loadgen"
 	"github.com/rollbook/rollbook/workflows"
 )
 
@@ -107,10 +106,10 @@ func (b *bench) detectOnce(ctx context.Context, spec runbookSpec, version string
 }
 
 func (b *bench) detect(ctx context.Context) error {
-	if err := b.resetEdge(); err != nil {
+	ld, err := b.edgeUnderLoad(b.cfg.BackgroundRPS, false)
+	if err != nil {
 		return err
 	}
-	ld := loadgen.Start(b.st.HAProxyURL+"/api/payments", b.cfg.BackgroundRPS, false)
 	defer ld.Stop()
 	var totals, gaps []float64
 	bds := map[string][]float64{}

@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/rollbook/rollbook/internal/haproxywatch"
-	"github.com/rollbook/rollbook/internal/loadgen"
 	"github.com/rollbook/rollbook/workflows"
 )
 
@@ -156,10 +155,10 @@ func (b *bench) abortOnce(ctx context.Context, i int) (s abortSample, err error)
 }
 
 func (b *bench) floorAndAbort(ctx context.Context) error {
-	if err := b.resetEdge(); err != nil {
+	ld, err := b.edgeUnderLoad(b.cfg.BackgroundRPS, false)
+	if err != nil {
 		return err
 	}
-	ld := loadgen.Start(b.st.HAProxyURL+"/api/payments", b.cfg.BackgroundRPS, false)
 	defer ld.Stop()
 	var floor, toAct, aborts []float64
 	floorBD, abortBD := map[string][]float64{}, map[string][]float64{}

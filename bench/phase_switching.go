@@ -6,18 +6,17 @@ import (
 	"time"
 
 	"github.com/rollbook/rollbook/internal/haproxywatch"
-	"github.com/rollbook/rollbook/internal/loadgen"
 	"github.com/rollbook/rollbook/workflows"
 )
 
 // Phase 4: switching is invisible.
 
 func (b *bench) switching(ctx context.Context) error {
-	if err := b.resetEdge(); err != nil {
+	spec := runbookSpec{service: "bench-switch", route: edgeRoute, stages: []int{10, 50, 100}, hold: true}
+	ld, err := b.edgeUnderLoad(b.cfg.SwitchRPS, true)
+	if err != nil {
 		return err
 	}
-	spec := runbookSpec{service: "bench-switch", route: edgeRoute, stages: []int{10, 50, 100}, hold: true}
-	ld := loadgen.Start(b.st.HAProxyURL+"/api/payments", b.cfg.SwitchRPS, true)
 	stopped := false
 	defer func() {
 		if !stopped {

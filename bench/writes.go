@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -164,20 +163,6 @@ func newWrites(r workflows.Result, rps int, rep loadgen.MixedReport, wr writeche
 		w.Samples = rep.ErrSamples
 	}
 	return w
-}
-
-// setCanaryMode puts the canary demo API in a bad mode given as /admin/bad query parameters.
-func setCanaryMode(canaryURL, query string) error {
-	u := canaryURL + "/admin/bad?" + query
-	resp, err := http.Post(u, "application/json", nil)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST %s: %s", u, resp.Status)
-	}
-	return nil
 }
 
 func copyDir(src, dst string) error {
