@@ -188,7 +188,8 @@ func parseServersState(out, backend string) (map[string]Server, error) {
 		return nil, commandError(backend, rest)
 	}
 	sc := bufio.NewScanner(strings.NewReader(out[i:]))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	// Small to start (the observer reads this every few ms), up to 1 MiB a line.
+	sc.Buffer(make([]byte, 0, 4096), 1024*1024)
 	if !sc.Scan() {
 		return nil, fmt.Errorf("show servers state %s: missing header", backend)
 	}
