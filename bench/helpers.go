@@ -15,7 +15,7 @@ import (
 )
 
 // Helpers shared by the phases: the edge route, the canary's bad mode,
-// jittered sleeps, medians and abandoning a failed run.
+// jittered sleeps, breakdowns and abandoning a failed run.
 
 var edgeRoute = route{router: "edge", backend: devstack.Backend}
 
@@ -73,9 +73,19 @@ func jitter(base, spread time.Duration) time.Duration {
 	return base + time.Duration(rand.Int64N(int64(spread)+1))
 }
 
-func medians(m map[string][]float64) map[string]float64 {
-	out := make(map[string]float64, len(m))
-	for k, v := range m {
+// breakdowns collects the runs' "where the time went" maps, part by part.
+type breakdowns map[string][]float64
+
+func (bs breakdowns) add(bd map[string]float64) {
+	for k, v := range bd {
+		bs[k] = append(bs[k], v)
+	}
+}
+
+// medians is each part's median over the runs.
+func (bs breakdowns) medians() map[string]float64 {
+	out := make(map[string]float64, len(bs))
+	for k, v := range bs {
 		out[k] = median(v)
 	}
 	return out

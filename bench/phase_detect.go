@@ -112,7 +112,7 @@ func (b *bench) detect(ctx context.Context) error {
 	}
 	defer ld.Stop()
 	var totals, gaps []float64
-	bds := map[string][]float64{}
+	bds := breakdowns{}
 	for i := 0; i < b.cfg.DetectN; i++ {
 		s, err := b.detectOnce(ctx, b.abortSpec("bench-detect"), fmt.Sprintf("v2.detect.%d", i), b.edgeObs, b.st.DemoCanaryURL, nil)
 		if err2 := setCanary(b.st.DemoCanaryURL, 0); err == nil {
@@ -126,16 +126,14 @@ func (b *bench) detect(ctx context.Context) error {
 		}
 		totals = append(totals, ms(s.total))
 		gaps = append(gaps, s.gaps...)
-		for k, v := range s.bd {
-			bds[k] = append(bds[k], v)
-		}
+		bds.add(s.bd)
 		if (i+1)%5 == 0 {
 			b.logf("  %d/%d detect runs", i+1, b.cfg.DetectN)
 		}
 	}
 	b.res.CheckIntervalMs = ms(b.cfg.CheckInterval)
 	b.res.DetectMs = dist(totals)
-	b.res.DetectBreakdown = medians(bds)
+	b.res.DetectBreakdown = bds.medians()
 	b.res.DetectRoundGapMs = dist(gaps)
 	return nil
 }

@@ -161,7 +161,7 @@ func (b *bench) floorAndAbort(ctx context.Context) error {
 	}
 	defer ld.Stop()
 	var floor, toAct, aborts []float64
-	floorBD, abortBD := map[string][]float64{}, map[string][]float64{}
+	floorBD, abortBD := breakdowns{}, breakdowns{}
 	firstTraffic, wftsOne := 0, 0
 	n := max(b.cfg.FloorN, b.cfg.AbortN)
 	for i := 0; i < n; i++ {
@@ -171,9 +171,7 @@ func (b *bench) floorAndAbort(ctx context.Context) error {
 				return fmt.Errorf("floor run %d: %w", i, err)
 			}
 			floor, toAct = append(floor, ms(total)), append(toAct, ms(act))
-			for k, v := range bd {
-				floorBD[k] = append(floorBD[k], v)
-			}
+			floorBD.add(bd)
 		}
 		if i < b.cfg.AbortN {
 			s, err := b.abortOnce(ctx, i)
@@ -181,9 +179,7 @@ func (b *bench) floorAndAbort(ctx context.Context) error {
 				return fmt.Errorf("abort run %d: %w", i, err)
 			}
 			aborts = append(aborts, ms(s.total))
-			for k, v := range s.bd {
-				abortBD[k] = append(abortBD[k], v)
-			}
+			abortBD.add(s.bd)
 			if s.firstTraffic {
 				firstTraffic++
 			}
@@ -196,7 +192,7 @@ func (b *bench) floorAndAbort(ctx context.Context) error {
 		}
 	}
 	b.res.FloorMs, b.res.FloorToActivityMs, b.res.AbortMs = dist(floor), dist(toAct), dist(aborts)
-	b.res.FloorBreakdown, b.res.AbortBreakdown = medians(floorBD), medians(abortBD)
+	b.res.FloorBreakdown, b.res.AbortBreakdown = floorBD.medians(), abortBD.medians()
 	if b.res.FloorMs.P50 > 0 {
 		b.res.AbortRatioP50 = round2(b.res.AbortMs.P50 / b.res.FloorMs.P50)
 	}
