@@ -22,7 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/rollbook/rollbook/internal/devstack"
-	"github.com/rollbook/rollbook/internal/haproxywatch"
+	"github.com/rollbook/rollbook/internal/router/haproxy"
 )
 
 // child is a process this benchmark started; it gets SIGTERM if we die.
@@ -123,6 +123,7 @@ func cpuSeconds(pid int) float64 {
 type benchHAProxy struct {
 	*child
 	socket         string
+	rt             *haproxy.Router // its runtime API, for readiness and counters
 	retryOnURL     string
 	retryOffURL    string
 	concurrentBack []string
@@ -200,6 +201,9 @@ func startBenchHAProxy(ctx context.Context, dir, stableURL, canaryURL string, co
 	if len(h.socket) > 100 {
 		return nil, fmt.Errorf("work directory path too long for a unix socket: %s", h.socket)
 	}
+	if h.rt, err = haproxy.New(h.socket); err != nil {
+		return nil, err
+	}
 	for i := 0; i < concurrent; i++ {
 		h.concurrentBack = append(h.concurrentBack, fmt.Sprintf("be_c_%03d", i))
 	}
@@ -233,8 +237,8 @@ func startBenchHAProxy(ctx context.Context, dir, stableURL, canaryURL string, co
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		out, err := haproxywatch.Command(h.socket, "show servers state be_retry_on")
-		if err == nil && strings.Contains(out, " canary ") {
+		servers, err := h.rt.Servers(ctx, "be_retry_on")
+		if _, ok := servers["canary"]; err == nil && ok {
 			return h, nil
 		}
 		if h.exited() || time.Now().After(deadline) || ctx.Err() != nil {

@@ -222,33 +222,15 @@ func (b *bench) run(ctx context.Context) (err error) {
 		os.RemoveAll(work)
 	}()
 
-	if b.cfg.EnvFile != "" {
-		b.st, err = devstack.Attach(b.cfg.EnvFile)
-		if err != nil {
-			return fmt.Errorf("attaching to the stack of %s: %w", b.cfg.EnvFile, err)
-		}
-		b.res.Run.Stack = "attached: " + b.cfg.EnvFile
-	} else {
-		b.logf("starting a private dev stack")
-		b.st, err = devstack.Start(ctx, devstack.Options{
-			Dir: filepath.Join(work, "stack"), RemoveOnStop: true, ModuleRoot: root, Log: b.cfg.Log, TemporalArgs: b.cfg.TemporalArgs,
-		})
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if serr := b.st.Stop(); serr != nil {
-				err = errors.Join(err, fmt.Errorf("stopping the stack: %w", serr))
-			}
-		}()
-		b.res.Run.Stack = "private (internal/devstack)"
-		if len(b.cfg.TemporalArgs) > 0 {
-			b.res.Run.Stack += ", temporal " + strings.Join(b.cfg.TemporalArgs, " ")
-		}
+	stopStack, err := b.openStack(ctx, root, work)
+	if err != nil {
+		return err
 	}
-	if out, err := exec.Command("haproxy", "-v").Output(); err == nil {
-		b.res.Run.HAProxy = strings.SplitN(string(out), "\n", 2)[0]
-	}
+	defer func() {
+		if serr := stopStack(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
 
 	b.tc, err = client.Dial(client.Options{HostPort: b.st.TemporalAddress, Namespace: devstack.Namespace, Logger: zapadapter.New(zap.NewNop())})
 	if err != nil {
@@ -263,41 +245,25 @@ func (b *bench) run(ctx context.Context) (err error) {
 	defer b.bh.stop(5 * time.Second)
 
 	taskQueue := "rollbook-bench-" + b.runID
-	b.res.Run.TaskQueue = taskQueue
-	b.logf("building and starting the worker (./workers/rollbook-worker) on task queue %s", taskQueue)
-	b.worker, err = startWorker(ctx, b.tc, root, work, b.st.Env(), taskQueue, b.st.HAProxySocket, b.bh.socket, append([]string{"be_retry_on", "be_retry_off"}, b.bh.concurrentBack...))
-	if err != nil {
+	if err := b.startRollbookWorker(ctx, root, work, taskQueue); err != nil {
 		return err
 	}
 	defer b.worker.stop(25 * time.Second)
-	b.dep = &deployer{tc: b.tc, taskQueue: taskQueue, dir: work}
 
 	b.bareTQ = taskQueue + "-bare"
-	bw := sdkworker.New(b.tc, b.bareTQ, sdkworker.Options{})
-	bw.RegisterWorkflowWithOptions(benchFloor, workflow.RegisterOptions{Name: bareFloorWorkflow})
-	bw.RegisterWorkflowWithOptions(benchSequence, workflow.RegisterOptions{Name: bareSeqWorkflow})
-	bw.RegisterActivityWithOptions(benchNoop, activityOptions(bareActivity))
-	if err := bw.Start(); err != nil {
-		return err
-	}
-	defer bw.Stop()
-	if err := waitPollers(ctx, b.tc, b.bareTQ, nil); err != nil {
-		return err
-	}
-
-	cfg := consulapi.DefaultConfig()
-	cfg.Address = b.st.ConsulHTTPAddr
-	consul, err := consulapi.NewClient(cfg)
+	stopBare, err := b.startBareWorker(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { _, _ = consul.KV().DeleteTree("rollbook-bench/", nil) }()
+	defer stopBare()
 
-	if err := b.resetEdge(); err != nil {
+	cleanKV, err := b.kvCleaner()
+	if err != nil {
 		return err
 	}
-	b.edgeObs, err = haproxywatch.Start(b.st.HAProxySocket, devstack.Backend, b.cfg.ObserveEvery)
-	if err != nil {
+	defer cleanKV()
+
+	if err := b.startEdgeObserver(); err != nil {
 		return err
 	}
 	defer func() {
@@ -306,6 +272,107 @@ func (b *bench) run(ctx context.Context) (err error) {
 		}
 	}()
 
+	if err := b.runPhases(ctx); err != nil {
+		return err
+	}
+	b.res.Observer = b.edgeObs.Stop()
+	b.edgeObs = nil
+	if b.cfg.Only != nil && !b.cfg.Only["concurrent"] {
+		return nil
+	}
+	return b.runConcurrent(ctx)
+}
+
+// openStack attaches to the stack of cfg.EnvFile or starts a private one
+// under work, and returns how to stop what it started.
+func (b *bench) openStack(ctx context.Context, root, work string) (stop func() error, err error) {
+	stop = func() error { return nil }
+	if b.cfg.EnvFile != "" {
+		b.st, err = devstack.Attach(b.cfg.EnvFile)
+		if err != nil {
+			return stop, fmt.Errorf("attaching to the stack of %s: %w", b.cfg.EnvFile, err)
+		}
+		b.res.Run.Stack = "attached: " + b.cfg.EnvFile
+	} else {
+		b.logf("starting a private dev stack")
+		b.st, err = devstack.Start(ctx, devstack.Options{
+			Dir: filepath.Join(work, "stack"), RemoveOnStop: true, ModuleRoot: root, Log: b.cfg.Log, TemporalArgs: b.cfg.TemporalArgs,
+		})
+		if err != nil {
+			return stop, err
+		}
+		stop = func() error {
+			if serr := b.st.Stop(); serr != nil {
+				return fmt.Errorf("stopping the stack: %w", serr)
+			}
+			return nil
+		}
+		b.res.Run.Stack = "private (internal/devstack)"
+		if len(b.cfg.TemporalArgs) > 0 {
+			b.res.Run.Stack += ", temporal " + strings.Join(b.cfg.TemporalArgs, " ")
+		}
+	}
+	if out, err := exec.Command("haproxy", "-v").Output(); err == nil {
+		b.res.Run.HAProxy = strings.SplitN(string(out), "\n", 2)[0]
+	}
+
+	return stop, nil
+}
+
+// startRollbookWorker builds and starts the rollbook worker on taskQueue,
+// allowed to drive the edge route and the bench HAProxy's backends.
+func (b *bench) startRollbookWorker(ctx context.Context, root, work, taskQueue string) (err error) {
+	b.res.Run.TaskQueue = taskQueue
+	b.logf("building and starting the worker (./workers/rollbook-worker) on task queue %s", taskQueue)
+	b.worker, err = startWorker(ctx, b.tc, root, work, b.st.Env(), taskQueue, b.st.HAProxySocket, b.bh.socket, append([]string{"be_retry_on", "be_retry_off"}, b.bh.concurrentBack...))
+	if err != nil {
+		return err
+	}
+	b.dep = &deployer{tc: b.tc, taskQueue: taskQueue, dir: work}
+	return nil
+}
+
+// startEdgeObserver puts the edge route at stable 100 % and starts watching
+// it.
+func (b *bench) startEdgeObserver() (err error) {
+	if err := b.resetEdge(); err != nil {
+		return err
+	}
+	b.edgeObs, err = haproxywatch.Start(b.st.HAProxySocket, devstack.Backend, b.cfg.ObserveEvery)
+	return err
+}
+
+// kvCleaner returns how to delete the Consul keys the runs leave behind.
+func (b *bench) kvCleaner() (func(), error) {
+	cfg := consulapi.DefaultConfig()
+	cfg.Address = b.st.ConsulHTTPAddr
+	consul, err := consulapi.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _, _ = consul.KV().DeleteTree("rollbook-bench/", nil) }, nil
+}
+
+// startBareWorker runs, in this process, the worker of the bare workflows
+// that measure Temporal alone.
+func (b *bench) startBareWorker(ctx context.Context) (stop func(), err error) {
+	bw := sdkworker.New(b.tc, b.bareTQ, sdkworker.Options{})
+	bw.RegisterWorkflowWithOptions(benchFloor, workflow.RegisterOptions{Name: bareFloorWorkflow})
+	bw.RegisterWorkflowWithOptions(benchSequence, workflow.RegisterOptions{Name: bareSeqWorkflow})
+	bw.RegisterActivityWithOptions(benchNoop, activityOptions(bareActivity))
+	if err := bw.Start(); err != nil {
+		return nil, err
+	}
+	if err := waitPollers(ctx, b.tc, b.bareTQ, nil); err != nil {
+		bw.Stop()
+		return nil, err
+	}
+	return bw.Stop, nil
+}
+
+// runPhases runs phases 1 to 5 and 7 (those selected by cfg.Only) one
+// after the other on the edge route.
+func (b *bench) runPhases(ctx context.Context) error {
 	phases := []struct {
 		key, name string
 		f         func(context.Context) error
@@ -327,12 +394,11 @@ func (b *bench) run(ctx context.Context) (err error) {
 		}
 		b.logf("  done in %.0f s", time.Since(t).Seconds())
 	}
-	b.res.Observer = b.edgeObs.Stop()
-	b.edgeObs = nil
+	return nil
+}
 
-	if b.cfg.Only != nil && !b.cfg.Only["concurrent"] {
-		return nil
-	}
+// runConcurrent runs phase 6 and reads the worker's memory after it.
+func (b *bench) runConcurrent(ctx context.Context) error {
 	t := time.Now()
 	b.logf("phase 6: %d deployments at once vs %d bare workflows", b.cfg.Concurrent, b.cfg.Concurrent)
 	if err := b.concurrent(ctx); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -77,23 +76,10 @@ func (b *bench) writes(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = b.resetEdge() }()
-	root, err := devstack.FindModuleRoot()
+	bun, err := b.writesBundle()
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(b.dep.dir, "writes")
-	if err := copyDir(filepath.Join(root, "runbooks", "payments-api", "migrations"), filepath.Join(dir, "migrations")); err != nil {
-		return err
-	}
-	rb := filepath.Join(dir, "bench-writes.yaml")
-	if err := os.WriteFile(rb, []byte(b.writesSpec()), 0o644); err != nil {
-		return err
-	}
-	bun, err := runbook.BuildBundle(rb, "v2.writes."+b.runID, runbook.Origin{User: "rollbook-bench"})
-	if err != nil {
-		return err
-	}
-
 	rps := b.cfg.BackgroundRPS
 	load := loadgen.StartMixed(loadgen.Mix{BaseURL: b.st.HAProxyURL, Rate: rps})
 	stopped := false
@@ -133,6 +119,35 @@ func (b *bench) writes(ctx context.Context) error {
 		return err
 	}
 	c := rep.Counts
+	w := newWrites(r, rps, rep, wr)
+	b.res.Writes = w
+	b.logf("  %s; client errors: reads %d, keyed writes %d, unkeyed writes %d; archived rows %d",
+		wr, c.Reads.Errors, c.Keyed.Errors, c.Unkeyed.Errors, wr.ArchivedRows)
+	return nil
+}
+
+// writesBundle builds phase 7's bundle: writesSpec with the example's
+// migrations beside it.
+func (b *bench) writesBundle() (*runbook.Bundle, error) {
+	root, err := devstack.FindModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(b.dep.dir, "writes")
+	if err := copyDir(filepath.Join(root, "runbooks", "payments-api", "migrations"), filepath.Join(dir, "migrations")); err != nil {
+		return nil, err
+	}
+	rb := filepath.Join(dir, "bench-writes.yaml")
+	if err := os.WriteFile(rb, []byte(b.writesSpec()), 0o644); err != nil {
+		return nil, err
+	}
+	return runbook.BuildBundle(rb, "v2.writes."+b.runID, runbook.Origin{User: "rollbook-bench"})
+}
+
+// newWrites is phase 7's result: the write check against the database and
+// what the clients saw.
+func newWrites(r workflows.Result, rps int, rep loadgen.MixedReport, wr writecheck.Result) Writes {
+	c := rep.Counts
 	w := Writes{
 		Runs: 1, Outcome: string(r.Outcome), RPS: rps,
 		Acknowledged: wr.Acknowledged, Lost: wr.Lost, Duplicates: wr.Duplicated,
@@ -147,24 +162,7 @@ func (b *bench) writes(ctx context.Context) error {
 	if len(w.Samples) == 0 {
 		w.Samples = rep.ErrSamples
 	}
-	b.res.Writes = w
-	b.logf("  %s; client errors: reads %d, keyed writes %d, unkeyed writes %d; archived rows %d",
-		wr, c.Reads.Errors, c.Keyed.Errors, c.Unkeyed.Errors, wr.ArchivedRows)
-	return nil
-}
-
-// setCanaryMode puts the canary demo API in a bad mode given as /admin/bad query parameters.
-func setCanaryMode(canaryURL, query string) error {
-	u := canaryURL + "/admin/bad?" + query
-	resp, err := http.Post(u, "application/json", nil)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST %s: %s", u, resp.Status)
-	}
-	return nil
+	return w
 }
 
 func copyDir(src, dst string) error {

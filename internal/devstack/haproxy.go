@@ -12,7 +12,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/rollbook/rollbook/internal/haproxywatch"
+	"github.com/rollbook/rollbook/internal/router/haproxy"
 )
 
 //go:embed haproxy.cfg.tmpl
@@ -77,5 +77,15 @@ func (s *Stack) HAProxyCommand(cmd string) (string, error) {
 	if s.HAProxySocket == "" {
 		return "", errors.New("no HAProxy socket")
 	}
-	return haproxywatch.Command(s.HAProxySocket, cmd)
+	rt, err := haproxy.New(s.HAProxySocket)
+	if err != nil {
+		return "", err
+	}
+	// The driver sends its commands in one write, joined by ";", as HAProxy
+	// received the caller's batch.
+	var cmds []string
+	for _, c := range strings.Split(strings.TrimRight(cmd, "\n"), ";") {
+		cmds = append(cmds, strings.TrimSpace(c))
+	}
+	return rt.Exec(context.Background(), cmds...)
 }

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rollbook/rollbook/internal/haproxywatch"
+	"github.com/rollbook/rollbook/internal/router/haproxy"
 	"github.com/rollbook/rollbook/runbook"
 )
 
@@ -328,30 +328,19 @@ func haproxyServerUp(socket, backend, server string) (bool, error) {
 	if socket == "" {
 		return true, nil
 	}
-	out, err := haproxywatch.Command(socket, "show servers state "+backend)
+	rt, err := haproxy.New(socket)
 	if err != nil {
 		return false, err
 	}
-	var cols []string
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) > 1 && f[0] == "#" {
-			cols = f[1:]
-			continue
-		}
-		if cols == nil || len(f) != len(cols) {
-			continue
-		}
-		if i := slices.Index(cols, "srv_name"); i < 0 || f[i] != server {
-			continue
-		}
-		i := slices.Index(cols, "srv_op_state")
-		if i < 0 {
-			return false, fmt.Errorf("no srv_op_state in %q", out)
-		}
-		return f[i] == "2", nil
+	servers, err := rt.Servers(context.Background(), backend)
+	if err != nil {
+		return false, err
 	}
-	return false, fmt.Errorf("server %s not in backend %s", server, backend)
+	s, ok := servers[server]
+	if !ok {
+		return false, fmt.Errorf("server %s not in backend %s", server, backend)
+	}
+	return s.Op == 2, nil
 }
 
 func (sv *supervisor) target(w http.ResponseWriter, r *http.Request) *supervised {

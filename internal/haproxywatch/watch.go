@@ -1,6 +1,7 @@
 // Package haproxywatch observes an HAProxy backend's stable/canary weights
 // from the outside: it polls the runtime API every few milliseconds on its
-// own connection, independently of rollbook, and timestamps every change.
+// own connection, independently of the worker (it shares only the router
+// driver's reader of the runtime API), and timestamps every change.
 // The demo, the benchmark and the crash campaign use it to report what really
 // happened at the gateway rather than what rollbook says it did.
 package haproxywatch
@@ -8,30 +9,12 @@ package haproxywatch
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// Command sends one runtime API command batch (";"-separated) over the unix
-// socket and returns the answer.
-func Command(socket, cmd string) (string, error) {
-	conn, err := net.DialTimeout("unix", socket, 2*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(conn, strings.TrimRight(cmd, "\n")+"\n"); err != nil {
-		return "", err
-	}
-	out, err := io.ReadAll(conn)
-	return string(out), err
-}
+	"github.com/rollbook/rollbook/internal/router/haproxy"
+)
 
 // Weights are the live weights of a backend's two servers.
 type Weights struct{ Stable, Canary int }
@@ -49,24 +32,19 @@ func (w Weights) CanaryPct() int {
 	return w.Canary * 100 / (w.Stable + w.Canary)
 }
 
-// Read asks HAProxy once for the weights of backend's servers "stable" and
-// "canary".
-func Read(socket, backend string) (Weights, error) {
-	out, err := Command(socket, fmt.Sprintf("get weight %s/stable; get weight %s/canary", backend, backend))
+// Read asks HAProxy once for the live weights of backend's servers "stable"
+// and "canary", through the router driver's reader of "show servers state".
+func Read(ctx context.Context, rt *haproxy.Router, backend string) (Weights, error) {
+	servers, err := rt.Servers(ctx, backend)
 	if err != nil {
 		return Weights{}, err
 	}
-	// "100 (initial 256)\n\n0 (initial 0)\n"
-	f := strings.Fields(out)
-	if len(f) < 6 {
-		return Weights{}, fmt.Errorf("unexpected answer %q", out)
+	s, ok1 := servers["stable"]
+	c, ok2 := servers["canary"]
+	if !ok1 || !ok2 {
+		return Weights{}, fmt.Errorf("backend %s lacks a stable or canary server", backend)
 	}
-	s, err1 := strconv.Atoi(f[0])
-	c, err2 := strconv.Atoi(f[3])
-	if err1 != nil || err2 != nil {
-		return Weights{}, fmt.Errorf("unexpected answer %q", out)
-	}
-	return Weights{s, c}, nil
+	return Weights{s.UWeight, c.UWeight}, nil
 }
 
 // Sample is one observed state and when its answer arrived.
@@ -86,8 +64,9 @@ type Stats struct {
 // is the moment the answer that first shows it arrived: an upper bound, at
 // most one poll period after the real change.
 type Observer struct {
-	socket, backend string
-	every           time.Duration
+	rt      *haproxy.Router
+	backend string
+	every   time.Duration
 
 	mu    sync.Mutex
 	log   []Sample
@@ -102,8 +81,12 @@ type Observer struct {
 // Start reads the weights once (an error if HAProxy does not answer) and
 // polls them every `every` until Stop.
 func Start(socket, backend string, every time.Duration) (*Observer, error) {
-	o := &Observer{socket: socket, backend: backend, every: every, done: make(chan struct{})}
-	w, err := Read(socket, backend)
+	rt, err := haproxy.New(socket)
+	if err != nil {
+		return nil, fmt.Errorf("observer: %w", err)
+	}
+	o := &Observer{rt: rt, backend: backend, every: every, done: make(chan struct{})}
+	w, err := Read(context.Background(), rt, backend)
 	if err != nil {
 		return nil, fmt.Errorf("observer: reading %s weights: %w", backend, err)
 	}
@@ -126,7 +109,7 @@ func (o *Observer) loop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		w, err := Read(o.socket, o.backend)
+		w, err := Read(ctx, o.rt, o.backend)
 		now := time.Now()
 		o.polls.Add(1)
 		if err != nil {

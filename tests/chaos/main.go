@@ -168,22 +168,11 @@ func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
 	if h.cfg, err = writeWorkerConfig(root, dir, taskQueue); err != nil {
 		return nil, err
 	}
-	if o.env != "" {
-		if h.stack, err = devstack.Attach(o.env); err != nil {
-			return nil, fmt.Errorf("no dev stack at %s: %w", o.env, err)
-		}
-	} else {
-		h.logf("starting a private dev stack in %s", filepath.Join(dir, "stack"))
-		h.stack, err = devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), ModuleRoot: root, Log: o.log, RemoveOnStop: true})
-		if err != nil {
-			return nil, fmt.Errorf("starting the dev stack: %w", err)
-		}
-		defer func() {
-			if err := h.stack.Stop(); err != nil {
-				h.logf("stopping the dev stack: %v", err)
-			}
-		}()
+	stopStack, err := h.openStack(ctx, o)
+	if err != nil {
+		return nil, err
 	}
+	defer stopStack()
 	h.env = h.stack.Env()
 	h.tc, err = client.Dial(client.Options{HostPort: h.stack.TemporalAddress, Namespace: devstack.Namespace, Logger: zapadapter.New(zap.NewNop())})
 	if err != nil {
@@ -205,9 +194,46 @@ func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
 	rep := &report{KillPoints: len(points), Runbook: "runbooks/payments-api.yaml", Shortened: shortenedNote, StartedAt: time.Now().UTC()}
 	fmt.Fprintf(out, "rollbook crash campaign: %d kill points, runbook %s\n%s\n\n", len(points), rep.Runbook, shortenedNote)
 	printHeader(out)
+	if o.keep, err = h.runPoints(ctx, points, rep, out, o.keep); err != nil {
+		return nil, err
+	}
+	rep.summarise(o.rps, o.keep, out)
+	if o.out != "" {
+		if err := writeReport(rep, root, o.out, out); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// openStack attaches to the stack of o.env or starts a private one, and
+// returns how to stop what it started.
+func (h *harness) openStack(ctx context.Context, o options) (stop func(), err error) {
+	if o.env != "" {
+		if h.stack, err = devstack.Attach(o.env); err != nil {
+			return nil, fmt.Errorf("no dev stack at %s: %w", o.env, err)
+		}
+		return func() {}, nil
+	}
+	h.logf("starting a private dev stack in %s", filepath.Join(h.dir, "stack"))
+	h.stack, err = devstack.Start(ctx, devstack.Options{Dir: filepath.Join(h.dir, "stack"), ModuleRoot: h.root, Log: o.log, RemoveOnStop: true})
+	if err != nil {
+		return nil, fmt.Errorf("starting the dev stack: %w", err)
+	}
+	return func() {
+		if err := h.stack.Stop(); err != nil {
+			h.logf("stopping the dev stack: %v", err)
+		}
+	}, nil
+}
+
+// runPoints runs every point in order, prints its row and, for an
+// inconsistent one, what failed. It returns keep, turned on by the first
+// inconsistent run: its worker logs are the only way to see why.
+func (h *harness) runPoints(ctx context.Context, points []killPoint, rep *report, out io.Writer, keep bool) (bool, error) {
 	for i, p := range points {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return keep, ctx.Err()
 		}
 		h.logf("run %d/%d: %s (%s path%s)", i+1, len(points), p.Name, p.Path, prefixed(", ", p.trigger()))
 		r := h.runOne(ctx, i+1, p)
@@ -219,13 +245,19 @@ func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
 					fmt.Fprintf(out, "      ✗ %s: want %s, got %s\n", c.Name, c.Want, c.Got)
 				}
 			}
-			if !o.keep {
+			if !keep {
 				// The logs are the only way to see why.
-				o.keep = true
-				h.logf("run %d is inconsistent: keeping the worker logs in %s", i+1, filepath.Join(dir, "logs"))
+				keep = true
+				h.logf("run %d is inconsistent: keeping the worker logs in %s", i+1, filepath.Join(h.dir, "logs"))
 			}
 		}
 	}
+	return keep, nil
+}
+
+// summarise adds up the runs, their client load and their writes, and
+// prints the totals.
+func (rep *report) summarise(rps int, keep bool, out io.Writer) {
 	rep.Runs = len(rep.Details)
 	for _, r := range rep.Details {
 		if r.Consistent {
@@ -237,7 +269,7 @@ func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
 			rep.RollbackRuns++
 		}
 	}
-	if !o.keep {
+	if !keep {
 		for i := range rep.Details {
 			rep.Details[i].Logs = nil
 		}
@@ -254,29 +286,31 @@ func campaign(ctx context.Context, o options, out io.Writer) (*report, error) {
 	}
 	reqs := counts.Reads.Sent + counts.Keyed.Sent + counts.Unkeyed.Sent
 	failed := counts.Errors()
-	rep.Load = loadSummary{RPS: o.rps, Requests: reqs, Failed: failed, Counts: counts,
+	rep.Load = loadSummary{RPS: rps, Requests: reqs, Failed: failed, Counts: counts,
 		Note: "reads, writes with an Idempotency-Key and a few without, through HAProxy during every run (internal/loadgen mixed load); client errors are informational, lost writes are not"}
 	fmt.Fprintf(out, "\nkill points %d, runs %d (%d on the rollback/abort path), consistent %d, inconsistent %d, %.0fs; client requests %d, failed %d (reads %d, keyed writes %d, unkeyed writes %d)\nacknowledged writes: %d, lost: %d, duplicated: %d\n",
 		rep.KillPoints, rep.Runs, rep.RollbackRuns, rep.Consistent, rep.Inconsistent, rep.DurationS, reqs, failed,
 		counts.Reads.Errors, counts.Keyed.Errors, counts.Unkeyed.Errors, rep.WritesAcknowledged, rep.WritesLost, rep.WritesDuplicated)
-	if o.out != "" {
-		path := o.out
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(root, path)
-		}
-		data, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return rep, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return rep, err
-		}
-		if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-			return rep, err
-		}
-		fmt.Fprintf(out, "report: %s\n", path)
+}
+
+// writeReport writes the report as JSON to path (relative to the module
+// root).
+func writeReport(rep *report, root, path string, w io.Writer) error {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(root, path)
 	}
-	return rep, nil
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "report: %s\n", path)
+	return nil
 }
 
 func addCounts(a, b loadgen.MixedCounts) loadgen.MixedCounts {

@@ -95,196 +95,266 @@ func (r *runResult) add(c check) {
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
 // runOne runs the example runbook once with the worker killed at p, then a
-// new worker, and checks the invariants.
+// new worker, and checks the invariants. A harness error ends the run early
+// with a failed "run completed" check; what the run started is stopped in
+// reverse order whatever the path.
 func (h *harness) runOne(ctx context.Context, idx int, p killPoint) (res runResult) {
-	start := time.Now()
-	res = runResult{Index: idx, Point: p.Name, Kind: p.Kind, Phase: p.Phase, Path: p.Path, Trigger: p.trigger(), Why: p.Why,
+	r := &chaosRun{h: h, idx: idx, p: p, start: time.Now(), done: make(chan struct{})}
+	r.res = runResult{Index: idx, Point: p.Name, Kind: p.Kind, Phase: p.Phase, Path: p.Path, Trigger: p.trigger(), Why: p.Why,
 		Expected: p.expected(), WorkflowID: workflows.WorkflowID(service)}
-	defer func() {
-		res.DurationMs = time.Since(start).Milliseconds()
-		res.Consistent = len(res.Checks) > 0
-		for _, c := range res.Checks {
-			res.Consistent = res.Consistent && c.OK
-		}
-	}()
-	fail := func(format string, args ...any) runResult {
-		msg := fmt.Sprintf(format, args...)
-		res.add(check{Name: "run completed", OK: false, Want: "no harness error", Got: msg})
-		return res
-	}
+	defer func() { res = r.finish() }()
 
-	// 1. Baseline.
+	for _, stage := range []func(context.Context) error{
+		r.baseline,       // components reset, load and canary mode started
+		r.startDoomed,    // the worker that will die
+		r.deploy,         // the deployment, watched by a monitor
+		r.killAtPoint,    // SIGKILL once the worker reaches the point
+		r.recoverAndWait, // a new worker finishes the deployment
+		r.checkFinal,     // invariants, against the real components
+	} {
+		if err := stage(ctx); err != nil {
+			r.res.add(check{Name: "run completed", OK: false, Want: "no harness error", Got: err.Error()})
+			break
+		}
+	}
+	return r.res
+}
+
+// chaosRun is the state of one runOne.
+type chaosRun struct {
+	h     *harness
+	idx   int
+	p     killPoint
+	start time.Time
+	res   runResult
+	// cleanups run in reverse order at the end of the run.
+	cleanups []func()
+
+	tag       string
+	w1        *workerProc
+	crashLog  string
+	bundle    *runbook.Bundle
+	mon       *monitor
+	done      chan struct{} // closed when result and resultErr are set
+	result    workflows.Result
+	resultErr error
+}
+
+func (r *chaosRun) later(f func()) { r.cleanups = append(r.cleanups, f) }
+
+// finish stops what the run started, newest first, and settles its duration
+// and verdict.
+func (r *chaosRun) finish() runResult {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+	r.res.DurationMs = time.Since(r.start).Milliseconds()
+	r.res.Consistent = len(r.res.Checks) > 0
+	for _, c := range r.res.Checks {
+		r.res.Consistent = r.res.Consistent && c.OK
+	}
+	return r.res
+}
+
+// baseline resets the components, checks the starting state and starts the
+// client load and the canary's bad mode the point asks for.
+func (r *chaosRun) baseline(ctx context.Context) error {
+	h := r.h
 	if err := h.state.reset(ctx); err != nil {
-		return fail("reset: %v", err)
+		return fmt.Errorf("reset: %v", err)
 	}
 	base, err := h.state.read(ctx)
 	if err != nil {
-		return fail("reading the baseline: %v", err)
+		return fmt.Errorf("reading the baseline: %v", err)
 	}
 	for _, c := range stateChecks(base, false, "") {
 		if !c.OK {
-			return fail("baseline not reached: %s: want %s, got %s", c.Name, c.Want, c.Got)
+			return fmt.Errorf("baseline not reached: %s: want %s, got %s", c.Name, c.Want, c.Got)
 		}
 	}
 	if h.rps > 0 {
 		load := loadgen.StartMixed(loadgen.Mix{BaseURL: h.stack.HAProxyURL, Rate: h.rps})
-		// Deferred after the deployment's own end (endDeployment below runs first): the
-		// check sees the final state, whatever path the run took.
-		defer h.checkWrites(ctx, &res, load)
+		// Cleaned up after the deployment's own end (endDeployment runs
+		// first): the check sees the final state, whatever path the run took.
+		r.later(func() { h.checkWrites(ctx, &r.res, load) })
 	}
-	if p.BadFromStart {
+	if r.p.BadFromStart {
 		if err := setCanaryBad(ctx, h.stack, 0.5); err != nil {
-			return fail("%v", err)
+			return err
 		}
 	}
-	defer func() { _ = setCanaryBad(context.Background(), h.stack, 0) }()
+	r.later(func() { _ = setCanaryBad(context.Background(), h.stack, 0) })
+	return nil
+}
 
-	// 2. The worker that will die.
-	tag := fmt.Sprintf("%02d-%s", idx, strings.Trim(unsafeChars.ReplaceAllString(p.Name, "_"), "_"))
-	crashLog := filepath.Join(h.dir, "logs", tag+"-killed.log")
-	res.Logs = append(res.Logs, crashLog)
-	w1, err := startWorker(h.bin, h.cfg, h.env, p.crashpoint(), crashLog)
+// startDoomed starts the worker armed with the point's crash point.
+func (r *chaosRun) startDoomed(context.Context) error {
+	r.tag = fmt.Sprintf("%02d-%s", r.idx, strings.Trim(unsafeChars.ReplaceAllString(r.p.Name, "_"), "_"))
+	r.crashLog = filepath.Join(r.h.dir, "logs", r.tag+"-killed.log")
+	r.res.Logs = append(r.res.Logs, r.crashLog)
+	w1, err := startWorker(r.h.bin, r.h.cfg, r.h.env, r.p.crashpoint(), r.crashLog)
 	if err != nil {
-		return fail("%v", err)
+		return err
 	}
-	defer w1.stop()
-	if err := w1.waitStarted(30 * time.Second); err != nil {
-		return fail("%v", err)
-	}
+	r.w1 = w1
+	r.later(w1.stop)
+	return w1.waitStarted(30 * time.Second)
+}
 
-	// 3. The deployment.
-	b, err := h.bundle(fmt.Sprintf("chaos-%02d", idx))
+// deploy starts the deployment, waits for its result in the background and
+// watches it with a monitor.
+func (r *chaosRun) deploy(ctx context.Context) error {
+	h := r.h
+	b, err := h.bundle(fmt.Sprintf("chaos-%02d", r.idx))
 	if err != nil {
-		return fail("building the bundle: %v", err)
+		return fmt.Errorf("building the bundle: %v", err)
 	}
+	r.bundle = b
 	wr, err := h.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       res.WorkflowID,
+		ID:                       r.res.WorkflowID,
 		TaskQueue:                h.taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SAService.ValueSet(service), workflows.SAVersion.ValueSet(b.Version), workflows.SAPhase.ValueSet(string(workflows.PhaseDeploying))),
-		StaticSummary: "chaos " + p.Name + ": " + workflows.Summary(b),
+		StaticSummary: "chaos " + r.p.Name + ": " + workflows.Summary(b),
 	}, workflows.WorkflowType, workflows.Input{Bundle: *b})
 	if err != nil {
-		return fail("starting the deployment: %v", err)
+		return fmt.Errorf("starting the deployment: %v", err)
 	}
-	res.RunID = wr.GetRunID()
-	var (
-		result    workflows.Result
-		resultErr error
-		done      = make(chan struct{})
-	)
+	r.res.RunID = wr.GetRunID()
 	go func() {
-		defer close(done)
-		resultErr = wr.Get(ctx, &result)
+		defer close(r.done)
+		r.resultErr = wr.Get(ctx, &r.result)
 	}()
 	// Whatever happens below, no deployment outlives its run.
-	defer h.endDeployment(res.WorkflowID, done)
+	r.later(func() { h.endDeployment(r.res.WorkflowID, r.done) })
+	r.mon = h.startMonitor(ctx, r.p, r.start)
+	r.later(r.mon.stop)
+	return nil
+}
 
-	mon := h.startMonitor(ctx, p, start)
-	defer mon.stop()
-
-	// 4. Wait for the kill point, and kill.
-	kill := killRecord{Pid: w1.Pid}
-	if p.crashpoint() != "" {
-		select {
-		case line := <-w1.reached:
-			kill.Marker = line
-		case <-done:
-			return fail("the deployment ended (%s) before the worker reached %s: the kill point is not on this path", outcomeOf(result, resultErr), p.Name)
-		case <-w1.exited:
-			return fail("the worker exited before reaching the kill point: %v (log %s)", w1.state, crashLog)
-		case <-time.After(reachTimeout):
-			return fail("the worker did not reach %s within %s", p.Name, reachTimeout)
-		case <-ctx.Done():
-			return fail("interrupted")
-		}
-	} else {
-		select {
-		case <-mon.paused:
-		case <-done:
-			return fail("the deployment ended (%s) before pausing at approval", outcomeOf(result, resultErr))
-		case <-time.After(reachTimeout):
-			return fail("the deployment did not pause at approval within %s", reachTimeout)
-		case <-ctx.Done():
-			return fail("interrupted")
-		}
+// killAtPoint waits until the worker reaches the point (or the deployment
+// pauses at approval, for the paused point) and kills it with SIGKILL.
+func (r *chaosRun) killAtPoint(ctx context.Context) error {
+	kill := killRecord{Pid: r.w1.Pid}
+	marker, err := r.waitForPoint(ctx)
+	if err != nil {
+		return err
 	}
-	kill.Phase, kill.Step = mon.last()
+	kill.Marker = marker
+	kill.Phase, kill.Step = r.mon.last()
 	if _, step, ok := strings.Cut(kill.Marker, " step="); ok {
 		// The worker names the step it stopped in; the last status query
 		// may be a few activities old.
 		kill.Step, kill.Phase = step, ""
 	}
 	kill.At = time.Now()
-	kill.SinceStartMs = kill.At.Sub(start).Milliseconds()
-	sig, err := w1.kill()
+	kill.SinceStartMs = kill.At.Sub(r.start).Milliseconds()
+	sig, err := r.w1.kill()
 	if err != nil {
-		return fail("%v", err)
+		return err
 	}
 	kill.Signal = sig
-	res.Kills = append(res.Kills, kill)
-	res.add(check{Name: "worker killed with SIGKILL at the point", OK: sig == "killed", Want: "killed", Got: sig})
-	mon.event("worker pid %d killed (%s)", w1.Pid, sig)
-
-	if p.AbortAfterKill {
-		if err := h.abort(ctx, "chaos: abort while the worker is dead"); err != nil {
-			return fail("abort: %v", err)
+	r.res.Kills = append(r.res.Kills, kill)
+	r.res.add(check{Name: "worker killed with SIGKILL at the point", OK: sig == "killed", Want: "killed", Got: sig})
+	r.mon.event("worker pid %d killed (%s)", r.w1.Pid, sig)
+	if r.p.AbortAfterKill {
+		if err := r.h.abort(ctx, "chaos: abort while the worker is dead"); err != nil {
+			return fmt.Errorf("abort: %v", err)
 		}
-		mon.event("abort sent while no worker runs")
+		r.mon.event("abort sent while no worker runs")
 	}
+	return nil
+}
 
-	// 5. A new worker finishes the deployment.
-	recLog := filepath.Join(h.dir, "logs", tag+"-recovery.log")
-	res.Logs = append(res.Logs, recLog)
-	w2, err := startWorker(h.bin, h.cfg, h.env, "", recLog)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer w2.stop()
-	res.RecoveryPid = w2.Pid
-	if err := w2.waitStarted(30 * time.Second); err != nil {
-		return fail("%v", err)
-	}
-	mon.event("new worker pid %d polls", w2.Pid)
-	if p.Phase == "paused" {
-		if p.Path == pathAbort {
-			if err := h.abort(ctx, "chaos: abort while paused"); err != nil {
-				return fail("abort: %v", err)
-			}
-			mon.event("abort sent while paused")
-		} else {
-			mon.allowApproval()
+// waitForPoint returns the worker's crash-point line once it reaches the
+// point, or "" once the deployment pauses at approval (the point without a
+// crash point).
+func (r *chaosRun) waitForPoint(ctx context.Context) (marker string, err error) {
+	if r.p.crashpoint() == "" {
+		select {
+		case <-r.mon.paused:
+			return "", nil
+		case <-r.done:
+			return "", fmt.Errorf("the deployment ended (%s) before pausing at approval", outcomeOf(r.result, r.resultErr))
+		case <-time.After(reachTimeout):
+			return "", fmt.Errorf("the deployment did not pause at approval within %s", reachTimeout)
+		case <-ctx.Done():
+			return "", errors.New("interrupted")
 		}
 	}
 	select {
-	case <-done:
-	case <-time.After(finishTimeout):
-		return fail("no outcome %s after the new worker started (phase %q)", finishTimeout, mon.phase())
+	case line := <-r.w1.reached:
+		return line, nil
+	case <-r.done:
+		return "", fmt.Errorf("the deployment ended (%s) before the worker reached %s: the kill point is not on this path", outcomeOf(r.result, r.resultErr), r.p.Name)
+	case <-r.w1.exited:
+		return "", fmt.Errorf("the worker exited before reaching the kill point: %v (log %s)", r.w1.state, r.crashLog)
+	case <-time.After(reachTimeout):
+		return "", fmt.Errorf("the worker did not reach %s within %s", r.p.Name, reachTimeout)
 	case <-ctx.Done():
-		return fail("interrupted")
+		return "", errors.New("interrupted")
 	}
-	mon.stop()
-	res.Events = mon.events()
-	if resultErr != nil {
-		return fail("the deployment failed: %v", resultErr)
-	}
+}
 
-	// 6. Invariants, against the real components.
-	res.Got = string(result.Outcome)
-	res.FailedStep = result.FailedStep
-	res.Reason = result.Reason
-	res.add(eq("outcome", res.Expected, res.Got))
-	live, err := h.state.read(ctx)
+// recoverAndWait starts a worker without crash point, plays the operator's
+// part at a paused point, and waits for the deployment's outcome.
+func (r *chaosRun) recoverAndWait(ctx context.Context) error {
+	h := r.h
+	recLog := filepath.Join(h.dir, "logs", r.tag+"-recovery.log")
+	r.res.Logs = append(r.res.Logs, recLog)
+	w2, err := startWorker(h.bin, h.cfg, h.env, "", recLog)
 	if err != nil {
-		return fail("reading the final state: %v", err)
+		return err
 	}
-	for _, c := range stateChecks(live, res.Expected == string(workflows.OutcomeSucceeded), b.Version) {
-		res.add(c)
+	r.later(w2.stop)
+	r.res.RecoveryPid = w2.Pid
+	if err := w2.waitStarted(30 * time.Second); err != nil {
+		return err
 	}
-	res.Compensations, _ = compChecks(&res, result)
-	return res
+	r.mon.event("new worker pid %d polls", w2.Pid)
+	if r.p.Phase == "paused" {
+		if r.p.Path == pathAbort {
+			if err := h.abort(ctx, "chaos: abort while paused"); err != nil {
+				return fmt.Errorf("abort: %v", err)
+			}
+			r.mon.event("abort sent while paused")
+		} else {
+			r.mon.allowApproval()
+		}
+	}
+	select {
+	case <-r.done:
+	case <-time.After(finishTimeout):
+		return fmt.Errorf("no outcome %s after the new worker started (phase %q)", finishTimeout, r.mon.phase())
+	case <-ctx.Done():
+		return errors.New("interrupted")
+	}
+	r.mon.stop()
+	r.res.Events = r.mon.events()
+	if r.resultErr != nil {
+		return fmt.Errorf("the deployment failed: %v", r.resultErr)
+	}
+	return nil
+}
+
+// checkFinal compares the outcome and the live state of schema, keys and
+// weights with what the point expects.
+func (r *chaosRun) checkFinal(ctx context.Context) error {
+	r.res.Got = string(r.result.Outcome)
+	r.res.FailedStep = r.result.FailedStep
+	r.res.Reason = r.result.Reason
+	r.res.add(eq("outcome", r.res.Expected, r.res.Got))
+	live, err := r.h.state.read(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the final state: %v", err)
+	}
+	for _, c := range stateChecks(live, r.res.Expected == string(workflows.OutcomeSucceeded), r.bundle.Version) {
+		r.res.add(c)
+	}
+	r.res.Compensations, _ = compChecks(&r.res, r.result)
+	return nil
 }
 
 // checkWrites stops the run's load and looks for every write it was told succeeded, in the

@@ -21,7 +21,6 @@ package haproxy
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/csv"
@@ -126,13 +125,13 @@ func (r *Router) Exec(ctx context.Context, cmds ...string) (string, error) {
 	return string(out), nil
 }
 
-// server is one line of "show servers state".
-type server struct {
-	name    string
-	op      int // srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping
-	admin   int // srv_admin_state bit field
-	uweight int
-	iweight int
+// Server is one line of "show servers state".
+type Server struct {
+	Name    string
+	Op      int // srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping
+	Admin   int // srv_admin_state bit field
+	UWeight int // the live weight ("get weight" answers the same)
+	IWeight int // the weight in the configuration
 }
 
 // srv_admin_state bits (HAProxy's SRV_ADMF_*).
@@ -146,14 +145,16 @@ const (
 	admHMaint = 0x40
 )
 
-func (s server) health() router.ServerHealth {
+// Health reads the server's admin and operational states as the router
+// interface reports them.
+func (s Server) Health() router.ServerHealth {
 	switch {
-	case s.admin&(admFMaint|admIMaint|admCMaint|admRMaint|admHMaint) != 0:
-		return router.ServerHealth{State: router.StateMaint, Detail: fmt.Sprintf("admin state 0x%02x", s.admin)}
-	case s.admin&(admFDrain|admIDrain) != 0:
-		return router.ServerHealth{State: router.StateDrain, Detail: fmt.Sprintf("admin state 0x%02x", s.admin)}
+	case s.Admin&(admFMaint|admIMaint|admCMaint|admRMaint|admHMaint) != 0:
+		return router.ServerHealth{State: router.StateMaint, Detail: fmt.Sprintf("admin state 0x%02x", s.Admin)}
+	case s.Admin&(admFDrain|admIDrain) != 0:
+		return router.ServerHealth{State: router.StateDrain, Detail: fmt.Sprintf("admin state 0x%02x", s.Admin)}
 	}
-	switch s.op {
+	switch s.Op {
 	case 2:
 		return router.ServerHealth{State: router.StateUp}
 	case 1:
@@ -170,7 +171,7 @@ const serversStateHeader = "# be_id "
 // parseServersState parses the answer to "show servers state <backend>",
 // possibly preceded by the answers of earlier commands in the batch, which
 // must all be empty (success). It returns backend's servers by name.
-func parseServersState(out, backend string) (map[string]server, error) {
+func parseServersState(out, backend string) (map[string]Server, error) {
 	i := strings.Index(out, serversStateHeader)
 	if i < 0 {
 		msg := strings.TrimSpace(out)
@@ -187,7 +188,8 @@ func parseServersState(out, backend string) (map[string]server, error) {
 		return nil, commandError(backend, rest)
 	}
 	sc := bufio.NewScanner(strings.NewReader(out[i:]))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	// Small to start (the observer reads this every few ms), up to 1 MiB a line.
+	sc.Buffer(make([]byte, 0, 4096), 1024*1024)
 	if !sc.Scan() {
 		return nil, fmt.Errorf("show servers state %s: missing header", backend)
 	}
@@ -200,7 +202,7 @@ func parseServersState(out, backend string) (map[string]server, error) {
 			return nil, fmt.Errorf("show servers state %s: header lacks %s", backend, c)
 		}
 	}
-	servers := map[string]server{}
+	servers := map[string]Server{}
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) == 0 {
@@ -209,18 +211,18 @@ func parseServersState(out, backend string) (map[string]server, error) {
 		if len(f) < len(cols) || f[cols["be_name"]] != backend {
 			continue
 		}
-		var s server
+		var s Server
 		var err error
-		s.name = f[cols["srv_name"]]
+		s.Name = f[cols["srv_name"]]
 		for _, p := range []struct {
 			col string
 			dst *int
-		}{{"srv_op_state", &s.op}, {"srv_admin_state", &s.admin}, {"srv_uweight", &s.uweight}, {"srv_iweight", &s.iweight}} {
+		}{{"srv_op_state", &s.Op}, {"srv_admin_state", &s.Admin}, {"srv_uweight", &s.UWeight}, {"srv_iweight", &s.IWeight}} {
 			if *p.dst, err = strconv.Atoi(f[cols[p.col]]); err != nil {
-				return nil, fmt.Errorf("show servers state %s: server %s: %s %q: %w", backend, s.name, p.col, f[cols[p.col]], err)
+				return nil, fmt.Errorf("show servers state %s: server %s: %s %q: %w", backend, s.Name, p.col, f[cols[p.col]], err)
 			}
 		}
-		servers[s.name] = s
+		servers[s.Name] = s
 	}
 	return servers, sc.Err()
 }
@@ -242,7 +244,7 @@ func commandError(backend, msg string) error {
 	return fmt.Errorf("backend %s: haproxy refused: %s: %w", backend, msg, router.ErrRejected)
 }
 
-func (r *Router) state(servers map[string]server, backend string, subsets []string) (router.State, error) {
+func (r *Router) state(servers map[string]Server, backend string, subsets []string) (router.State, error) {
 	st := router.State{
 		Raw:     make(map[string]int, len(subsets)),
 		Initial: make(map[string]int, len(subsets)),
@@ -253,9 +255,9 @@ func (r *Router) state(servers map[string]server, backend string, subsets []stri
 		if !ok {
 			return router.State{}, fmt.Errorf("server %s/%s: %w", backend, name, router.ErrNotFound)
 		}
-		st.Raw[name] = s.uweight
-		st.Initial[name] = s.iweight
-		st.Health[name] = s.health()
+		st.Raw[name] = s.UWeight
+		st.Initial[name] = s.IWeight
+		st.Health[name] = s.Health()
 	}
 	st.Weights = router.Percentages(subsets, st.Raw)
 	return st, nil
@@ -303,16 +305,27 @@ func checkNames(backend string, subsets []string) error {
 	return nil
 }
 
+// Servers reads every server of backend with "show servers state", by
+// name. It is the one reader of that answer: the driver, the dev stack and
+// the observers use it. Errors wrap router.ErrNotFound for an unknown backend
+// and router.ErrRejected for a name outside HAProxy's syntax.
+func (r *Router) Servers(ctx context.Context, backend string) (map[string]Server, error) {
+	if err := checkName("backend", backend); err != nil {
+		return nil, err
+	}
+	out, err := r.Exec(ctx, "show servers state "+backend)
+	if err != nil {
+		return nil, err
+	}
+	return parseServersState(out, backend)
+}
+
 // Weights reads the servers' weights and health with "show servers state".
 func (r *Router) Weights(ctx context.Context, backend string, subsets []string) (router.State, error) {
 	if err := checkNames(backend, subsets); err != nil {
 		return router.State{}, err
 	}
-	out, err := r.Exec(ctx, "show servers state "+backend)
-	if err != nil {
-		return router.State{}, err
-	}
-	servers, err := parseServersState(out, backend)
+	servers, err := r.Servers(ctx, backend)
 	if err != nil {
 		return router.State{}, err
 	}
@@ -384,12 +397,29 @@ func (r *Router) setRaw(ctx context.Context, backend string, subsets []string, r
 	return st, nil
 }
 
-// Counters reads per-server cumulative counters with "show stat <backend> 4
-// -1" (type 4: servers only). Requests is stot (sessions), Errors5xx
-// hrsp_5xx plus wretr (requests retried elsewhere); ResponseMs/TotalMs are HAProxy's rtime/ttime averages over the
-// last 1024 requests.
-func (r *Router) Counters(ctx context.Context, backend string, subsets []string) (map[string]router.Counters, error) {
-	if err := checkNames(backend, subsets); err != nil {
+// StatRow is one server's line of "show stat", by column name
+// ("stot", "hrsp_5xx", "status", ...).
+type StatRow map[string]string
+
+// Int reads a numeric column; HAProxy leaves a column empty when it does not
+// apply, which reads as 0.
+func (row StatRow) Int(col string) (int64, error) {
+	v := row[col]
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("server %s/%s: %s %q: %w", row["pxname"], row["svname"], col, v, err)
+	}
+	return n, nil
+}
+
+// Stats reads the cumulative counters of backend's servers with "show stat
+// <backend> 4 -1" (type 4: servers only), by server name. It is the one
+// reader of HAProxy's CSV: Counters and the benchmark use it.
+func (r *Router) Stats(ctx context.Context, backend string) (map[string]StatRow, error) {
+	if err := checkName("backend", backend); err != nil {
 		return nil, err
 	}
 	out, err := r.Exec(ctx, "show stat "+backend+" 4 -1")
@@ -400,9 +430,30 @@ func (r *Router) Counters(ctx context.Context, backend string, subsets []string)
 	if err != nil {
 		return nil, fmt.Errorf("show stat %s: %w", backend, err)
 	}
+	servers := make(map[string]StatRow, len(rows))
+	for _, row := range rows {
+		if row["pxname"] == backend {
+			servers[row["svname"]] = row
+		}
+	}
+	return servers, nil
+}
+
+// Counters reads per-server cumulative counters with Stats. Requests is stot
+// (sessions), Errors5xx hrsp_5xx plus wretr (requests retried elsewhere);
+// ResponseMs/TotalMs are HAProxy's rtime/ttime averages over the last 1024
+// requests.
+func (r *Router) Counters(ctx context.Context, backend string, subsets []string) (map[string]router.Counters, error) {
+	if err := checkNames(backend, subsets); err != nil {
+		return nil, err
+	}
+	rows, err := r.Stats(ctx, backend)
+	if err != nil {
+		return nil, err
+	}
 	res := make(map[string]router.Counters, len(subsets))
 	for _, s := range subsets {
-		row, ok := rows[backend+"/"+s]
+		row, ok := rows[s]
 		if !ok {
 			return nil, fmt.Errorf("show stat: server %s/%s: %w", backend, s, router.ErrNotFound)
 		}
@@ -412,13 +463,9 @@ func (r *Router) Counters(ctx context.Context, backend string, subsets []string)
 			col string
 			dst *int64
 		}{{"stot", &c.Requests}, {"hrsp_5xx", &c.Errors5xx}, {"wretr", &retried}, {"rtime", &c.ResponseMs}, {"ttime", &c.TotalMs}} {
-			v := row[p.col]
-			if v == "" {
-				continue
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
+			n, err := row.Int(p.col)
 			if err != nil {
-				return nil, fmt.Errorf("show stat: server %s/%s: %s %q: %w", backend, s, p.col, v, err)
+				return nil, fmt.Errorf("show stat: %w", err)
 			}
 			*p.dst = n
 		}
@@ -432,8 +479,8 @@ func (r *Router) Counters(ctx context.Context, backend string, subsets []string)
 	return res, nil
 }
 
-// parseStat parses "show stat" CSV into rows keyed by "pxname/svname".
-func parseStat(out string) (map[string]map[string]string, error) {
+// parseStat parses "show stat" CSV into rows.
+func parseStat(out string) ([]StatRow, error) {
 	if !strings.HasPrefix(out, "# ") {
 		msg := strings.TrimSpace(out)
 		if strings.Contains(msg, "No such proxy") {
@@ -441,13 +488,13 @@ func parseStat(out string) (map[string]map[string]string, error) {
 		}
 		return nil, fmt.Errorf("unexpected answer %q: %w", msg, router.ErrRejected)
 	}
-	rd := csv.NewReader(bytes.NewReader([]byte(strings.TrimPrefix(out, "# "))))
+	rd := csv.NewReader(strings.NewReader(strings.TrimPrefix(out, "# ")))
 	rd.FieldsPerRecord = -1
 	header, err := rd.Read()
 	if err != nil {
 		return nil, fmt.Errorf("reading CSV header: %w", err)
 	}
-	rows := map[string]map[string]string{}
+	var rows []StatRow
 	for {
 		rec, err := rd.Read()
 		if errors.Is(err, io.EOF) {
@@ -456,13 +503,13 @@ func parseStat(out string) (map[string]map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading CSV: %w", err)
 		}
-		row := make(map[string]string, len(header))
+		row := make(StatRow, len(header))
 		for i, h := range header {
 			if i < len(rec) && h != "" {
 				row[h] = rec[i]
 			}
 		}
-		rows[row["pxname"]+"/"+row["svname"]] = row
+		rows = append(rows, row)
 	}
 	return rows, nil
 }

@@ -218,3 +218,45 @@ func TestRefusesNamesOutsideHAProxySyntax(t *testing.T) {
 		t.Fatalf("a valid name: %v", err)
 	}
 }
+
+func TestServersReadsEveryServerOfTheBackend(t *testing.T) {
+	f, path := startFake(t, func(string) string { return stateLines(100, 0, 2, 8) })
+	r, _ := New(path)
+	got, err := r.Servers(context.Background(), "payments_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got["stable"]; s.UWeight != 100 || s.IWeight != 256 || s.Op != 2 || s.Admin != 8 || s.Health().State != router.StateDrain {
+		t.Errorf("stable = %+v", s)
+	}
+	if s := got["canary"]; s.UWeight != 0 || s.Op != 2 || s.Health().State != router.StateUp {
+		t.Errorf("canary = %+v", s)
+	}
+	if len(got) != 2 || f.lines[0] != "show servers state payments_api" {
+		t.Errorf("servers = %v after %q", got, f.lines)
+	}
+	if _, err := r.Servers(context.Background(), "be;show"); !errors.Is(err, router.ErrRejected) || len(f.lines) != 1 {
+		t.Errorf("bad backend name: %v, commands %q", err, f.lines)
+	}
+}
+
+func TestStatsByServerName(t *testing.T) {
+	_, path := startFake(t, func(string) string { return statAnswer })
+	r, _ := New(path)
+	rows, err := r.Stats(context.Background(), "payments_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for col, want := range map[string]int64{"stot": 30, "hrsp_5xx": 3, "rtime": 0, "wretr": 0} {
+		if got, err := rows["canary"].Int(col); err != nil || got != want {
+			t.Errorf("canary %s = %d, %v; want %d", col, got, err, want)
+		}
+	}
+	if _, err := (StatRow{"pxname": "be", "svname": "s", "stot": "x"}).Int("stot"); err == nil || !strings.Contains(err.Error(), "be/s") {
+		t.Errorf("non-numeric column: %v", err)
+	}
+	other, err := r.Stats(context.Background(), "other")
+	if err != nil || len(other) != 0 {
+		t.Errorf("rows of another backend leak in: %v, %v", other, err)
+	}
+}
