@@ -66,13 +66,13 @@ steps:
 }
 
 // writes runs the mixed-load bad canary once.
-func (b *bench) writes(ctx context.Context) error {
+func (b *bench) writes(ctx context.Context) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := devstack.ResetDemoSchema(ctx, b.st.PGDSN); err != nil {
+	if err = devstack.ResetDemoSchema(ctx, b.st.PGDSN); err != nil {
 		return err
 	}
-	if err := b.resetEdge(); err != nil {
+	if err = b.resetEdge(); err != nil {
 		return err
 	}
 	defer func() { _ = b.resetEdge() }()
