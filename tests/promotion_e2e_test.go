@@ -225,7 +225,7 @@ func TestE2EPromotionThenChainedRollback(t *testing.T) {
 	}
 	rel, ok := byStep["release-canary"]
 	require.True(t, ok, "compensations: %+v", res.Compensations)
-	assert.Equal(t, "done", rel.State)
+	assert.Equal(t, workflows.CompDone, rel.State)
 	require.NotNil(t, rel.Release)
 	assert.Equal(t, "v5", rel.Release.Captured.Version, "the canary's captured version is the promoted one")
 }

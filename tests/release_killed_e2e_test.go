@@ -97,6 +97,6 @@ func TestE2EReleaseRestoreAfterWorkerKilled(t *testing.T) {
 		}
 	}
 	require.NotNil(t, rel, "compensations: %+v", st.Compensations)
-	assert.Equal(t, "already-restored", rel.State, "the new worker's retry found the captured version there, healthy")
+	assert.Equal(t, workflows.CompAlreadyRestored, rel.State, "the new worker's retry found the captured version there, healthy")
 	assert.Contains(t, rel.Detail, "already runs v1")
 }

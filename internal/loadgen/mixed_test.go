@@ -64,8 +64,11 @@ func TestMixedRetriesKeyedWritesOnlyAndRecordsAcks(t *testing.T) {
 	assert.Equal(t, c.Unkeyed.Sent, c.Unkeyed.Errors)
 	assert.Zero(t, c.Unkeyed.Retried)
 	assert.Zero(t, c.Reads.Errors)
-	assert.InDelta(t, float64(c.Reads.Sent), float64(c.Keyed.Sent+c.Unkeyed.Sent), 2, "half reads")
-	assert.InDelta(t, 3*float64(c.Unkeyed.Sent), float64(c.Keyed.Sent), 2, "a quarter of the writes without a key")
+	// The shares hold per cycle of 8 requests (4 reads, 3 keyed writes, 1
+	// without a key); Stop may cut one cycle short, and requests in flight
+	// finish in any order: one cycle's worth of slack, no more.
+	assert.InDelta(t, float64(c.Reads.Sent), float64(c.Keyed.Sent+c.Unkeyed.Sent), 4, "half reads")
+	assert.InDelta(t, 3*float64(c.Unkeyed.Sent), float64(c.Keyed.Sent), 3, "a quarter of the writes without a key")
 
 	require.Len(t, rep.Acks, int(c.Keyed.Sent))
 	f.mu.Lock()
