@@ -187,6 +187,7 @@ func TestCompareBeforeSequentialChangeUsesFisher(t *testing.T) {
 	require.Equal(t, OutcomeRolledBack, r.Outcome)
 	assert.Contains(t, r.Reason, "Fisher p=")
 	assert.NotContains(t, r.Reason, "sequential")
+	t.Logf("judged bad after %s: %s", r.Steps[3].EndedAt.Sub(r.Steps[3].StartedAt), r.Reason)
 }
 
 // The sequential state travels across continue-as-new: a bad canary judged
