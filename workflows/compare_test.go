@@ -2,11 +2,15 @@ package workflows
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/rollbook/rollbook/activities"
@@ -226,4 +230,37 @@ func TestCompareSequentialStateSurvivesContinueAsNew(t *testing.T) {
 	require.Equal(t, OutcomeRolledBack, r.Outcome, r.Reason)
 	assert.GreaterOrEqual(t, hops, 2)
 	assert.Contains(t, r.Reason, fmt.Sprintf("mSPRT over %d looks", measured-1), "every look since the first reading counts")
+}
+
+// The recorded compare history (make histories) took the sequential path:
+// it holds the sequential-compare marker at version 1 and its verdict names
+// the sequential p-value, so TestReplayRecordedHistories replays that code.
+func TestCompareHistoryRecordsSequentialChange(t *testing.T) {
+	f, err := os.Open(filepath.Join("..", "tests", "testdata", "histories", "compare-rolled-back.json"))
+	require.NoError(t, err)
+	defer f.Close()
+	h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	require.NoError(t, err)
+	require.NotEmpty(t, h.Events)
+	dc := converter.GetDefaultDataConverter()
+	found := false
+	for _, ev := range h.Events {
+		a := ev.GetMarkerRecordedEventAttributes()
+		if a == nil || a.GetMarkerName() != "Version" {
+			continue
+		}
+		var id string
+		var version int
+		require.NoError(t, dc.FromPayloads(a.GetDetails()["change-id"], &id))
+		if id == sequentialCompareChange {
+			require.NoError(t, dc.FromPayloads(a.GetDetails()["version"], &version))
+			assert.Equal(t, 1, version)
+			found = true
+		}
+	}
+	assert.True(t, found, "no %s marker in the recorded compare history", sequentialCompareChange)
+	last := h.Events[len(h.Events)-1]
+	var res Result
+	require.NoError(t, dc.FromPayloads(last.GetWorkflowExecutionCompletedEventAttributes().GetResult(), &res))
+	assert.Contains(t, res.Reason, "sequential p=")
 }
