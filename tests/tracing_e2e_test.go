@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -151,4 +153,85 @@ steps:
 	for _, s := range spans {
 		assert.Equal(t, trace, s.SpanContext().TraceID(), "%s is in the deployment's trace", s.Name())
 	}
+}
+
+// TestE2ETracingFromEnvAcrossProcesses: the real CLI binary, configured
+// only by OTEL_* variables (console exporter on stderr), starts a
+// deployment that an in-process worker (recording in memory) runs: the
+// worker's RunWorkflow span continues the trace of the CLI process's
+// "rollbook deploy" span, and the CLI flushes its spans before it exits.
+func TestE2ETracingFromEnvAcrossProcesses(t *testing.T) {
+	sr := tracetest.NewSpanRecorder()
+	t.Cleanup(tracing.Install(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))))
+	const queue = tracingTaskQueue + "-env"
+	cfg, err := worker.LoadConfig(filepath.Join(repoRoot, "examples", "dev-worker.yaml"))
+	require.NoError(t, err)
+	cfg.TaskQueue = queue
+	cfg.Metrics.Listen = ""
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	w, err := worker.Start(ctx, cfg, zap.NewNop(), worker.Options{})
+	require.NoError(t, err)
+	t.Cleanup(w.Stop)
+
+	f := newFixture(t, "e2e-tracing-env")
+	rb := filepath.Join(f.dir, f.service+".yaml")
+	require.NoError(t, os.WriteFile(rb, []byte(fmt.Sprintf(`apiVersion: rollbook/v1
+service: %s
+steps:
+  - name: flags
+    consul:
+      set:
+        %sfeatures/traced: "env"
+`, f.service, f.prefix)), 0o644))
+
+	cmd := exec.Command(cliBin, "deploy", rb, "--version", "v3", "--wait", "--json", "--task-queue", queue)
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=console", "OTEL_SERVICE_NAME=ci-deployer")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	t.Logf("stdout (--json, untouched by tracing):\n%s", stdout.String())
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		require.True(t, json.Valid([]byte(line)), "stdout stays JSON lines: %q", line)
+	}
+
+	type consoleSpan struct {
+		Name        string
+		SpanContext struct{ TraceID, SpanID string }
+		Parent      struct{ TraceID, SpanID string }
+		Resource    []struct {
+			Key   string
+			Value struct{ Value any }
+		}
+	}
+	cliSpans := map[string]consoleSpan{}
+	dec := json.NewDecoder(&stderr)
+	for dec.More() {
+		var s consoleSpan
+		require.NoError(t, dec.Decode(&s), "stderr holds only the console exporter's spans")
+		cliSpans[s.Name] = s
+	}
+	root, ok := cliSpans["rollbook deploy"]
+	require.True(t, ok, "the CLI flushed its root span before exiting: %v", cliSpans)
+	startWf, ok := cliSpans["StartWorkflow:"+workflows.WorkflowType]
+	require.True(t, ok, "the CLI's StartWorkflow span: %v", cliSpans)
+	assert.Equal(t, root.SpanContext.SpanID, startWf.Parent.SpanID)
+	assert.Contains(t, root.Resource, struct {
+		Key   string
+		Value struct{ Value any }
+	}{Key: "service.name", Value: struct{ Value any }{"ci-deployer"}}, "OTEL_SERVICE_NAME names the CLI")
+
+	var runWf sdktrace.ReadOnlySpan
+	require.Eventually(t, func() bool {
+		for _, s := range sr.Ended() {
+			if s.Name() == "RunWorkflow:"+workflows.WorkflowType {
+				runWf = s
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.Equal(t, root.SpanContext.TraceID, runWf.SpanContext().TraceID().String(), "the worker continues the CLI's trace")
+	assert.Equal(t, startWf.SpanContext.SpanID, runWf.Parent().SpanID().String(), "RunWorkflow's parent is the CLI process's StartWorkflow span")
+	assert.True(t, runWf.Parent().IsRemote(), "the parent came through Temporal's headers")
 }
