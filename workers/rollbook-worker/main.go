@@ -38,7 +38,7 @@ func main() {
 	// Tracing is off unless OTEL_* variables turn it on (docs/operations.md).
 	shutdownTracing, err := tracing.Setup(context.Background(), tracing.Options{ServiceName: "rollbook-worker"})
 	if err != nil {
-		log.Fatal("tracing", zap.Error(err))
+		log.Fatal("tracing configuration (OTEL_* variables)", zap.Error(err))
 	}
 	defer flushTracing(shutdownTracing, log)
 
