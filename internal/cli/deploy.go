@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/attribute"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/rollbook/rollbook/internal/signing"
+	"github.com/rollbook/rollbook/internal/tracing"
 	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
 )
@@ -76,7 +78,10 @@ func origin() runbook.Origin {
 	return o
 }
 
-func (a *app) deploy(ctx context.Context, file string, f deployFlags) error {
+func (a *app) deploy(ctx context.Context, file string, f deployFlags) (err error) {
+	// The root of the deployment's trace when tracing is on (internal/tracing).
+	ctx, span := tracing.Start(ctx, "rollbook deploy", attribute.String("rollbook.runbook", file), attribute.String("rollbook.version", f.version))
+	defer func() { tracing.End(span, err) }()
 	if f.version == "" {
 		return exitf(ExitBadInput, "--version is required (the version being deployed)")
 	}
@@ -85,6 +90,7 @@ func (a *app) deploy(ctx context.Context, file string, f deployFlags) error {
 		fmt.Fprintln(a.errOut, err)
 		return exitf(ExitBadInput, "%s: nothing was started", file)
 	}
+	span.SetAttributes(attribute.String("rollbook.service", b.Runbook.Service))
 	if err := signBundle(b, f.signKey); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/log"
 
 	"github.com/rollbook/rollbook/internal/codec"
+	"github.com/rollbook/rollbook/internal/tracing"
 )
 
 // ErrUnreachable wraps every failure to reach the Temporal frontend.
@@ -22,7 +23,9 @@ var ErrUnreachable = errors.New("cannot reach Temporal")
 
 // Options loads client options from the environment and the profile file.
 // When ROLLBOOK_CODEC_KEY_FILE or ROLLBOOK_CODEC_KEY is set, payloads and
-// failure messages are encrypted with those keys (see internal/codec).
+// failure messages are encrypted with those keys (see internal/codec). When
+// tracing is installed (internal/tracing), the options carry Temporal's
+// OpenTelemetry interceptor.
 func Options() (client.Options, error) {
 	opts, err := envconfig.LoadDefaultClientOptions()
 	if err != nil {
@@ -34,6 +37,17 @@ func Options() (client.Options, error) {
 	}
 	if c != nil {
 		c.Apply(&opts)
+	}
+	// With tracing on (OTEL_* variables, see internal/tracing), the client
+	// and the workers built on it carry the span context through Temporal
+	// headers, so that one trace covers a deploy from the CLI to the
+	// activities.
+	ic, err := tracing.Interceptor()
+	if err != nil {
+		return client.Options{}, err
+	}
+	if ic != nil {
+		opts.Interceptors = append(opts.Interceptors, ic)
 	}
 	if opts.HostPort == "" {
 		opts.HostPort = client.DefaultHostPort

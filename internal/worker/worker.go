@@ -26,6 +26,7 @@ import (
 	"github.com/rollbook/rollbook/internal/router/haproxy"
 	"github.com/rollbook/rollbook/internal/signing"
 	"github.com/rollbook/rollbook/internal/temporalconn"
+	"github.com/rollbook/rollbook/internal/tracing"
 	"github.com/rollbook/rollbook/internal/workerconfig"
 	"github.com/rollbook/rollbook/internal/zapadapter"
 	"github.com/rollbook/rollbook/runbook"
@@ -345,7 +346,7 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 	}
 	log.Info("rollbook worker started", zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace),
 		zap.String("taskQueue", cfg.TaskQueue), zap.Strings("databases", slices.Sorted(maps.Keys(cfg.Databases))),
-		zap.Strings("routers", slices.Sorted(maps.Keys(cfg.Routers))), zap.String("payloadEncryption", encryption))
+		zap.Strings("routers", slices.Sorted(maps.Keys(cfg.Routers))), zap.String("payloadEncryption", encryption), zap.Bool("tracing", tracing.Enabled()))
 	return r, nil
 }
 

@@ -11,10 +11,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/rollbook/rollbook/internal/tracing"
 	"github.com/rollbook/rollbook/internal/worker"
 )
 
@@ -33,6 +35,12 @@ func main() {
 		os.Exit(1)
 	}
 	defer func() { _ = log.Sync() }()
+	// Tracing is off unless OTEL_* variables turn it on (docs/operations.md).
+	shutdownTracing, err := tracing.Setup(context.Background(), tracing.Options{ServiceName: "rollbook-worker"})
+	if err != nil {
+		log.Fatal("tracing configuration (OTEL_* variables)", zap.Error(err))
+	}
+	defer flushTracing(shutdownTracing, log)
 
 	// SIGTERM (systemd, Kubernetes) and Ctrl-C stop polling and let running
 	// activities finish before exit.
@@ -40,7 +48,17 @@ func main() {
 	defer stop()
 	if err := worker.Run(ctx, cfg, log); err != nil {
 		log.Error("worker failed", zap.Error(err))
+		flushTracing(shutdownTracing, log)
 		os.Exit(1)
+	}
+}
+
+// flushTracing sends the spans still buffered before the process exits.
+func flushTracing(shutdown func(context.Context) error, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		log.Warn("flushing traces", zap.Error(err))
 	}
 }
 
