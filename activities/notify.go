@@ -259,9 +259,17 @@ func newRedactor(secrets ...string) redactor {
 			continue
 		}
 		r.pieces = append(r.pieces, s)
-		for _, p := range strings.FieldsFunc(s, func(c rune) bool { return strings.ContainsRune(":/@?&=#+-._~%", c) }) {
-			if len(p) >= minSecretPiece {
-				r.pieces = append(r.pieces, p)
+		// The URL's parts (user, password, path segments, query values),
+		// then their own parts: a Slack token's "A-B-C" is posted as
+		// "A/B/C". Dotted parts are host names, not secrets.
+		for _, part := range strings.FieldsFunc(s, func(c rune) bool { return strings.ContainsRune(":/@?&=#", c) }) {
+			if len(part) >= minSecretPiece && !strings.Contains(part, ".") {
+				r.pieces = append(r.pieces, part)
+			}
+			for _, p := range strings.FieldsFunc(part, func(c rune) bool { return strings.ContainsRune("+-._~%", c) }) {
+				if len(p) >= minSecretPiece {
+					r.pieces = append(r.pieces, p)
+				}
 			}
 		}
 	}
