@@ -51,13 +51,14 @@ func (d *deployment) notify(phase Phase) {
 		Preserved: clip.Ellipsis(d.preservedNote(), 1000),
 		At:        workflow.Now(d.nctx),
 	}
+	// The page first: of the two, it is the one a human waits for.
+	if n.Page != "" {
+		d.page(phase, in)
+	}
 	if n.Webhook != "" && (len(n.Phases) == 0 || slices.Contains(n.Phases, string(phase))) {
 		chat := in
 		chat.Webhook = n.Webhook
 		d.enqueueNote(chat)
-	}
-	if n.Page != "" {
-		d.page(phase, in)
 	}
 }
 

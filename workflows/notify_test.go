@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -186,4 +187,27 @@ func TestPagesIgnorePhasesAndNeedNoWebhook(t *testing.T) {
 	h2.run(rb2)
 	assert.Equal(t, []string{"trigger failed-after-commit"}, pages(h2))
 	assert.Empty(t, chats(h2))
+}
+
+// A paging service that is down: every attempt of the trigger fails, the
+// deployment still ends as it would have (the failure is logged), and the
+// chat notifications after it still go out.
+func TestPageFailureDoesNotFailTheDeployment(t *testing.T) {
+	h, rb := pagingHarness(t)
+	rb.Steps[1].Irreversible = true
+	h.notifyErr = func(in activities.NotifyInput) error {
+		if in.Page != "" {
+			return errors.New("notify: paging service \"oncall\": sending the trigger failed: connection refused")
+		}
+		return nil
+	}
+	r := h.run(rb)
+	assert.Equal(t, OutcomeFailedAfterCommit, r.Outcome)
+	assert.Equal(t, slices.Repeat([]string{"trigger failed-after-commit"}, int(pagePolicy.attempts)), pages(h), "retried, then given up")
+	assert.Contains(t, chats(h), "failed-after-commit")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	last := h.notified[len(h.notified)-1]
+	assert.Equal(t, "failed-after-commit", last.Phase)
+	assert.Empty(t, last.Page, "the outcome's chat message went out after the page gave up")
 }
