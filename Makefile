@@ -101,7 +101,7 @@ workflowcheck: ## static determinism check of the workflow code (false positives
 
 .PHONY: histories
 histories: tools ## re-record tests/testdata/histories/*.json (one run per outcome path, real stack) for the replay tests
-	ROLLBOOK_RECORD_HISTORIES=1 $(GO) test $(TESTFLAGS) -count=1 -run '^TestRecordHistories$$' -v ./tests
+	ROLLBOOK_RECORD_HISTORIES=1 $(GO) test $(TESTFLAGS) -count=1 -run '^(TestRecordHistories|TestE2EPageStuckRollbackResolvedAfterRetry)$$' -v ./tests
 
 FUZZTIME ?= 10m
 .PHONY: fuzz

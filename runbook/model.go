@@ -35,14 +35,24 @@ type Runbook struct {
 	Notify *Notify `json:"notify,omitempty"`
 }
 
-// Notify sends a Slack-compatible JSON message on phase changes.
+// Notify posts phase changes to a chat webhook and pages a human for the
+// outcomes that need one. At least one of webhook and page is set.
 type Notify struct {
 	// Webhook is a webhook name from the worker configuration (the URL,
 	// often a secret, never appears in the runbook).
-	Webhook string `json:"webhook"`
-	// Phases limits the notifications to these phases (default: all).
+	Webhook string `json:"webhook,omitempty"`
+	// Phases limits the webhook's notifications to these phases (default:
+	// all). Pages do not follow it.
 	Phases []string `json:"phases,omitempty"`
+	// Page is a paging service name from the worker configuration
+	// (paging:, PagerDuty Events v2): it is triggered when the deployment
+	// reaches rollback-stuck, failed-after-commit or rollback-failed, and
+	// resolved when a retried rollback then completes.
+	Page string `json:"page,omitempty"`
 }
+
+// PagePhases are the phases that page: they need a human.
+var PagePhases = []string{"rollback-stuck", "failed-after-commit", "rollback-failed"}
 
 // NotifyPhases are the phases a Notify.Phases list may name.
 var NotifyPhases = []string{"deploying", "verifying", "paused", "rolling-back", "rollback-stuck",

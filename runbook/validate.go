@@ -257,10 +257,17 @@ func list(xs []string) string {
 }
 
 func (c *checker) checkNotify(n *Notify) {
-	if n.Webhook == "" {
-		c.addf("notify.webhook", "webhook is required: a webhook name from the worker configuration")
-	} else {
+	switch {
+	case n.Webhook == "" && n.Page == "":
+		c.addf("notify", "set webhook (a webhook name from the worker configuration), page (a paging service name from it), or both")
+	case n.Webhook == "" && len(n.Phases) > 0:
+		c.addf("notify.phases", "phases filters the webhook's notifications, and no webhook is set")
+	}
+	if n.Webhook != "" {
 		c.name("notify.webhook", "webhook name", n.Webhook)
+	}
+	if n.Page != "" {
+		c.name("notify.page", "paging service name", n.Page)
 	}
 	seen := map[string]bool{}
 	for i, p := range n.Phases {

@@ -99,6 +99,11 @@ type notifications struct {
 	noteSender      bool
 	notifyVersioned bool
 	notifyOrdered   bool
+	// Paging (notify.page): the GetVersion answer of pagingChange, asked
+	// once, and whether a trigger awaits its resolve.
+	pagingVersioned bool
+	pagingOn        bool
+	paged           bool
 }
 
 // carry is the continue-as-new bookkeeping.

@@ -84,6 +84,8 @@ type harness struct {
 	notified []activities.NotifyInput
 	// notifyDelay, when set, makes the mocked webhook slow for some phases.
 	notifyDelay func(activities.NotifyInput) time.Duration
+	// notifyErr, when set, makes the mocked webhook or pager fail.
+	notifyErr func(activities.NotifyInput) error
 }
 
 func newHarness(t *testing.T) *harness {
@@ -142,6 +144,9 @@ func newHarness(t *testing.T) *harness {
 		h.mu.Lock()
 		h.notified = append(h.notified, in)
 		h.mu.Unlock()
+		if h.notifyErr != nil {
+			return h.notifyErr(in)
+		}
 		return nil
 	})
 	env.RegisterActivity(m)

@@ -42,6 +42,9 @@ var recorded = []struct {
 	{"rollback-stuck-retry.json", workflows.WorkflowType, workflows.OutcomeAborted, []string{"abort", "skip", "retry"}},
 	{"rollback-failed.json", workflows.WorkflowType, workflows.OutcomeRollbackFailed, []string{"abort", "skip"}},
 	{"failed-after-commit.json", workflows.WorkflowType, workflows.OutcomeFailedAfterCommit, nil},
+	// notify.page: trigger at rollback-stuck, resolve after the retry
+	// (tests/notify_e2e_test.go records it with ROLLBOOK_RECORD_HISTORIES).
+	{"rollback-stuck-paged.json", workflows.WorkflowType, workflows.OutcomeAborted, []string{"abort", "retry"}},
 }
 
 func quiet() sdklog.Logger {

@@ -17,6 +17,8 @@ type (
 	RouterConfig        = workerconfig.RouterConfig
 	ConsulConfig        = workerconfig.ConsulConfig
 	AddressConfig       = workerconfig.AddressConfig
+	WebhookConfig       = workerconfig.WebhookConfig
+	PagingConfig        = workerconfig.PagingConfig
 	MetricsConfig       = workerconfig.MetricsConfig
 	LogConfig           = workerconfig.LogConfig
 	ReleaseDriverConfig = workerconfig.ReleaseDriverConfig

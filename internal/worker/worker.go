@@ -127,15 +127,7 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checks: %w", err)
 	}
-	hooks := map[string]string{}
-	for _, n := range slices.Sorted(maps.Keys(cfg.Webhooks)) {
-		u, err := workerconfig.ResolveAddress("webhook "+n, cfg.Webhooks[n])
-		if err != nil {
-			return nil, err
-		}
-		hooks[n] = u
-	}
-	nt, err := activities.NewNotifier(hooks, nil)
+	nt, err := buildNotifier(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +145,32 @@ func BuildActivities(cfg *Config) (*Activities, error) {
 		rel.DeployDone = faults.DeployDone
 	}
 	return &Activities{Migrations: mig, KV: kv, Traffic: tr, Checks: chk, Notifier: nt, Release: rel, Preflight: pf}, nil
+}
+
+// buildNotifier reads the webhooks' URLs and the paging services' routing
+// keys (secrets: never logged) and builds the Notify activity.
+func buildNotifier(cfg *Config) (*activities.Notifier, error) {
+	nc := activities.NotifierConfig{Webhooks: map[string]string{}, Channels: map[string]string{}, Pagers: map[string]activities.PagerConfig{}, WebUI: cfg.WebUI}
+	for _, n := range slices.Sorted(maps.Keys(cfg.Webhooks)) {
+		w, err := workerconfig.ResolveWebhook(n, cfg.Webhooks[n])
+		if err != nil {
+			return nil, err
+		}
+		if w.Kind == workerconfig.WebhookKindJSON {
+			nc.Webhooks[n] = w.URL
+		} else {
+			nc.Channels[n] = w.URL
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(cfg.Paging)) {
+		p := cfg.Paging[n]
+		key, err := workerconfig.ResolveRoutingKey(n, p)
+		if err != nil {
+			return nil, err
+		}
+		nc.Pagers[n] = activities.PagerConfig{RoutingKey: key, EventsURL: workerconfig.PagingEventsURL(p)}
+	}
+	return activities.NewNotifierFrom(nc)
 }
 
 // buildPreflight binds the names check to cfg, lends the preflight the

@@ -41,12 +41,19 @@ type Config struct {
 	// Endpoints maps the names http checks use (http.endpoint) to base
 	// URLs, so runbooks need not hard-code addresses.
 	Endpoints map[string]AddressConfig `yaml:"endpoints"`
-	// Webhooks maps the names runbooks' notify.webhook uses to URLs
-	// (Slack-compatible incoming webhooks); usually urlEnv, as the URL is a
-	// secret.
-	Webhooks map[string]AddressConfig `yaml:"webhooks"`
-	Metrics  MetricsConfig            `yaml:"metrics"`
-	Log      LogConfig                `yaml:"log"`
+	// Webhooks maps the names runbooks' notify.webhook uses to chat
+	// channels: Slack-compatible incoming webhooks (the default kind), or
+	// Teams, Discord, Slack and generic JSON webhooks through shoutrrr
+	// (notify.go). Usually urlEnv, as the URL is a secret.
+	Webhooks map[string]WebhookConfig `yaml:"webhooks"`
+	// Paging maps the names runbooks' notify.page uses to paging services
+	// (PagerDuty Events v2), paged for the outcomes that need a human.
+	Paging map[string]PagingConfig `yaml:"paging"`
+	// WebUI is the Temporal Web UI's base URL (http://temporal-ui:8233),
+	// for the link in pages; optional.
+	WebUI   string        `yaml:"webUI"`
+	Metrics MetricsConfig `yaml:"metrics"`
+	Log     LogConfig     `yaml:"log"`
 	// Codec turns payload encryption on. Without it the worker follows
 	// ROLLBOOK_CODEC_KEY_FILE / ROLLBOOK_CODEC_KEY like the CLI does.
 	Codec *CodecConfig `yaml:"codec"`
@@ -233,7 +240,7 @@ func (c *Config) validate() []string {
 	for _, group := range []struct {
 		name string
 		m    map[string]AddressConfig
-	}{{"prometheus", c.Prometheus}, {"endpoints", c.Endpoints}, {"webhooks", c.Webhooks}} {
+	}{{"prometheus", c.Prometheus}, {"endpoints", c.Endpoints}} {
 		for _, n := range sortedKeys(group.m) {
 			a := group.m[n]
 			if (a.URL == "") == (a.URLEnv == "") {
@@ -241,6 +248,7 @@ func (c *Config) validate() []string {
 			}
 		}
 	}
+	errs = append(errs, c.validateNotify()...)
 	errs = append(errs, c.validateRelease()...)
 	if c.Codec != nil && (c.Codec.KeyFile == "") == (c.Codec.KeyEnv == "") {
 		errs = append(errs, "codec: set exactly one of keyFile, keyEnv")

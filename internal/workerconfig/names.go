@@ -14,7 +14,8 @@ const defaultPrometheus = "default"
 // CheckNames checks every name rb uses against the worker configuration:
 // databases, release targets, routers and their allowed backends, Consul
 // keys against the allowed prefixes, http endpoints (and full URLs when the
-// worker allows none), Prometheus servers and the notification webhook. It returns every problem, each as "field: what is wrong", in
+// worker allows none), Prometheus servers, the notification webhook and the paging service.
+// It returns every problem, each as "field: what is wrong", in
 // runbook order; none means the configuration knows every name.
 //
 // It is the offline half of the preflight: the Preflight activity runs it
@@ -63,8 +64,11 @@ func CheckNames(cfg *Config, rb *runbook.Runbook) []string {
 		n.checks("rollback.verify.checks", r.Verify.Checks)
 	}
 	if nt := rb.Notify; nt != nil {
-		if _, ok := cfg.Webhooks[nt.Webhook]; !ok {
+		if _, ok := cfg.Webhooks[nt.Webhook]; nt.Webhook != "" && !ok {
 			n.addf("notify.webhook", "unknown webhook %q (this worker knows: %s)", nt.Webhook, known(cfg.Webhooks))
+		}
+		if _, ok := cfg.Paging[nt.Page]; nt.Page != "" && !ok {
+			n.addf("notify.page", "unknown paging service %q (this worker knows: %s)", nt.Page, known(cfg.Paging))
 		}
 	}
 	return n.problems

@@ -23,6 +23,8 @@ prometheus:
   default: {url: "http://127.0.0.1:9090"}
 webhooks:
   slack: {urlEnv: SLACK}
+paging:
+  oncall: {kind: pagerduty, routingKeyEnv: PD_ROUTING_KEY}
 releaseDrivers:
   scripts: {driver: exec, exec: {current: {argv: [/bin/true]}, deploy: {argv: [/bin/true]}, health: {argv: [/bin/true]}}}
 targets:
@@ -57,7 +59,7 @@ func namesRunbook() *runbook.Runbook {
 		Analysis: &runbook.Analysis{Checks: []runbook.Check{{Name: "e", HTTP: &runbook.HTTPCheck{Endpoint: "nope"}},
 			{Name: "g", HTTP: &runbook.HTTPCheck{URL: "http://10.1.2.3/healthz"}}}},
 		Rollback: &runbook.RollbackOptions{Verify: &runbook.VerifyStep{Checks: []runbook.Check{{Name: "f", Prometheus: &runbook.PrometheusCheck{Server: "gone"}}}}},
-		Notify:   &runbook.Notify{Webhook: "pager"},
+		Notify:   &runbook.Notify{Webhook: "pager", Page: "pagerduty"},
 	}
 }
 
@@ -79,6 +81,7 @@ func TestCheckNames(t *testing.T) {
 		`analysis.checks[1].http.url: this worker allows no full check URLs (checks.allowedHosts is empty); name an endpoint instead`,
 		`rollback.verify.checks[0].prometheus.server: unknown Prometheus server "gone" (this worker knows: default)`,
 		`notify.webhook: unknown webhook "pager" (this worker knows: slack)`,
+		`notify.page: unknown paging service "pagerduty" (this worker knows: oncall)`,
 	}, CheckNames(cfg, namesRunbook()))
 	assert.True(t, cfg.Signing.Require)
 	assert.Equal(t, []string{"/etc/rollbook/ci.pub"}, cfg.Signing.TrustedKeys)

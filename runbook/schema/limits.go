@@ -24,7 +24,7 @@ var nameFields = map[string][]string{
 	"PrometheusCheck": {"server"},
 	"RouterCheck":     {"route", "subset"},
 	"CompareCheck":    {"route", "canary", "baseline"},
-	"Notify":          {"webhook"},
+	"Notify":          {"webhook", "page"},
 	"Analysis":        {"from"},
 	"ReleaseStep":     {"target"},
 }

@@ -72,6 +72,10 @@ func Generate(srcDir string) ([]byte, error) {
 		"A named check of one kind, with the judgement knobs shared by all kinds."); err != nil {
 		return nil, err
 	}
+	// notify names a webhook, a paging service, or both.
+	if d := s.Definitions["Notify"]; d != nil {
+		d.AnyOf = []*jsonschema.Schema{{Required: []string{"webhook"}}, {Required: []string{"page"}}}
+	}
 	walk(s, func(p *jsonschema.Schema) {
 		if p.Pattern == DurationPattern && !strings.Contains(p.Description, "duration such as") {
 			p.Description = strings.TrimSpace(p.Description + " A duration such as 30s, 5m or 1h30m.")
