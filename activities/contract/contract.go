@@ -75,6 +75,7 @@ var Specs = []Spec{
 	{ActivityPreflight, reflect.TypeFor[PreflightInput](), reflect.TypeFor[PreflightResult]()},
 	{ActivityNotify, reflect.TypeFor[NotifyInput](), nil},
 	{ActivityMeasure, reflect.TypeFor[MeasureInput](), reflect.TypeFor[MeasureResult]()},
+	{ActivityWatch, reflect.TypeFor[WatchInput](), reflect.TypeFor[WatchResult]()},
 
 	{ActivityCaptureSchema, reflect.TypeFor[MigrateInput](), reflect.TypeFor[SchemaState]()},
 	{ActivityMigrateUp, reflect.TypeFor[MigrateUpInput](), reflect.TypeFor[MigrateResult]()},
