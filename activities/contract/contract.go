@@ -22,6 +22,10 @@ const (
 	ActivityPreflight = "Preflight"
 	ActivityNotify    = "Notify"
 	ActivityMeasure   = "Measure"
+	// ActivityWatch watches continuous router checks (runbook
+	// Check.Continuous) until one trips, its time is up, or it is
+	// cancelled.
+	ActivityWatch = "WatchRouter"
 
 	ActivityCaptureSchema = "CaptureSchema"
 	ActivityMigrateUp     = "MigrateUp"

@@ -6,10 +6,6 @@ import (
 	"github.com/rollbook/rollbook/runbook"
 )
 
-// ActivityWatch watches continuous router checks (runbook Check.Continuous)
-// until one trips, its time is up, or it is cancelled.
-const ActivityWatch = "WatchRouter"
-
 // WatchInput asks for a watch of continuous router checks.
 type WatchInput struct {
 	StepRef
