@@ -25,27 +25,7 @@ import (
 func TestE2EContinuousCheckDetectsBadCanary(t *testing.T) {
 	f := newFixture(t, "e2e-watch")
 	f.seed()
-	y := fmt.Sprintf(`apiVersion: rollbook/v1
-service: %s
-routes:
-  - {name: api, router: edge, backend: payments_api, subsets: [stable, canary], stable: stable, canary: canary}
-steps:
-  - name: canary-50
-    traffic: {route: api, weights: {stable: 50, canary: 50}}
-  - name: verify-50
-    verify:
-      duration: 60s
-      interval: 5s
-      checks:
-        - name: canary-errors
-          continuous: true
-          window: 1s
-          router: {route: api, subset: canary, maxErrorRate: 0.05, minRequests: 5}
-        - name: healthz
-          http: {endpoint: edge, path: /healthz}
-`, f.service)
-	rb := filepath.Join(f.dir, f.service+".yaml")
-	require.NoError(t, os.WriteFile(rb, []byte(y), 0o644))
+	rb := f.watchRunbook()
 
 	obs, err := haproxywatch.Start(stack.HAProxySocket, devstack.Backend, 2*time.Millisecond)
 	require.NoError(t, err)
@@ -76,4 +56,33 @@ steps:
 	assert.Contains(t, out, "over the last")
 	assert.Less(t, took, 2*time.Second, "detected and restored within 2 s; a 5 s round could not")
 	assert.Equal(t, map[string]int{"stable": 100, "canary": 0}, weights(t), "weights restored exactly")
+}
+
+// watchRunbook: 50 % to the canary, then a minute of verification whose
+// router check is continuous (1 s window) beside an http check in 5 s
+// rounds.
+func (f *fixture) watchRunbook() string {
+	y := fmt.Sprintf(`apiVersion: rollbook/v1
+service: %s
+routes:
+  - {name: api, router: edge, backend: payments_api, subsets: [stable, canary], stable: stable, canary: canary}
+steps:
+  - name: canary-50
+    traffic: {route: api, weights: {stable: 50, canary: 50}}
+  - name: verify-50
+    verify:
+      duration: 60s
+      interval: 5s
+      checks:
+        - name: canary-errors
+          continuous: true
+          window: 1s
+          router: {route: api, subset: canary, maxErrorRate: 0.05, minRequests: 5}
+        - name: healthz
+          http: {endpoint: edge, path: /healthz}
+`, f.service)
+	rb := filepath.Join(f.dir, f.service+".yaml")
+	require.NoError(f.t, os.WriteFile(rb, []byte(y), 0o644))
+
+	return rb
 }
