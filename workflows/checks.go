@@ -48,6 +48,8 @@ type CheckRun struct {
 	Trackers  []TrackerState          `json:"trackers"`
 	Prev      []contract.Measurement  `json:"prev,omitempty"`
 	First     []*contract.Measurement `json:"first,omitempty"`
+	// Watches counts the verdicts of the continuous checks' watch.
+	Watches int `json:"watches,omitempty"`
 }
 
 // TrackerState is one check's tally across rounds.

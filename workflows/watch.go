@@ -200,7 +200,8 @@ func (d *deployment) judgeWatch(run *CheckRun, list []runbook.Check, res contrac
 	} else if res.Requests > 0 {
 		j.Value = float64(res.Errors) / float64(res.Requests)
 	}
-	d.recordRound(Round{Step: run.Name, At: res.At, Judgement: []CheckJudgement{j}})
+	run.Watches++
+	d.recordRound(Round{Step: run.Name, Round: run.Watches, Watch: true, At: res.At, Judgement: []CheckJudgement{j}})
 	ts := run.Trackers[i]
 	t := &checkTracker{check: list[i], failures: ts.Failures, inconclusive: ts.Inconclusive, passes: ts.Passes, consecutive: ts.Consecutive}
 	failure = t.add(j, false)
