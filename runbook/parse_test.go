@@ -185,6 +185,20 @@ func TestParseErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "continuous is refused in rollback.verify",
+			steps: `steps:
+  - name: shift
+    traffic: {route: api, weights: {stable: 90, canary: 10}}
+rollback:
+  verify:
+    duration: 30s
+    interval: 5s
+    checks:
+      - {name: w, continuous: true, router: {route: api, subset: stable, maxErrorRate: 0.01}}
+`,
+			want: []string{"t.yaml:13: rollback.verify.checks[0].continuous: continuous checks run in verify steps and the analysis, not in rollback.verify"},
+		},
+		{
 			name: "default interval longer than duration",
 			steps: `steps:
   - name: watch
