@@ -45,6 +45,7 @@ var recorded = []struct {
 	// notify.page: trigger at rollback-stuck, resolve after the retry
 	// (tests/notify_e2e_test.go records it with ROLLBOOK_RECORD_HISTORIES).
 	{"rollback-stuck-paged.json", workflows.WorkflowType, workflows.OutcomeAborted, []string{"abort", "retry"}},
+	{"watch-tripped.json", workflows.WorkflowType, workflows.OutcomeRolledBack, nil},
 }
 
 func quiet() sdklog.Logger {
