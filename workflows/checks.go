@@ -48,6 +48,10 @@ type CheckRun struct {
 	Trackers  []TrackerState          `json:"trackers"`
 	Prev      []contract.Measurement  `json:"prev,omitempty"`
 	First     []*contract.Measurement `json:"first,omitempty"`
+	// Compare holds the sequential tests of the compare checks (nil
+	// entries for other checks; nil: fixed-sample tests, see
+	// startSequential).
+	Compare []*CompareState `json:"compare,omitempty"`
 }
 
 // TrackerState is one check's tally across rounds.
@@ -78,6 +82,9 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 	}
 	if len(run.Trackers) != len(list) || len(run.First) != len(list) {
 		return fmt.Errorf("resumed check state of %s does not match its %d checks", run.Name, len(list))
+	}
+	if err := startSequential(ctx, run, list); err != nil {
+		return err
 	}
 	trackers := make([]*checkTracker, len(list))
 	for i, c := range list {
@@ -153,7 +160,7 @@ func (d *deployment) judgeRound(run *CheckRun, list []runbook.Check, res contrac
 				// rarely holds enough requests.
 				m = d.sinceFirst(c, &run.First[i], m)
 			}
-			j = judge(c, m)
+			j = judgeCheck(run, i, c, m)
 		} else {
 			j = CheckJudgement{Check: c.Name, Verdict: JudgeFail, Reason: "no measurement returned"}
 		}

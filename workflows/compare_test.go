@@ -51,7 +51,7 @@ func TestCompareFailsTwoPercentCanaryWithin30s(t *testing.T) {
 	h := compareHarness(t, 0.02)
 	r := h.run(compareRunbook())
 	require.Equal(t, OutcomeRolledBack, r.Outcome)
-	assert.Contains(t, r.Reason, "Fisher p=")
+	assert.Contains(t, r.Reason, "sequential p=")
 	verify := r.Steps[3]
 	took := verify.EndedAt.Sub(verify.StartedAt)
 	assert.LessOrEqual(t, took, 30*time.Second, "judged bad after %s", took)
