@@ -486,6 +486,7 @@ func measureCounters(ctx context.Context, p plan, prev *Measurement, m *Measurem
 		s := p.subsets[0]
 		m.Requests, m.Errors = delta(s, ".requests"), delta(s, ".errors5xx")
 		m.LatencyMs = float64(cs[s].ResponseMs)
+		m.SubsetStatus = cs[s].Status
 		notes = append(notes, fmt.Sprintf("%s status %s; latency is the router's average response time over its recent requests", s, cs[s].Status))
 	case runbook.CheckCompare:
 		base, canary := p.subsets[0], p.subsets[1]

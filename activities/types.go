@@ -33,6 +33,8 @@ type (
 	MeasureInput        = contract.MeasureInput
 	MeasureResult       = contract.MeasureResult
 	Measurement         = contract.Measurement
+	WatchInput          = contract.WatchInput
+	WatchResult         = contract.WatchResult
 	Message             = contract.Message
 	MigrateDownInput    = contract.MigrateDownInput
 	MigrateInput        = contract.MigrateInput

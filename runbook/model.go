@@ -273,6 +273,16 @@ type Check struct {
 	// one more fails the check. Default 0: no limit, but an inconclusive
 	// result never counts as a pass.
 	InconclusiveLimit int `json:"inconclusiveLimit,omitempty"`
+	// Continuous, on a router check in a verify step or the analysis,
+	// watches the router's counters every few tens of milliseconds instead
+	// of once per round, and fails the check as soon as the error rate over
+	// the sliding window exceeds maxErrorRate (with at least minRequests in
+	// the window) or the router marks the subset DOWN. Each trip counts as
+	// one failed measurement against failureLimit.
+	Continuous bool `json:"continuous,omitempty"`
+	// Window is the sliding window a continuous check judges (200ms–5m;
+	// default: the verify step's or analysis's interval).
+	Window Duration `json:"window,omitempty"`
 
 	HTTP       *HTTPCheck       `json:"http,omitempty"`
 	Prometheus *PrometheusCheck `json:"prometheus,omitempty"`

@@ -27,6 +27,10 @@ steps:
         - &errors
           name: errors
           router: {route: api, subset: canary, maxErrorRate: 0.01}
+        - name: watched
+          continuous: true
+          window: 500ms
+          router: {route: api, subset: canary, maxErrorRate: 0.01}
         - name: query
           prometheus: {query: up, min: 1}
         - name: compare
@@ -56,8 +60,11 @@ rollback:
 	if w := rb.Steps[1].Traffic.Weights; w["canary"] != 10 || w["stable"] != 90 {
 		t.Errorf("weights: %v", w)
 	}
-	if p := rb.Steps[2].Verify.Checks[1].Prometheus; p.Min == nil || *p.Min != 1 || p.Max != nil {
+	if p := rb.Steps[2].Verify.Checks[2].Prometheus; p.Min == nil || *p.Min != 1 || p.Max != nil {
 		t.Errorf("prometheus bounds: %+v", p)
+	}
+	if w := rb.Steps[2].Verify.Checks[1]; !w.Continuous || w.Window.D() != 500*time.Millisecond {
+		t.Errorf("continuous check: %+v", w)
 	}
 	if got := rb.Analysis.Checks[0]; got.Name != "errors" || got.Router == nil || got.Router.MaxErrorRate != 0.01 {
 		t.Errorf("alias not resolved: %+v", got)
@@ -156,6 +163,25 @@ func TestParseErrors(t *testing.T) {
 				`t.yaml:11: steps[0].verify.checks[0].router.route: unknown route "web" (routes: [api])`,
 				"t.yaml:11: steps[0].verify.checks[0].router.subset: subset is required",
 				"t.yaml:11: steps[0].verify.checks[0].router.maxErrorRate: must be a share between 0 and 1 (0.01 is 1%), got -0.1",
+			},
+		},
+		{
+			name: "continuous only on router checks, with a bounded window",
+			steps: `steps:
+  - name: watch
+    verify:
+      duration: 1m
+      checks:
+        - {name: h, continuous: true, http: {url: "http://x/"}}
+        - {name: w, window: 1s, router: {route: api, subset: canary, maxErrorRate: 0.01}}
+        - {name: short, continuous: true, window: 10ms, router: {route: api, subset: canary, maxErrorRate: 0.01}}
+        - {name: rounds, continuous: true, successThreshold: 2, router: {route: api, subset: canary, maxErrorRate: 0.01}}
+`,
+			want: []string{
+				"t.yaml:10: steps[0].verify.checks[0].continuous: continuous applies only to router checks, not to a http check (it watches the router's counters)",
+				"t.yaml:11: steps[0].verify.checks[1].window: window applies only to a continuous check (continuous: true)",
+				"t.yaml:12: steps[0].verify.checks[2].window: must be at least 200ms, got 10ms",
+				"t.yaml:13: steps[0].verify.checks[3].successThreshold: successThreshold does not apply to a continuous check: it has no rounds and watches until its step ends",
 			},
 		},
 		{

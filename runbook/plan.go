@@ -209,6 +209,13 @@ func DescribeCheck(c Check) string {
 		}
 	case c.Router != nil:
 		what = fmt.Sprintf("router: route %s subset %s error rate ≤ %g", safeText(c.Router.Route), safeText(c.Router.Subset), c.Router.MaxErrorRate)
+		if c.Continuous {
+			window := "the interval"
+			if c.Window > 0 {
+				window = fmtDur(c.Window.D())
+			}
+			what += ", watched continuously over a sliding " + window + ", or the subset marked DOWN"
+		}
 	case c.Compare != nil:
 		what = "compare canary with baseline on route " + safeText(c.Compare.Route)
 	default:

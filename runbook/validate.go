@@ -11,10 +11,13 @@ import (
 // Limits enforced by validation. They are generous for real deployments and
 // exist so that a typo (5000h instead of 5m) is caught before it runs.
 const (
-	MaxDeadline           = 7 * 24 * time.Hour
-	MaxVerifyDuration     = 24 * time.Hour
-	MinInterval           = time.Second
-	MaxInterval           = time.Hour
+	MaxDeadline       = 7 * 24 * time.Hour
+	MaxVerifyDuration = 24 * time.Hour
+	MinInterval       = time.Second
+	MaxInterval       = time.Hour
+	// MinWindow and MaxWindow bound a continuous check's window.
+	MinWindow             = 200 * time.Millisecond
+	MaxWindow             = 5 * time.Minute
 	MaxPauseDuration      = 24 * time.Hour
 	MaxApprovalTimeout    = 7 * 24 * time.Hour
 	MaxHTTPTimeout        = 5 * time.Minute

@@ -56,6 +56,7 @@ func (c *checker) checkChecks(p string, checks []Check) {
 				c.addf(fieldPath(cp, k.field), "must be 0 or more, got %d", k.v)
 			}
 		}
+		c.checkContinuous(cp, ch)
 		if ch.HTTP != nil {
 			c.checkHTTP(fieldPath(cp, "http"), ch.HTTP)
 		}
@@ -68,6 +69,28 @@ func (c *checker) checkChecks(p string, checks []Check) {
 		if ch.Compare != nil {
 			c.checkCompare(fieldPath(cp, "compare"), ch.Compare)
 		}
+	}
+}
+
+// checkContinuous checks continuous and window: only a router check can be
+// watched (the watch reads the router's counters), and the knobs that count
+// rounds mean nothing for a check without rounds.
+func (c *checker) checkContinuous(p string, ch *Check) {
+	if !ch.Continuous {
+		if ch.Window != 0 || c.written(fieldPath(p, "window")) {
+			c.addf(fieldPath(p, "window"), "window applies only to a continuous check (continuous: true)")
+		}
+		return
+	}
+	if k := ch.Kind(); k != CheckRouter && k != "" {
+		c.addf(fieldPath(p, "continuous"), "continuous applies only to router checks, not to a %s check (it watches the router's counters)", k)
+	}
+	c.duration(fieldPath(p, "window"), ch.Window, false, MinWindow, MaxWindow)
+	if ch.SuccessThreshold > 0 {
+		c.addf(fieldPath(p, "successThreshold"), "successThreshold does not apply to a continuous check: it has no rounds and watches until its step ends")
+	}
+	if ch.InconclusiveLimit > 0 {
+		c.addf(fieldPath(p, "inconclusiveLimit"), "inconclusiveLimit does not apply to a continuous check: it has no rounds (a window with fewer than minRequests is simply not judged)")
 	}
 }
 

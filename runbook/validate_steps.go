@@ -149,6 +149,13 @@ func (c *checker) checkRollback(p string, r *RollbackOptions) {
 	}
 	if r.Verify != nil {
 		c.checkVerify(fieldPath(p, "verify"), r.Verify)
+		for i, ch := range r.Verify.Checks {
+			if ch.Continuous {
+				// After the rollback nothing is left to stop early: its
+				// verification measures in rounds.
+				c.addf(fieldPath(indexPath(fieldPath(fieldPath(p, "verify"), "checks"), i), "continuous"), "continuous checks run in verify steps and the analysis, not in rollback.verify")
+			}
+		}
 	}
 	c.duration(fieldPath(p, "stuckAfter"), r.StuckAfter, false, MinInterval, MaxStuckAfter)
 }

@@ -22,6 +22,10 @@ const (
 	ActivityPreflight = "Preflight"
 	ActivityNotify    = "Notify"
 	ActivityMeasure   = "Measure"
+	// ActivityWatch watches continuous router checks (runbook
+	// Check.Continuous) until one trips, its time is up, or it is
+	// cancelled.
+	ActivityWatch = "WatchRouter"
 
 	ActivityCaptureSchema = "CaptureSchema"
 	ActivityMigrateUp     = "MigrateUp"
@@ -75,6 +79,7 @@ var Specs = []Spec{
 	{ActivityPreflight, reflect.TypeFor[PreflightInput](), reflect.TypeFor[PreflightResult]()},
 	{ActivityNotify, reflect.TypeFor[NotifyInput](), nil},
 	{ActivityMeasure, reflect.TypeFor[MeasureInput](), reflect.TypeFor[MeasureResult]()},
+	{ActivityWatch, reflect.TypeFor[WatchInput](), reflect.TypeFor[WatchResult]()},
 
 	{ActivityCaptureSchema, reflect.TypeFor[MigrateInput](), reflect.TypeFor[SchemaState]()},
 	{ActivityMigrateUp, reflect.TypeFor[MigrateUpInput](), reflect.TypeFor[MigrateResult]()},

@@ -217,6 +217,10 @@ type Measurement struct {
 	// router restart): Requests/Errors are then cumulative, not an interval,
 	// and the round should be judged inconclusive.
 	BaselineRound bool `json:"baselineRound,omitempty"`
+	// SubsetStatus is the router's status of a router check's subset
+	// (HAProxy "UP", "DOWN", "MAINT", "no check"); a subset the router
+	// marked DOWN fails the check.
+	SubsetStatus string `json:"subsetStatus,omitempty"`
 }
 
 // SideSample is one side of a compare check over the last interval.

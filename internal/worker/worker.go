@@ -209,6 +209,7 @@ func (a *Activities) byName() []namedActivity {
 		{contract.ActivitySetWeights, a.Traffic.SetWeights},
 		{contract.ActivityRestoreWeights, a.Traffic.RestoreWeights},
 		{contract.ActivityMeasure, a.Checks.Measure},
+		{contract.ActivityWatch, a.Checks.WatchRouter},
 		{contract.ActivityNotify, a.Notifier.Notify},
 	}
 	if a.Release != nil {
