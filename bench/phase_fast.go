@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rollbook/rollbook/activities/contract"
 	"github.com/rollbook/rollbook/internal/haproxywatch"
 	"github.com/rollbook/rollbook/internal/loadgen"
 	"github.com/rollbook/rollbook/workflows"
@@ -20,8 +21,8 @@ import (
 // request the bad canary answers is a client error that no retry could hide:
 // the cost of an incident for unkeyed writes.
 
-// activityWatch is the continuous check's activity (activities/contract).
-const activityWatch = "WatchRouter"
+// activityWatch is the continuous check's activity.
+const activityWatch = contract.ActivityWatch
 
 // FastDetect is phase 8's report.
 type FastDetect struct {
