@@ -37,6 +37,9 @@ type FastDetect struct {
 	// RollbookObserve: the continuous check on be_observe, where HAProxy
 	// marks the canary down after 5 errors in a row (the dev stack's setting).
 	RollbookObserve FastSide `json:"rollbook_observe"`
+	// SeedLoopObserve: the seed's loop on be_observe: what HAProxy acting
+	// first buys when detection is slow.
+	SeedLoopObserve FastSide `json:"seed_loop_observe"`
 }
 
 // FastSide is one detector on one backend, over its runs.
@@ -93,14 +96,16 @@ func (b *bench) fast(ctx context.Context) error {
 	f.SeedLoop = FastSide{Detector: "seed loop: show stat every 1 s, one runtime-API write", Backend: "be_retry_off"}
 	f.Rollbook = FastSide{Detector: fmt.Sprintf("rollbook: continuous router check, window %s, round interval %s", b.cfg.FastWindow, b.cfg.FastInterval), Backend: "be_retry_off"}
 	f.RollbookObserve = FastSide{Detector: f.Rollbook.Detector + " + HAProxy observe layer7 on the canary", Backend: "be_observe"}
+	f.SeedLoopObserve = FastSide{Detector: f.SeedLoop.Detector + " + HAProxy observe layer7 on the canary", Backend: "be_observe"}
 	sides := []struct {
 		side *FastSide
 		url  string
 		once func(context.Context, int, *haproxywatch.Observer, *loadgen.Load) (fastRun, error)
 	}{
-		{&f.SeedLoop, b.bh.retryOffURL, b.seedOnce},
+		{&f.SeedLoop, b.bh.retryOffURL, b.seedOnce("be_retry_off")},
 		{&f.Rollbook, b.bh.retryOffURL, b.fastRollbookOnce("be_retry_off")},
 		{&f.RollbookObserve, b.bh.observeURL, b.fastRollbookOnce("be_observe")},
+		{&f.SeedLoopObserve, b.bh.observeURL, b.seedOnce("be_observe")},
 	}
 	for _, sd := range sides {
 		if err := b.fastSide(ctx, sd.side, sd.url, sd.once); err != nil {
@@ -116,6 +121,7 @@ func (b *bench) fast(ctx context.Context) error {
 	bc.UnkeyedClientErrorsPerIncident = f.RollbookObserve.ClientErrorsPerIncident
 	bc.UnkeyedWithoutObserve = f.Rollbook.ClientErrorsPerIncident
 	bc.UnkeyedSeedLoop = f.SeedLoop.ClientErrorsPerIncident
+	bc.UnkeyedSeedLoopObserve = f.SeedLoopObserve.ClientErrorsPerIncident
 	return nil
 }
 
@@ -189,13 +195,19 @@ func (b *bench) incident(ctx context.Context, obs *haproxywatch.Observer, ld *lo
 	return tBad, tR, ld.Snapshot().Minus(snap).Errors, true, nil
 }
 
-// seedOnce: the seed's loop watches a 10 % canary that turns bad.
-func (b *bench) seedOnce(ctx context.Context, _ int, obs *haproxywatch.Observer, ld *loadgen.Load) (fastRun, error) {
+// seedOnce: the seed's loop watches a 10 % canary of backend that turns bad.
+func (b *bench) seedOnce(backend string) func(context.Context, int, *haproxywatch.Observer, *loadgen.Load) (fastRun, error) {
+	return func(ctx context.Context, _ int, obs *haproxywatch.Observer, ld *loadgen.Load) (fastRun, error) {
+		return b.seedRun(ctx, backend, obs, ld)
+	}
+}
+
+func (b *bench) seedRun(ctx context.Context, backend string, obs *haproxywatch.Observer, ld *loadgen.Load) (fastRun, error) {
 	pct := b.cfg.BadCanaryPct
-	if _, err := b.bh.rt.Exec(ctx, fmt.Sprintf("set server be_retry_off/stable weight %d; set server be_retry_off/canary weight %d", 100-pct, pct)); err != nil {
+	if _, err := b.bh.rt.Exec(ctx, fmt.Sprintf("set server %[1]s/stable weight %[2]d; set server %[1]s/canary weight %[3]d", backend, 100-pct, pct)); err != nil {
 		return fastRun{}, err
 	}
-	loop := seedLoop{rt: b.bh.rt, backend: "be_retry_off", every: time.Second, maxErrorRate: 0.05, minRequests: 5, stableWeight: 100}
+	loop := seedLoop{rt: b.bh.rt, backend: backend, every: time.Second, maxErrorRate: 0.05, minRequests: 5, stableWeight: 100}
 	lctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { _, err := loop.run(lctx); done <- err }()
@@ -212,7 +224,7 @@ func (b *bench) seedOnce(ctx context.Context, _ int, obs *haproxywatch.Observer,
 		_ = loop.rollback(ctx)
 		return fastRun{}, nil
 	}
-	return fastRun{restored: tR.Sub(tBad), detected: true, errs: errs}, nil
+	return fastRun{restored: tR.Sub(tBad), detected: true, errs: errs, markedDown: b.bh.canaryDown(ctx, backend)}, nil
 }
 
 // fastRollbookOnce: a deployment moves 10 % to the canary and watches it

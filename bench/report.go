@@ -79,6 +79,7 @@ type BadCanary struct {
 	UnkeyedClientErrorsPerIncident float64 `json:"unkeyed_client_errors_per_incident"`
 	UnkeyedWithoutObserve          float64 `json:"unkeyed_client_errors_per_incident_without_observe"`
 	UnkeyedSeedLoop                float64 `json:"unkeyed_client_errors_per_incident_seed_loop"`
+	UnkeyedSeedLoopObserve         float64 `json:"unkeyed_client_errors_per_incident_seed_loop_observe"`
 	RetryOn                        BadSide `json:"retry_on"`
 	RetryOff                       BadSide `json:"retry_off"`
 	// RetryOnProbe is retry-to-stable on with a runbook that also probes
@@ -224,7 +225,7 @@ func (r *Results) evaluateDetection(t func(name, want, got string, met bool)) {
 		r.SeedLoopMs.N > 0 && r.FastVsSeedLoopP50 > 0 && r.FastVsSeedLoopP50 <= 0.3)
 	b := r.BadCanary
 	t("unkeyed_client_errors_per_incident", "≤ 10 (500 rps, 10 % canary failing 100 %)",
-		fmt.Sprintf("%.1f (without observe %.1f, seed loop %.1f)", b.UnkeyedClientErrorsPerIncident, b.UnkeyedWithoutObserve, b.UnkeyedSeedLoop),
+		fmt.Sprintf("%.1f (without observe %.1f; seed loop %.1f, with observe %.1f)", b.UnkeyedClientErrorsPerIncident, b.UnkeyedWithoutObserve, b.UnkeyedSeedLoop, b.UnkeyedSeedLoopObserve),
 		r.Fast.RollbookObserve.Runs > 0 && r.Fast.RollbookObserve.Undetected == 0 && b.UnkeyedClientErrorsPerIncident <= 10)
 	f := r.FalseRollbacks
 	t("false_rollbacks", "0 in ≥ 20 healthy runs", fmt.Sprintf("%d in %d", f.Rollbacks, f.HealthyRuns), f.HealthyRuns >= 20 && f.Rollbacks == 0)
