@@ -76,7 +76,10 @@ var errContinueAsNew = errors.New("continue as new")
 // *checkFailure when a check fails. run holds its progress and may come from
 // a previous run of the workflow; mayContinue lets it return
 // errContinueAsNew when the history has grown long.
-func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbook.Check, interval, duration time.Duration, honourThreshold, mayContinue bool) error {
+//
+// watched marks the checks a watch judges instead (nil: none); they are not
+// measured in rounds and do not count for allDone or noConclusivePass.
+func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbook.Check, watched []bool, interval, duration time.Duration, honourThreshold, mayContinue bool) error {
 	if interval <= 0 {
 		interval = defaultInterval
 	}
@@ -86,12 +89,16 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 	if err := startSequential(ctx, run, list); err != nil {
 		return err
 	}
+	measured, idx := roundChecks(list, watched)
+	if len(measured) == 0 {
+		return waitOut(ctx, run, duration)
+	}
 	trackers := make([]*checkTracker, len(list))
 	for i, c := range list {
 		trackers[i] = &checkTracker{check: c, failures: run.Trackers[i].Failures, inconclusive: run.Trackers[i].Inconclusive,
 			passes: run.Trackers[i].Passes, consecutive: run.Trackers[i].Consecutive, done: run.Trackers[i].Done}
 	}
-	actx := workflow.WithActivityOptions(ctx, measureOptions(fmt.Sprintf("%s: measure %d checks", run.Name, len(list)), list))
+	actx := workflow.WithActivityOptions(ctx, measureOptions(fmt.Sprintf("%s: measure %d checks", run.Name, len(measured)), measured))
 	for {
 		if err := waitForRound(ctx, run, interval, duration); err != nil {
 			return err
@@ -99,7 +106,7 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 		run.Round++
 		var res contract.MeasureResult
 		err := workflow.ExecuteActivity(actx, contract.ActivityMeasure, contract.MeasureInput{
-			StepRef: d.ref(run.Name), Round: run.Round, Checks: list, Routes: d.rb.Routes, Previous: run.Prev,
+			StepRef: d.ref(run.Name), Round: run.Round, Checks: measured, Routes: d.rb.Routes, Previous: run.Prev,
 		}).Get(ctx, &res)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -109,7 +116,7 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 		}
 		run.Prev = res.Measurements
 		rec := Round{Step: run.Name, Round: run.Round, At: workflow.Now(ctx)}
-		allDone, failure := d.judgeRound(run, list, res, trackers, honourThreshold, &rec)
+		allDone, failure := d.judgeRound(ctx, run, list, idx, res, trackers, honourThreshold, &rec)
 		d.recordRound(rec)
 		if failure != "" {
 			d.log.Warn("Check failed", "step", run.Name, "round", run.Round, "reason", failure)
@@ -119,7 +126,7 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 			return nil
 		}
 		if duration > 0 && workflow.Now(ctx).Sub(run.StartedAt) >= duration {
-			return noConclusivePass(trackers, duration)
+			return noConclusivePass(trackers, idx, duration)
 		}
 		if mayContinue && d.historyIsLong(ctx) {
 			return errContinueAsNew
@@ -145,14 +152,15 @@ func waitForRound(ctx workflow.Context, run *CheckRun, interval, duration time.D
 }
 
 // judgeRound judges one round's measurements into rec and the trackers
-// (saved back into run). It returns whether every check is done and the
-// first failure, if any.
-func (d *deployment) judgeRound(run *CheckRun, list []runbook.Check, res contract.MeasureResult, trackers []*checkTracker, honourThreshold bool, rec *Round) (allDone bool, failure string) {
+// (saved back into run). Measurement k belongs to list[idx[k]]. It returns
+// whether every measured check is done and the first failure, if any.
+func (d *deployment) judgeRound(ctx workflow.Context, run *CheckRun, list []runbook.Check, idx []int, res contract.MeasureResult, trackers []*checkTracker, honourThreshold bool, rec *Round) (allDone bool, failure string) {
 	allDone = true
-	for i, c := range list {
+	for k, i := range idx {
+		c := list[i]
 		var j CheckJudgement
-		if i < len(res.Measurements) {
-			m := res.Measurements[i]
+		if k < len(res.Measurements) {
+			m := res.Measurements[k]
 			if c.Compare != nil {
 				// first holds the check's first counter reading, so
 				// that its statistics use everything seen since the
@@ -161,6 +169,9 @@ func (d *deployment) judgeRound(run *CheckRun, list []runbook.Check, res contrac
 				m = d.sinceFirst(c, &run.First[i], m)
 			}
 			j = judgeCheck(run, i, c, m)
+			if c.Router != nil && subsetDown(m) && d.downFails(ctx) {
+				j.Verdict, j.Reason = JudgeFail, fmt.Sprintf("the router marked subset %s DOWN (status %q): HAProxy took it out of rotation", c.Router.Subset, m.SubsetStatus)
+			}
 		} else {
 			j = CheckJudgement{Check: c.Name, Verdict: JudgeFail, Reason: "no measurement returned"}
 		}
@@ -182,10 +193,10 @@ func (d *deployment) judgeRound(run *CheckRun, list []runbook.Check, res contrac
 }
 
 // noConclusivePass fails a verification whose time is up when one of its
-// checks never passed conclusively.
-func noConclusivePass(trackers []*checkTracker, duration time.Duration) error {
-	for _, t := range trackers {
-		if t.passes == 0 {
+// measured checks (idx) never passed conclusively.
+func noConclusivePass(trackers []*checkTracker, idx []int, duration time.Duration) error {
+	for _, i := range idx {
+		if t := trackers[i]; t.passes == 0 {
 			return &checkFailure{reason: fmt.Sprintf("check %s had no conclusive passing measurement in %s", t.check.Name, duration)}
 		}
 	}
@@ -245,7 +256,7 @@ func (d *deployment) startAnalysis(ctx workflow.Context, a *runbook.Analysis, ru
 	}
 	d.analysis = run
 	workflow.Go(ctx, func(c workflow.Context) {
-		err := d.runChecks(c, run, a.Checks, a.Interval.D(), 0, false, false)
+		err := d.runWatched(c, run, a.Checks, a.Interval.D(), 0, false, false)
 		if err == nil || c.Err() != nil {
 			return
 		}

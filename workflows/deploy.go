@@ -239,7 +239,7 @@ func (d *deployment) rollbackOutcome(rctx workflow.Context) (Phase, string) {
 	}
 	if rv := d.rollbackVerify(); rv != nil {
 		run := newCheckRun(rctx, "rollback-verify", len(rv.Checks))
-		if vErr := d.runChecks(rctx, run, rv.Checks, rv.Interval.D(), rv.Duration.D(), true, false); vErr != nil {
+		if vErr := d.runChecks(rctx, run, rv.Checks, nil, rv.Interval.D(), rv.Duration.D(), true, false); vErr != nil {
 			return OutcomeRollbackFailed, reason + "; verification after rollback failed: " + vErr.Error()
 		}
 	}

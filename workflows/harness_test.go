@@ -79,6 +79,12 @@ type harness struct {
 	preflight      func(activities.PreflightInput) (activities.PreflightResult, error)
 	captureKV      func(activities.KVInput) (activities.KVState, error)
 	live           map[string]int // the weights the mocked router holds
+	// watch answers a WatchRouter call once watchAfter(step) of workflow
+	// time passed since it started (registered per step by mockWatch).
+	watch      func(activities.WatchInput) (activities.WatchResult, error)
+	watchAfter func(step string) time.Duration
+	watches    []activities.WatchInput
+	cancelled  []string // "Type:step" of every cancelled activity
 
 	phases   []Phase
 	notified []activities.NotifyInput
@@ -187,6 +193,21 @@ func newHarness(t *testing.T) *harness {
 	env.OnActivity(c.Measure, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.MeasureInput) (activities.MeasureResult, error) {
 		return h.measure(in)
 	})
+	h.watch = func(in activities.WatchInput) (activities.WatchResult, error) {
+		// Time up, every check judged and none tripped.
+		var judged []string
+		for _, c := range in.Checks {
+			judged = append(judged, c.Name)
+		}
+		return activities.WatchResult{Judged: judged}, nil
+	}
+	env.SetOnActivityCanceledListener(func(info *activity.Info) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		// The info has no input; the step is in the summary-less ID, so
+		// record the type and the activity ID.
+		h.cancelled = append(h.cancelled, info.ActivityType.Name)
+	})
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
 		var ref struct {
 			Step string `json:"step"`
@@ -234,8 +255,38 @@ func (h *harness) phaseAt(d time.Duration) {
 	h.at(d, func() { h.phases = append(h.phases, h.query().Phase) })
 }
 
+// mockWatch registers the WatchRouter mock for every verify step and the
+// analysis of rb that have continuous checks: the call blocks for
+// watchAfter(step) of workflow time (default: the verify step's duration;
+// the analysis: a day, that is, it never trips), then answers h.watch.
+func (h *harness) mockWatch(rb runbook.Runbook) {
+	var c *activities.Checks
+	durations := map[string]time.Duration{"analysis": 24 * time.Hour}
+	for _, s := range rb.Steps {
+		if s.Verify != nil {
+			durations[s.Name] = s.Verify.Duration.D()
+		}
+	}
+	for step, d := range durations {
+		h.env.OnActivity(c.WatchRouter, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return in.Step == step })).
+			AfterFn(func() time.Duration {
+				if h.watchAfter != nil {
+					return h.watchAfter(step)
+				}
+				return d
+			}).
+			Return(func(_ context.Context, in activities.WatchInput) (activities.WatchResult, error) {
+				h.mu.Lock()
+				h.watches = append(h.watches, in)
+				h.mu.Unlock()
+				return h.watch(in)
+			})
+	}
+}
+
 func (h *harness) run(rb runbook.Runbook) Result {
 	h.t.Helper()
+	h.mockWatch(rb)
 	h.env.ExecuteWorkflow(Deploy, bundleOf(h.t, rb))
 	require.True(h.t, h.env.IsWorkflowCompleted())
 	require.NoError(h.t, h.env.GetWorkflowError())

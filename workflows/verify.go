@@ -22,5 +22,5 @@ func (verifyKind) forward(ctx workflow.Context, d *deployment, i int, resume *Re
 	if resume != nil {
 		d.verify = resume.Verify
 	}
-	return d.runChecks(ctx, d.verify, v.Checks, v.Interval.D(), v.Duration.D(), true, true)
+	return d.runWatched(ctx, d.verify, v.Checks, v.Interval.D(), v.Duration.D(), true, true)
 }
