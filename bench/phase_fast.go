@@ -204,7 +204,7 @@ func (b *bench) seedOnce(backend string) func(context.Context, int, *haproxywatc
 
 func (b *bench) seedRun(ctx context.Context, backend string, obs *haproxywatch.Observer, ld *loadgen.Load) (fastRun, error) {
 	pct := b.cfg.BadCanaryPct
-	if _, err := b.bh.rt.Exec(ctx, fmt.Sprintf("set server %[1]s/stable weight %[2]d; set server %[1]s/canary weight %[3]d", backend, 100-pct, pct)); err != nil {
+	if _, err := b.bh.rt.Exec(ctx, fmt.Sprintf("set server %s/stable weight %d", backend, 100-pct), fmt.Sprintf("set server %s/canary weight %d", backend, pct)); err != nil {
 		return fastRun{}, err
 	}
 	loop := seedLoop{rt: b.bh.rt, backend: backend, every: time.Second, maxErrorRate: 0.05, minRequests: 5, stableWeight: 100}
@@ -231,7 +231,7 @@ func (b *bench) seedRun(ctx context.Context, backend string, obs *haproxywatch.O
 // with a continuous router check; the canary turns bad.
 func (b *bench) fastRollbookOnce(backend string) func(context.Context, int, *haproxywatch.Observer, *loadgen.Load) (fastRun, error) {
 	return func(ctx context.Context, i int, obs *haproxywatch.Observer, ld *loadgen.Load) (fr fastRun, err error) {
-		spec := runbookSpec{service: "bench-fast-" + backend, route: route{router: "bench", backend: backend},
+		spec := runbookSpec{service: "bench-fast-" + strings.ReplaceAll(strings.TrimPrefix(backend, "be_"), "_", "-"), route: route{router: "bench", backend: backend},
 			stages: []int{b.cfg.BadCanaryPct}, verify: true, interval: b.cfg.FastInterval, window: b.cfg.FastWindow}
 		bun, err := b.dep.bundle(spec, fmt.Sprintf("v2.fast.%d", i))
 		if err != nil {

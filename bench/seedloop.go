@@ -66,7 +66,7 @@ func (l seedLoop) healthy(prev, cur canaryCounts) bool {
 
 // rollback puts all traffic on stable in one write.
 func (l seedLoop) rollback(ctx context.Context) error {
-	_, err := l.rt.Exec(ctx, fmt.Sprintf("set server %[1]s/stable weight %[2]d; set server %[1]s/canary weight 0", l.backend, l.stableWeight))
+	_, err := l.rt.Exec(ctx, fmt.Sprintf("set server %s/stable weight %d", l.backend, l.stableWeight), fmt.Sprintf("set server %s/canary weight 0", l.backend))
 	return err
 }
 
