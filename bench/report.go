@@ -275,6 +275,7 @@ func (r *Results) table(w io.Writer) {
 	for _, a := range wr.Archives {
 		row("  archived", a)
 	}
+	r.detectionTable(row, d)
 	c := r.Concurrent
 	row("concurrent.deploys", fmt.Sprintf("%d", c.Deploys))
 	row("concurrent.failed", fmt.Sprintf("%d", c.Failed))
@@ -288,6 +289,7 @@ func (r *Results) table(w io.Writer) {
 	breakdown(w, "abort", r.AbortBreakdown)
 	fmt.Fprintf(w, "  abort: first compensation is traffic in %s runs; workflow tasks from signal to restore scheduled: %s\n", r.AbortFirstTraffic, r.AbortWFTs)
 	breakdown(w, "detect", r.DetectBreakdown)
+	breakdown(w, "fast detect", r.Fast.Rollbook.Breakdown)
 	fmt.Fprintf(w, "  detect: gap between check rounds p50 %.0f ms, p99 %.0f ms\n", r.DetectRoundGapMs.P50, r.DetectRoundGapMs.P99)
 	if bb, ok := r.Concurrent.Breakdown["bare"]; ok {
 		db := r.Concurrent.Breakdown["deploy"]
@@ -313,6 +315,27 @@ func (r *Results) table(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %s  %-28s want %-48s got %s\n", mark, t.Name, t.Want, t.Got)
 	}
+}
+
+// detectionTable prints issue 14's rows.
+func (r *Results) detectionTable(row func(k, v string), d func(Dist) string) {
+	f := r.Fast
+	row("fast_detect_to_restored_ms", d(r.FastMs)+fmt.Sprintf("   (continuous check, rounds every %.0f ms)", f.CheckIntervalMs))
+	row("seed_loop_detect_to_restored_ms", d(r.SeedLoopMs))
+	row("fast_vs_seed_loop_p50", fmt.Sprintf("%.2f", r.FastVsSeedLoopP50))
+	b := r.BadCanary
+	row("bad_canary.unkeyed_client_errors_per_incident", fmt.Sprintf("%.1f  (without observe %.1f; seed loop %.1f, with observe %.1f)",
+		b.UnkeyedClientErrorsPerIncident, b.UnkeyedWithoutObserve, b.UnkeyedSeedLoop, b.UnkeyedSeedLoopObserve))
+	for _, s := range []FastSide{f.Rollbook, f.RollbookObserve, f.SeedLoop, f.SeedLoopObserve} {
+		if s.Runs == 0 {
+			continue
+		}
+		row("  "+s.Backend, fmt.Sprintf("%s: %s, errors/incident %.1f, HAProxy marked down in %d", s.Detector, d(s.RestoredMs), s.ClientErrorsPerIncident, s.MarkedDown))
+	}
+	row("false_rollbacks", fmt.Sprintf("%d in %d healthy runs", r.FalseRollbacks.Rollbacks, r.FalseRollbacks.HealthyRuns))
+	sq := r.Sequential
+	row("sequential", fmt.Sprintf("false rate %.3f (significance %.2f; repeated Fisher %.3f), median requests to detect %.0f (Fisher %.0f)",
+		sq.FalseRate, sq.Significance, sq.FisherFalseRate, sq.MedianRequestsToDetect, sq.FisherMedianRequestsToDetect))
 }
 
 func breakdown(w io.Writer, name string, m map[string]float64) {
