@@ -16,8 +16,13 @@
 // rollbacks under load; (5) the blast radius of a bad canary with HAProxy's
 // retry-to-stable on and off; (6) many deployments at once against as many
 // bare workflows; (7) a bad canary under mixed read/write load that rolls back
-// a migration: every acknowledged write found afterwards, none twice. It writes bench/results/latest.json and a dated copy, and
-// prints the same as a table with issue 4's targets.
+// a migration: every acknowledged write found afterwards, none twice; (8) a
+// canary turning bad caught by rollbook's continuous check, by the seed's
+// own loop and by either with HAProxy's observe layer7 on the canary, with
+// the client errors no retry can hide; (9) healthy canaries deployed with
+// the example runbook's checks (false rollbacks); (10) the sequential test's
+// seeded simulation. It writes bench/results/latest.json and a dated copy,
+// and prints the same as a table with issues 4 and 14's targets.
 //
 //	go run ./bench                      # full run, a few minutes
 //	go run ./bench -smoke -out /tmp/b   # a few cycles of each (what make test runs)
