@@ -21,9 +21,10 @@ import (
 // request that made it bad. Variables so that tests can shorten them.
 var (
 	watchPoll = 25 * time.Millisecond
-	// watchHeartbeatEvery readings, one heartbeat (the SDK throttles what
-	// it sends to the server anyway).
-	watchHeartbeatEvery = 10
+	// watchHeartbeatEvery: at most this long between two heartbeats, also
+	// while readings are slow (the SDK throttles what it sends to the
+	// server anyway).
+	watchHeartbeatEvery = 500 * time.Millisecond
 	// watchGiveUp: a router that cannot be read for this long ends the
 	// watch with WatchResult.Error, which the workflow counts as a failed
 	// measurement.
@@ -107,14 +108,16 @@ func (c *Checks) WatchRouter(ctx context.Context, in WatchInput) (WatchResult, e
 	}
 	t := time.NewTicker(watchPoll)
 	defer t.Stop()
+	var beat time.Time
 	for n := 1; ; n++ {
 		if res := readGroups(ctx, groups); res != nil {
 			res.Readings = n
 			res.Judged = judged(groups)
 			return *res, nil
 		}
-		if n%watchHeartbeatEvery == 0 && activity.IsActivity(ctx) {
+		if time.Since(beat) >= watchHeartbeatEvery && activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, n)
+			beat = time.Now()
 		}
 		if !in.Until.IsZero() && !time.Now().Before(in.Until) {
 			return WatchResult{At: time.Now().UTC(), Readings: n, Judged: judged(groups)}, nil

@@ -214,7 +214,7 @@ func DescribeCheck(c Check) string {
 			if c.Window > 0 {
 				window = fmtDur(c.Window.D())
 			}
-			what += ", watched continuously over a sliding " + window + ", or the subset marked DOWN"
+			what += ", watched continuously over a sliding window of " + window + ", or the subset marked DOWN"
 		}
 	case c.Compare != nil:
 		what = "compare canary with baseline on route " + safeText(c.Compare.Route)

@@ -99,6 +99,23 @@ func TestRecordHistories(t *testing.T) {
 		recordHistory(t, f.service, "rolled-back.json", workflows.WorkflowType)
 	})
 
+	// watch-tripped: a continuous check's watch (WatchRouter) trips on a
+	// canary that turns bad during the verification.
+	t.Run("watch-tripped", func(t *testing.T) {
+		f := newFixture(t, "hist-watch-tripped")
+		l := startLoad(t, 60)
+		defer l.Stop()
+		d := startCLI(t, "deploy", f.watchRunbook(), "--version", "v3-bad", "--wait")
+		waitPhase(t, f.service, workflows.PhaseVerifying, 60*time.Second)
+		time.Sleep(time.Second)
+		setCanaryBad(t, 1)
+		defer setCanaryBad(t, 0)
+		out, code := d.wait(t, 60*time.Second)
+		require.Equal(t, 2, code, out)
+		require.Contains(t, out, "check canary-errors failed: error rate")
+		recordHistory(t, f.service, "watch-tripped.json", workflows.WorkflowType)
+	})
+
 	// aborted: an approve with nothing waiting (ignored), then the abort
 	// signal sent with the Temporal CLI, as the Web UI does.
 	t.Run("aborted", func(t *testing.T) {

@@ -52,6 +52,8 @@ type CheckRun struct {
 	// entries for other checks; nil: fixed-sample tests, see
 	// startSequential).
 	Compare []*CompareState `json:"compare,omitempty"`
+	// Watches counts the verdicts of the continuous checks' watch.
+	Watches int `json:"watches,omitempty"`
 }
 
 // TrackerState is one check's tally across rounds.

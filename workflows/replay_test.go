@@ -41,6 +41,7 @@ var recorded = []struct {
 	{"rollback-stuck-retry.json", workflows.WorkflowType, workflows.OutcomeAborted, []string{"abort", "skip", "retry"}},
 	{"rollback-failed.json", workflows.WorkflowType, workflows.OutcomeRollbackFailed, []string{"abort", "skip"}},
 	{"failed-after-commit.json", workflows.WorkflowType, workflows.OutcomeFailedAfterCommit, nil},
+	{"watch-tripped.json", workflows.WorkflowType, workflows.OutcomeRolledBack, nil},
 }
 
 func quiet() sdklog.Logger {

@@ -210,6 +210,10 @@ type Round struct {
 	Round     int              `json:"round"`
 	At        time.Time        `json:"at"`
 	Judgement []CheckJudgement `json:"judgement"`
+	// Watch marks the verdict of a continuous check's watch (at the time
+	// of the reading that tripped it); Round then counts the step's watch
+	// verdicts, not its measurement rounds.
+	Watch bool `json:"watch,omitempty"`
 }
 
 // IgnoredSignal records a signal that made no sense in the phase it arrived.

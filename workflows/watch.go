@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -152,6 +153,9 @@ func (d *deployment) watch(ctx workflow.Context, run *CheckRun, list []runbook.C
 	if duration > 0 {
 		in.Until = run.StartedAt.Add(duration)
 	}
+	// A watch that starts late in its step (the step resumed after
+	// continue-as-new) cannot be asked to have seen a full judged window.
+	fresh := workflow.Now(ctx).Sub(run.StartedAt) < interval
 	actx := workflow.WithActivityOptions(ctx, watchPolicy.options(fmt.Sprintf("%s: watch %d continuous checks", run.Name, len(checks))))
 	for {
 		var res contract.WatchResult
@@ -167,6 +171,9 @@ func (d *deployment) watch(ctx workflow.Context, run *CheckRun, list []runbook.C
 			return &checkFailure{reason: failure}
 		}
 		if !again {
+			if !fresh {
+				return nil
+			}
 			return notJudged(list, watched, res.Judged, duration)
 		}
 	}
@@ -193,7 +200,8 @@ func (d *deployment) judgeWatch(run *CheckRun, list []runbook.Check, res contrac
 	} else if res.Requests > 0 {
 		j.Value = float64(res.Errors) / float64(res.Requests)
 	}
-	d.recordRound(Round{Step: run.Name, At: res.At, Judgement: []CheckJudgement{j}})
+	run.Watches++
+	d.recordRound(Round{Step: run.Name, Round: run.Watches, Watch: true, At: res.At, Judgement: []CheckJudgement{j}})
 	ts := run.Trackers[i]
 	t := &checkTracker{check: list[i], failures: ts.Failures, inconclusive: ts.Inconclusive, passes: ts.Passes, consecutive: ts.Consecutive}
 	failure = t.add(j, false)
@@ -212,7 +220,7 @@ func notJudged(list []runbook.Check, watched []bool, judged []string, duration t
 		return nil
 	}
 	for i, c := range list {
-		if watched[i] && !containsString(judged, c.Name) {
+		if watched[i] && !slices.Contains(judged, c.Name) {
 			return &checkFailure{reason: fmt.Sprintf("continuous check %s had no window with at least %d requests in %s", c.Name, max(c.Router.MinRequests, 1), duration)}
 		}
 	}
@@ -226,13 +234,4 @@ func checkIndex(list []runbook.Check, name string) int {
 		}
 	}
 	return -1
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -109,7 +109,7 @@ func TestWatchTripRollsBackAtOnce(t *testing.T) {
 	var found bool
 	for _, rd := range st.Rounds {
 		for _, j := range rd.Judgement {
-			if j.Check == "canary-error-rate" && j.Verdict == JudgeFail && j.Value == 0.5 {
+			if rd.Watch && rd.Round == 1 && j.Check == "canary-error-rate" && j.Verdict == JudgeFail && j.Value == 0.5 {
 				found = true
 			}
 		}

@@ -155,8 +155,13 @@ var catalogue = []killPoint{
 	// verification
 	{Name: "before:Measure@verify-50#2", Kind: "verify", Phase: "verify", Path: pathSuccess,
 		Why: "a measurement round of verify-50 dies in flight"},
-	{Name: "after:Measure@verify-10#2", Kind: "verify", Phase: "verify", Path: pathRollback, BadFromStart: true,
-		Why: "the round that sees the canary's errors is lost; the retried round sees them too"},
+	// continuous checks: the canary's error checks of the example are
+	// watched by WatchRouter (the analysis from canary-10, each verify
+	// step), so a bad canary is caught by a watch, not by a Measure round.
+	{Name: "after:WatchRouter@analysis", Kind: "verify", Phase: "verify", Path: pathRollback, BadFromStart: true,
+		Why: "the analysis's watch tripped on the canary's errors but the answer dies with the worker: after the heartbeat timeout the retry watches a fresh window, trips again and the rollback runs"},
+	{Name: "before:WatchRouter@verify-50", Kind: "verify", Phase: "verify", Path: pathRollback, BadAt: "verify-50",
+		Why: "the verify step's watch dies before its first reading; the new worker's watches catch the canary turning bad"},
 
 	// paused at the approval step (harness-driven: no crash point)
 	{Name: harnessPause + ":approve", Kind: "pause", Phase: "paused", Path: pathSuccess,
