@@ -48,7 +48,7 @@ func TestE2ECompareFailsTwoPercentCanary(t *testing.T) {
 	defer l.Stop()
 	out, code := cli(t, "deploy", f.compareRunbook(), "--version", "v2", "--wait", "--json")
 	require.Equal(t, 2, code, out)
-	assert.Contains(t, out, "Fisher p=")
+	assert.Contains(t, out, "sequential p=")
 	// The verdict's time, from the workflow's own step timings (the
 	// wall clock of the whole CLI run also counts start-up and rollback).
 	var res struct {

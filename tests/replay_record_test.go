@@ -116,6 +116,21 @@ func TestRecordHistories(t *testing.T) {
 		recordHistory(t, f.service, "watch-tripped.json", workflows.WorkflowType)
 	})
 
+	// compare-rolled-back: a compare check's sequential test fails a
+	// canary erring on 10 % of its requests (workflows' change
+	// sequential-compare).
+	t.Run("compare-rolled-back", func(t *testing.T) {
+		f := newFixture(t, "hist-compare")
+		setCanaryBad(t, 0.1)
+		defer setCanaryBad(t, 0)
+		l := startLoad(t, 40)
+		defer l.Stop()
+		out, code := cli(t, "deploy", f.compareRunbook(), "--version", "v3-bad", "--wait")
+		require.Equal(t, 2, code, out)
+		require.Contains(t, out, "sequential p=")
+		recordHistory(t, f.service, "compare-rolled-back.json", workflows.WorkflowType)
+	})
+
 	// aborted: an approve with nothing waiting (ignored), then the abort
 	// signal sent with the Temporal CLI, as the Web UI does.
 	t.Run("aborted", func(t *testing.T) {

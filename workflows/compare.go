@@ -181,7 +181,7 @@ func judgeErrors(p compareParams, m contract.Measurement, st *CompareState) metr
 			ba = stats.Counts{Requests: st.Errors.Baseline.Requests + ba.Requests, Errors: st.Errors.Baseline.Errors + ba.Errors}
 		}
 		pv = st.Errors.Look(ca, ba)
-		test = fmt.Sprintf("sequential p=%.4g after %d looks (mSPRT, always valid)", pv, st.Errors.Looks)
+		test = fmt.Sprintf("sequential p=%.4g (always valid, mSPRT over %d looks)", pv, st.Errors.Looks)
 	}
 	if ca.Requests < p.minN || ba.Requests < p.minN {
 		return metricResult{note: fmt.Sprintf("errors: not enough data (canary %d, baseline %d requests, need %d each)", ca.Requests, ba.Requests, p.minN)}
@@ -215,7 +215,7 @@ func judgeLatency(p compareParams, m contract.Measurement, st *CompareState) met
 	pv, test := mw.P, fmt.Sprintf("U=%.0f p=%.4g", mw.U, mw.P)
 	if st != nil {
 		pv = st.Latency.Look(mw.Z)
-		test = fmt.Sprintf("U=%.0f z=%.2f, sequential p=%.4g after %d looks", mw.U, mw.Z, pv, st.Latency.Looks)
+		test = fmt.Sprintf("U=%.0f z=%.2f, sequential p=%.4g (always valid, over %d looks)", mw.U, mw.Z, pv, st.Latency.Looks)
 	}
 	note := fmt.Sprintf("latency: canary median %.1fms vs baseline %.1fms, %s (n=%d/%d), effect %+.0f%%", ma, mb, test, mw.NA, mw.NB, effect*100)
 	return metricResult{conclusive: true, p: pv, note: note, fail: pv < p.sig && effect >= p.latencyEffect}

@@ -37,6 +37,7 @@ var recorded = []struct {
 	{"succeeded.json", workflows.WorkflowType, workflows.OutcomeSucceeded, []string{"pause", "resume", "approve"}},
 	{"reverted.json", workflows.RevertWorkflowType, workflows.OutcomeReverted, nil},
 	{"rolled-back.json", workflows.WorkflowType, workflows.OutcomeRolledBack, nil},
+	{"compare-rolled-back.json", workflows.WorkflowType, workflows.OutcomeRolledBack, nil},
 	{"aborted.json", workflows.WorkflowType, workflows.OutcomeAborted, []string{"approve", "abort"}},
 	{"rollback-stuck-retry.json", workflows.WorkflowType, workflows.OutcomeAborted, []string{"abort", "skip", "retry"}},
 	{"rollback-failed.json", workflows.WorkflowType, workflows.OutcomeRollbackFailed, []string{"abort", "skip"}},

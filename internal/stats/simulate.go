@@ -119,7 +119,8 @@ func SimulateSequential(cfg SimConfig) SimReport {
 	return rep
 }
 
-// simulateCanary runs one canary for cfg.Looks looks. Each look routes
+// simulateCanary runs one canary for cfg.Looks looks (always all of them,
+// so that every canary draws the same numbers whatever the tests decide). Each look routes
 // canaryPerLook/share requests, each to the canary with probability share,
 // each failing with its side's error rate; both methods judge the same
 // counts with the compare check's rule (enough samples on both sides, p <
@@ -155,9 +156,6 @@ func simulateCanary(rng *rand.Rand, cfg SimConfig, canaryPerLook int, canaryRate
 		}
 		if math.IsInf(out.fisher, 1) && FisherGreater(c.Errors, c.Requests, b.Errors, b.Requests) < cfg.Significance {
 			out.fisher = float64(c.Requests)
-		}
-		if !math.IsInf(out.seq, 1) && !math.IsInf(out.fisher, 1) {
-			break
 		}
 	}
 	return out

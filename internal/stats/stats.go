@@ -1,6 +1,8 @@
 // Package stats holds the small, deterministic statistics the compare check
 // judges with. It runs inside workflow code, so it only uses pure math: no
-// randomness, no clocks, no map iteration.
+// randomness, no clocks, no map iteration. The one exception,
+// SimulateSequential, draws from a seeded generator and is for tests and the
+// benchmark only; workflow code never calls it.
 package stats
 
 import (
