@@ -36,6 +36,10 @@ type runbookSpec struct {
 	interval time.Duration
 	// probe adds an http check that calls the canary directly.
 	probe bool
+	// window makes the router check continuous (watched every few tens of
+	// milliseconds over a sliding window of this length) instead of
+	// measured once per interval.
+	window time.Duration
 	// hold adds an approval pause at the end (the deployment waits there
 	// until it is aborted).
 	hold bool
@@ -69,6 +73,9 @@ steps:
           failureLimit: 0
           router: {route: api, subset: canary, maxErrorRate: 0.05, minRequests: 5}
 `, s.interval)
+		if s.window > 0 {
+			y += fmt.Sprintf("          continuous: true\n          window: %s\n", s.window)
+		}
 		if s.probe {
 			y += `        - name: canary-probe
           failureLimit: 0
@@ -98,6 +105,15 @@ func (d *deployer) bundle(s runbookSpec, version string) (*runbook.Bundle, error
 	b, err := runbook.BuildBundle(p, version, runbook.Origin{User: "rollbook-bench"})
 	if err != nil {
 		return nil, fmt.Errorf("generated runbook %s: %w", p, err)
+	}
+	return b, nil
+}
+
+// bundleFile builds the bundle of a runbook file written elsewhere.
+func (d *deployer) bundleFile(path, version string) (*runbook.Bundle, error) {
+	b, err := runbook.BuildBundle(path, version, runbook.Origin{User: "rollbook-bench"})
+	if err != nil {
+		return nil, fmt.Errorf("generated runbook %s: %w", path, err)
 	}
 	return b, nil
 }

@@ -126,6 +126,7 @@ type benchHAProxy struct {
 	rt             *haproxy.Router // its runtime API, for readiness and counters
 	retryOnURL     string
 	retryOffURL    string
+	observeURL     string
 	concurrentBack []string
 }
 
@@ -152,6 +153,10 @@ frontend fe_retry_off
     bind {{.RetryOffAddr}}
     default_backend be_retry_off
 
+frontend fe_observe
+    bind {{.ObserveAddr}}
+    default_backend be_observe
+
 # Retry to stable: an idempotent request that got a 5xx (or no answer) from one server is
 # sent again, to another server (redispatch on every retry; roundrobin avoids the server that
 # just failed). Requests that are not GET or HEAD are never replayed.
@@ -170,6 +175,19 @@ backend be_retry_off
     balance roundrobin
     server stable {{.Stable}} weight 100
     server canary {{.Canary}} weight 0
+
+# be_retry_off plus what the dev stack's HAProxy does (internal/devstack/haproxy.cfg.tmpl):
+# observe layer7 on the canary only, so HAProxy itself takes a canary that fails 5 requests
+# in a row out of rotation; health checks bring it back (rise 2). Nothing is retried here, so
+# every request counts as one that cannot be retried (an unkeyed write).
+backend be_observe
+    balance roundrobin
+    option httpchk GET /healthz
+    http-check expect status 200
+    default-server check inter 1s fall 2 rise 2
+    timeout check 2s
+    server stable {{.Stable}} weight 100
+    server canary {{.Canary}} weight 0 observe layer7 error-limit 5 on-error mark-down
 {{range .Concurrent}}
 backend {{.}}
     balance roundrobin
@@ -193,7 +211,7 @@ func startBenchHAProxy(ctx context.Context, dir, stableURL, canaryURL string, co
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2)
+	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -208,10 +226,11 @@ func startBenchHAProxy(ctx context.Context, dir, stableURL, canaryURL string, co
 		h.concurrentBack = append(h.concurrentBack, fmt.Sprintf("be_c_%03d", i))
 	}
 	on, off := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
-	h.retryOnURL, h.retryOffURL = "http://"+on, "http://"+off
+	obs := fmt.Sprintf("127.0.0.1:%d", ports[2])
+	h.retryOnURL, h.retryOffURL, h.observeURL = "http://"+on, "http://"+off, "http://"+obs
 	var cfg bytes.Buffer
 	if err := template.Must(template.New("cfg").Parse(benchHAProxyTmpl)).Execute(&cfg, map[string]any{
-		"Socket": h.socket, "RetryOnAddr": on, "RetryOffAddr": off,
+		"Socket": h.socket, "RetryOnAddr": on, "RetryOffAddr": off, "ObserveAddr": obs,
 		"Stable": stable, "Canary": canary, "Concurrent": h.concurrentBack,
 	}); err != nil {
 		return nil, err

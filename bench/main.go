@@ -16,8 +16,13 @@
 // rollbacks under load; (5) the blast radius of a bad canary with HAProxy's
 // retry-to-stable on and off; (6) many deployments at once against as many
 // bare workflows; (7) a bad canary under mixed read/write load that rolls back
-// a migration: every acknowledged write found afterwards, none twice. It writes bench/results/latest.json and a dated copy, and
-// prints the same as a table with issue 4's targets.
+// a migration: every acknowledged write found afterwards, none twice; (8) a
+// canary turning bad caught by rollbook's continuous check, by the seed's
+// own loop and by either with HAProxy's observe layer7 on the canary, with
+// the client errors no retry can hide; (9) healthy canaries deployed with
+// the example runbook's checks (false rollbacks); (10) the sequential test's
+// seeded simulation. It writes bench/results/latest.json and a dated copy,
+// and prints the same as a table with issues 4 and 14's targets.
 //
 //	go run ./bench                      # full run, a few minutes
 //	go run ./bench -smoke -out /tmp/b   # a few cycles of each (what make test runs)
@@ -77,6 +82,14 @@ type Config struct {
 
 	Concurrent int
 
+	// Issue 14: continuous detection vs the seed's loop (runs per
+	// detector), and healthy canaries with the example runbook's checks.
+	FastRuns      int
+	FastInterval  time.Duration // the round interval of the fast runs' verify step
+	FastWindow    time.Duration // the continuous check's window
+	HealthyRuns   int
+	HealthyVerify time.Duration // each verify step's duration in the healthy runs
+
 	ObserveEvery time.Duration
 	Only         map[string]bool // phases to run (nil: all)
 	TemporalArgs []string
@@ -91,7 +104,9 @@ func fullConfig() Config {
 		CheckInterval: time.Second, DetectTimeout: 6 * time.Second, BackgroundRPS: 200,
 		SwitchCycles: 50, SwitchMinRequests: 100_000, SwitchRPS: 1000, SwitchMaxTime: 6 * time.Minute,
 		BadRuns: 6, BadRPS: 500, BadCanaryPct: 10, BadErrorRate: 1,
-		Concurrent:   200,
+		Concurrent: 200,
+		FastRuns:   12, FastInterval: 10 * time.Second, FastWindow: 500 * time.Millisecond,
+		HealthyRuns: 20, HealthyVerify: 2 * time.Second,
 		ObserveEvery: 2 * time.Millisecond,
 	}
 }
@@ -103,6 +118,7 @@ func smokeConfig() Config {
 	c.SwitchCycles, c.SwitchMinRequests, c.SwitchRPS, c.SwitchMaxTime = 3, 1000, 500, time.Minute
 	c.BadRuns = 1
 	c.Concurrent = 10
+	c.FastRuns, c.HealthyRuns = 2, 2
 	return c
 }
 
@@ -115,7 +131,7 @@ func main() {
 	flag.Var(&tArgs, "temporal-arg", "extra argument for `temporal server start-dev` of a private stack (repeatable; for experiments)")
 	concurrent := flag.Int("concurrent", 0, "override: concurrent deployments")
 	switchRPS := flag.Int("switch-rps", 0, "override: requests/s during the switching cycles")
-	only := flag.String("only", "", "comma-separated phases to run, of floor (1+2), detect, switch, bad, writes, concurrent (for experiments; results are partial)")
+	only := flag.String("only", "", "comma-separated phases to run, of floor (1+2), detect, switch, bad, writes, fast, healthy, sequential, concurrent (for experiments; results are partial)")
 	flag.Parse()
 
 	cfg := fullConfig()
@@ -324,7 +340,7 @@ func (b *bench) openStack(ctx context.Context, root, work string) (stop func() e
 func (b *bench) startRollbookWorker(ctx context.Context, root, work, taskQueue string) (err error) {
 	b.res.Run.TaskQueue = taskQueue
 	b.logf("building and starting the worker (./workers/rollbook-worker) on task queue %s", taskQueue)
-	b.worker, err = startWorker(ctx, b.tc, root, work, b.st.Env(), taskQueue, b.st.HAProxySocket, b.bh.socket, append([]string{"be_retry_on", "be_retry_off"}, b.bh.concurrentBack...))
+	b.worker, err = startWorker(ctx, b.tc, root, work, b.st.Env(), taskQueue, b.st.HAProxySocket, b.bh.socket, append([]string{"be_retry_on", "be_retry_off", "be_observe"}, b.bh.concurrentBack...))
 	if err != nil {
 		return err
 	}
@@ -382,6 +398,9 @@ func (b *bench) runPhases(ctx context.Context) error {
 		{"switch", fmt.Sprintf("4: switching, ≥%d cycles and ≥%d requests at %d rps", b.cfg.SwitchCycles, b.cfg.SwitchMinRequests, b.cfg.SwitchRPS), b.switching},
 		{"bad", fmt.Sprintf("5: bad canary at %d %%, %d runs with retry-to-stable on and off, %d rps", b.cfg.BadCanaryPct, b.cfg.BadRuns, b.cfg.BadRPS), b.badCanary},
 		{"writes", fmt.Sprintf("7: bad canary at 50 %% under mixed read/write load (%d rps), migrations rolled back, every acknowledged write checked", b.cfg.BackgroundRPS), b.writes},
+		{"fast", fmt.Sprintf("8: canary at %d %% turning bad at %d rps, %d runs each: the seed's loop, rollbook's continuous check (round interval %s), the same with HAProxy's observe layer7", b.cfg.BadCanaryPct, b.cfg.BadRPS, b.cfg.FastRuns, b.cfg.FastInterval), b.fast},
+		{"healthy", fmt.Sprintf("9: false rollbacks: %d healthy canaries with %s's checks, %d rps", b.cfg.HealthyRuns, exampleRunbook, b.cfg.BackgroundRPS), b.falseRollbacks},
+		{"sequential", "10: the sequential test's seeded simulation (internal/stats)", b.sequential},
 	}
 	for _, p := range phases {
 		if b.cfg.Only != nil && !b.cfg.Only[p.key] {

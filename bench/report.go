@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rollbook/rollbook/internal/haproxywatch"
+	"github.com/rollbook/rollbook/internal/stats"
 )
 
 // Dist is a latency distribution in milliseconds (nearest-rank percentiles).
@@ -69,8 +70,18 @@ type BadCanary struct {
 	ClientErrorsRetryOff int64   `json:"client_errors_retry_off"`
 	UndetectedRuns       int     `json:"undetected_runs"`
 	DetectToRestoredMs   Dist    `json:"detect_to_restored_ms"`
-	RetryOn              BadSide `json:"retry_on"`
-	RetryOff             BadSide `json:"retry_off"`
+	// Issue 14 (phase 8, fast_detect): client errors per incident that no
+	// retry can hide (nothing retried: unkeyed writes, clients that do not
+	// retry), 10 % canary failing every request, 500 rps. The headline is
+	// rollbook's continuous check with HAProxy's observe layer7 on the
+	// canary (the dev stack's gateway); then the same without observe, and
+	// the seed's loop.
+	UnkeyedClientErrorsPerIncident float64 `json:"unkeyed_client_errors_per_incident"`
+	UnkeyedWithoutObserve          float64 `json:"unkeyed_client_errors_per_incident_without_observe"`
+	UnkeyedSeedLoop                float64 `json:"unkeyed_client_errors_per_incident_seed_loop"`
+	UnkeyedSeedLoopObserve         float64 `json:"unkeyed_client_errors_per_incident_seed_loop_observe"`
+	RetryOn                        BadSide `json:"retry_on"`
+	RetryOff                       BadSide `json:"retry_off"`
 	// RetryOnProbe is retry-to-stable on with a runbook that also probes
 	// the canary directly (an http check), which HAProxy's retries cannot
 	// hide.
@@ -127,6 +138,15 @@ type Results struct {
 	BadCanary       BadCanary  `json:"bad_canary"`
 	Concurrent      Concurrent `json:"concurrent"`
 	Writes          Writes     `json:"writes"`
+
+	// Issue 14: continuous detection against the seed's loop, false
+	// rollbacks of healthy canaries, the sequential test's simulation.
+	FastMs            Dist            `json:"fast_detect_to_restored_ms"`
+	SeedLoopMs        Dist            `json:"seed_loop_detect_to_restored_ms"`
+	FastVsSeedLoopP50 float64         `json:"fast_vs_seed_loop_p50"`
+	FalseRollbacks    FalseRollbacks  `json:"false_rollbacks"`
+	Sequential        stats.SimReport `json:"sequential"`
+	Fast              FastDetect      `json:"fast_detect"`
 
 	// Supporting numbers: where the time goes, and how it was measured.
 	FloorToActivityMs Dist               `json:"floor_signal_to_activity_ms"`
@@ -194,6 +214,24 @@ func (r *Results) evaluate() {
 	t("concurrent.failed", "0", fmt.Sprintf("%d of %d", c.Failed, c.Deploys), c.Deploys > 0 && c.Failed == 0)
 	t("concurrent.ratio", "≤ 1.5", fmt.Sprintf("%.2f", c.Ratio), c.Ratio > 0 && c.Ratio <= 1.5)
 	t("worker_peak_rss_mb", "≤ 150", fmt.Sprintf("%.1f", c.WorkerPeakRSSMB), c.WorkerPeakRSSMB > 0 && c.WorkerPeakRSSMB <= 150)
+	r.evaluateDetection(t)
+}
+
+// evaluateDetection adds issue 14's targets.
+func (r *Results) evaluateDetection(t func(name, want, got string, met bool)) {
+	t("fast_detect_to_restored_ms.p50", fmt.Sprintf("≤ 150 (continuous check, round interval %.0f ms)", r.Fast.CheckIntervalMs),
+		fmt.Sprintf("%.0f (n %d, undetected %d)", r.FastMs.P50, r.FastMs.N, r.Fast.Rollbook.Undetected), r.FastMs.N > 0 && r.Fast.Rollbook.Undetected == 0 && r.FastMs.P50 <= 150)
+	t("fast_vs_seed_loop_p50", "≤ 0.3", fmt.Sprintf("%.2f (%.0f vs %.0f ms)", r.FastVsSeedLoopP50, r.FastMs.P50, r.SeedLoopMs.P50),
+		r.SeedLoopMs.N > 0 && r.FastVsSeedLoopP50 > 0 && r.FastVsSeedLoopP50 <= 0.3)
+	b := r.BadCanary
+	t("unkeyed_client_errors_per_incident", "≤ 10 (500 rps, 10 % canary failing 100 %)",
+		fmt.Sprintf("%.1f (without observe %.1f; seed loop %.1f, with observe %.1f)", b.UnkeyedClientErrorsPerIncident, b.UnkeyedWithoutObserve, b.UnkeyedSeedLoop, b.UnkeyedSeedLoopObserve),
+		r.Fast.RollbookObserve.Runs > 0 && r.Fast.RollbookObserve.Undetected == 0 && b.UnkeyedClientErrorsPerIncident <= 10)
+	f := r.FalseRollbacks
+	t("false_rollbacks", "0 in ≥ 20 healthy runs", fmt.Sprintf("%d in %d", f.Rollbacks, f.HealthyRuns), f.HealthyRuns >= 20 && f.Rollbacks == 0)
+	sq := r.Sequential
+	t("sequential.false_rate", "≤ significance", fmt.Sprintf("%.3f ≤ %.2f (repeated Fisher: %.3f)", sq.FalseRate, sq.Significance, sq.FisherFalseRate),
+		sq.Significance > 0 && sq.FalseRate <= sq.Significance)
 }
 
 // table prints the results the way the README shows them.
@@ -237,6 +275,7 @@ func (r *Results) table(w io.Writer) {
 	for _, a := range wr.Archives {
 		row("  archived", a)
 	}
+	r.detectionTable(row, d)
 	c := r.Concurrent
 	row("concurrent.deploys", fmt.Sprintf("%d", c.Deploys))
 	row("concurrent.failed", fmt.Sprintf("%d", c.Failed))
@@ -250,6 +289,7 @@ func (r *Results) table(w io.Writer) {
 	breakdown(w, "abort", r.AbortBreakdown)
 	fmt.Fprintf(w, "  abort: first compensation is traffic in %s runs; workflow tasks from signal to restore scheduled: %s\n", r.AbortFirstTraffic, r.AbortWFTs)
 	breakdown(w, "detect", r.DetectBreakdown)
+	breakdown(w, "fast detect", r.Fast.Rollbook.Breakdown)
 	fmt.Fprintf(w, "  detect: gap between check rounds p50 %.0f ms, p99 %.0f ms\n", r.DetectRoundGapMs.P50, r.DetectRoundGapMs.P99)
 	if bb, ok := r.Concurrent.Breakdown["bare"]; ok {
 		db := r.Concurrent.Breakdown["deploy"]
@@ -275,6 +315,27 @@ func (r *Results) table(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %s  %-28s want %-48s got %s\n", mark, t.Name, t.Want, t.Got)
 	}
+}
+
+// detectionTable prints issue 14's rows.
+func (r *Results) detectionTable(row func(k, v string), d func(Dist) string) {
+	f := r.Fast
+	row("fast_detect_to_restored_ms", d(r.FastMs)+fmt.Sprintf("   (continuous check, rounds every %.0f ms)", f.CheckIntervalMs))
+	row("seed_loop_detect_to_restored_ms", d(r.SeedLoopMs))
+	row("fast_vs_seed_loop_p50", fmt.Sprintf("%.2f", r.FastVsSeedLoopP50))
+	b := r.BadCanary
+	row("bad_canary.unkeyed_client_errors_per_incident", fmt.Sprintf("%.1f  (without observe %.1f; seed loop %.1f, with observe %.1f)",
+		b.UnkeyedClientErrorsPerIncident, b.UnkeyedWithoutObserve, b.UnkeyedSeedLoop, b.UnkeyedSeedLoopObserve))
+	for _, s := range []FastSide{f.Rollbook, f.RollbookObserve, f.SeedLoop, f.SeedLoopObserve} {
+		if s.Runs == 0 {
+			continue
+		}
+		row("  "+s.Backend, fmt.Sprintf("%s: %s, errors/incident %.1f, HAProxy marked down in %d", s.Detector, d(s.RestoredMs), s.ClientErrorsPerIncident, s.MarkedDown))
+	}
+	row("false_rollbacks", fmt.Sprintf("%d in %d healthy runs", r.FalseRollbacks.Rollbacks, r.FalseRollbacks.HealthyRuns))
+	sq := r.Sequential
+	row("sequential", fmt.Sprintf("false rate %.3f (significance %.2f; repeated Fisher %.3f), median requests to detect %.0f (Fisher %.0f)",
+		sq.FalseRate, sq.Significance, sq.FisherFalseRate, sq.MedianRequestsToDetect, sq.FisherMedianRequestsToDetect))
 }
 
 func breakdown(w io.Writer, name string, m map[string]float64) {

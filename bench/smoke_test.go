@@ -28,7 +28,7 @@ func TestBenchSmoke(t *testing.T) {
 	cfg.OutDir = t.TempDir()
 	cfg.Log = &testLog{t: t}
 	cfg.Command = "go test ./bench -run TestBenchSmoke"
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
 	res, files, err := run(ctx, cfg)
@@ -76,6 +76,7 @@ func TestBenchSmoke(t *testing.T) {
 	if wr.KeyedClientErrors != 0 || wr.ReadClientErrors != 0 {
 		t.Errorf("writes: client errors: keyed %d, reads %d, want 0 (%v)", wr.KeyedClientErrors, wr.ReadClientErrors, wr.Samples)
 	}
+	checkDetection(t, cfg, res)
 	c := res.Concurrent
 	if c.Deploys != cfg.Concurrent || c.Failed != 0 || c.BareFailed != 0 || c.WallS <= 0 || c.BareWallS <= 0 || c.WorkerPeakRSSMB <= 0 {
 		t.Errorf("concurrent: %+v", c)
@@ -104,6 +105,11 @@ func TestBenchSmoke(t *testing.T) {
 		"bad_canary.client_errors_retry_on", "bad_canary.client_errors_retry_off",
 		"writes.acknowledged", "writes.lost", "writes.duplicates", "writes.keyed_client_errors", "writes.unkeyed_client_errors", "writes.archived_rows",
 		"concurrent.deploys", "concurrent.failed", "concurrent.wall_s", "concurrent.bare_wall_s", "concurrent.ratio", "concurrent.worker_peak_rss_mb",
+		"fast_detect_to_restored_ms.p50", "fast_detect_to_restored_ms.p99", "fast_detect_to_restored_ms.n",
+		"seed_loop_detect_to_restored_ms.p50", "seed_loop_detect_to_restored_ms.p99", "seed_loop_detect_to_restored_ms.n",
+		"fast_vs_seed_loop_p50", "bad_canary.unkeyed_client_errors_per_incident",
+		"false_rollbacks.healthy_runs", "false_rollbacks.rollbacks",
+		"sequential.false_rate", "sequential.significance", "sequential.median_requests_to_detect", "sequential.fisher_median_requests_to_detect",
 	} {
 		var v any = doc
 		for _, k := range strings.Split(path, ".") {
@@ -117,6 +123,41 @@ func TestBenchSmoke(t *testing.T) {
 		if _, ok := v.(float64); !ok {
 			t.Errorf("latest.json: %s is %v, want a number", path, v)
 		}
+	}
+}
+
+// checkDetection asserts what issue 14's phases must show whatever the load:
+// every detector caught every bad canary (the continuous check through its
+// watch activity), HAProxy's observe layer7 took the canary out in some run,
+// no healthy canary was rolled back, and the simulation holds its level.
+func checkDetection(t *testing.T, cfg Config, res *Results) {
+	t.Helper()
+	f := res.Fast
+	for _, s := range []FastSide{f.SeedLoop, f.Rollbook, f.RollbookObserve, f.SeedLoopObserve} {
+		if s.Runs != cfg.FastRuns || s.Undetected != 0 || s.RestoredMs.N != cfg.FastRuns || s.RestoredMs.P50 <= 0 {
+			t.Errorf("fast detection, %s: %+v", s.Detector, s)
+		}
+	}
+	for _, s := range []FastSide{f.Rollbook, f.RollbookObserve} {
+		if len(s.Breakdown) != 4 {
+			t.Errorf("%s: no breakdown through the watch activity: %v", s.Detector, s.Breakdown)
+		}
+	}
+	// The seed's loop takes about a second: HAProxy must have acted first,
+	// within its error-limit (5) per time the health check lets the canary
+	// back (at most once before the loop's next look).
+	if so := f.SeedLoopObserve; so.MarkedDown == 0 || so.ClientErrorsPerIncident > 10 {
+		t.Errorf("observe layer7 with the seed's loop: marked down in %d of %d runs, %.1f client errors per incident (error-limit 5)", so.MarkedDown, so.Runs, so.ClientErrorsPerIncident)
+	}
+	if res.FastMs.N == 0 || res.SeedLoopMs.N == 0 || res.FastVsSeedLoopP50 <= 0 {
+		t.Errorf("fast %v, seed loop %v, ratio %v", res.FastMs, res.SeedLoopMs, res.FastVsSeedLoopP50)
+	}
+	fr := res.FalseRollbacks
+	if fr.HealthyRuns != cfg.HealthyRuns || fr.Rollbacks != 0 {
+		t.Errorf("false rollbacks: %d of %d healthy runs rolled back: %v", fr.Rollbacks, fr.HealthyRuns, fr.Reasons)
+	}
+	if sq := res.Sequential; sq.Significance <= 0 || sq.FalseRate > sq.Significance || sq.MedianRequestsToDetect <= 0 {
+		t.Errorf("sequential simulation: %+v", sq)
 	}
 }
 

@@ -456,6 +456,10 @@ func TestStackShape(t *testing.T) {
 	assert.Contains(t, h, "backend "+devstack.Backend)
 	assert.Regexp(t, `(?m)^\s*server `+devstack.StableServer+` demo-stable:8080\b`, h)
 	assert.Regexp(t, `(?m)^\s*server `+devstack.CanaryServer+` demo-canary:8080\b`, h)
+	// HAProxy takes a hard-failing canary out by itself; never stable (the last server).
+	assert.Regexp(t, `(?m)^\s*server `+devstack.CanaryServer+` demo-canary:8080 .*observe layer7 error-limit \d+ on-error mark-down$`, h)
+	assert.NotRegexp(t, `(?m)^\s*server `+devstack.StableServer+` .*observe`, h)
+	assert.NotRegexp(t, `(?m)^\s*default-server .*observe`, h)
 	assert.Regexp(t, `(?m)^\s*stats socket ipv4@0\.0\.0\.0:9999 .*level admin`, h)
 	assert.Contains(t, h, "option redispatch")
 	// Writes are replayed on another server only with an Idempotency-Key, like the dev stack.

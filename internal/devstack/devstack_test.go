@@ -23,6 +23,8 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+
+	"github.com/rollbook/rollbook/internal/router/haproxy"
 )
 
 type testLog struct{ t *testing.T }
@@ -218,6 +220,10 @@ func TestStack(t *testing.T) {
 		}
 		resp.Body.Close()
 		getVersion(t, s.DemoCanaryURL+"/api/payments", 200)
+	})
+
+	t.Run("haproxy marks a failing canary down, never stable", func(t *testing.T) {
+		testObserveCanaryOnly(ctx, t, s)
 	})
 
 	t.Run("release", func(t *testing.T) {
@@ -715,5 +721,91 @@ func TestRestartComponents(t *testing.T) {
 	log, err := os.ReadFile(filepath.Join(s.Dir, "logs", "consul.log"))
 	if err != nil || !strings.Contains(string(log), "consul started again") {
 		t.Errorf("consul.log does not keep the first run's log with a restart marker (%v)", err)
+	}
+}
+
+// testObserveCanaryOnly: HAProxy's observe layer7 (haproxy.cfg.tmpl) takes a canary that
+// fails every request out of rotation by itself and lets the health check bring it back;
+// stable failing every request stays UP (clients see its 500s, as they would without the
+// setting).
+func testObserveCanaryOnly(ctx context.Context, t *testing.T, s *Stack) {
+	status := func(server string) string {
+		t.Helper()
+		rt, err := haproxy.New(s.HAProxySocket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := rt.Stats(ctx, Backend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows[server]["status"]
+	}
+	setWeights := func(stable, canary int) {
+		t.Helper()
+		if _, err := s.HAProxyCommand(fmt.Sprintf("set server %s/%s weight %d; set server %s/%s weight %d",
+			Backend, StableServer, stable, Backend, CanaryServer, canary)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStatus := func(server, want string, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for status(server) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s/%s is %s after %s, want %s", Backend, server, status(server), within, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	defer func() {
+		_ = post(s.DemoStableURL+"/admin/good", "")
+		_ = post(s.DemoCanaryURL+"/admin/good", "")
+		setWeights(256, 0)
+	}()
+	waitStatus(CanaryServer, "UP", 10*time.Second)
+	setWeights(128, 128)
+	if err := post(s.DemoCanaryURL+"/admin/bad", `{"errorRate":1}`); err != nil {
+		t.Fatal(err)
+	}
+	// Writes without an Idempotency-Key are never replayed, so HAProxy sees (and the client
+	// gets) each of the canary's 500s; after error-limit (5) in a row it stops sending the
+	// canary anything. (Answers HAProxy retries on stable, like GETs', are not observed: it
+	// replays them before judging the server.)
+	clientErrors := 0
+	for i := range 30 {
+		resp, err := http.Post(s.HAProxyURL+"/api/payments", "application/json",
+			strings.NewReader(fmt.Sprintf(`{"accountId":"observe-test","amountCents":%d,"currency":"EUR"}`, i+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+			clientErrors++
+		}
+	}
+	if got := status(CanaryServer); got != "DOWN" {
+		t.Fatalf("the canary failed every unkeyed write for 30 writes at 50 %%: status %s, want DOWN", got)
+	}
+	if clientErrors < 1 || clientErrors > 5 {
+		t.Fatalf("clients got %d errors of 30 unkeyed writes, want 1..5 (error-limit 5, then the canary is out)", clientErrors)
+	}
+	t.Logf("canary marked DOWN by HAProxy after %d client-visible errors", clientErrors)
+	// Healthy again: two good health checks (rise 2, inter 1s) put it back.
+	if err := post(s.DemoCanaryURL+"/admin/good", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(CanaryServer, "UP", 10*time.Second)
+
+	// Stable alone, failing every request: its errors reach the clients, and it stays UP.
+	setWeights(256, 0)
+	if err := post(s.DemoStableURL+"/admin/bad", `{"errorRate":1}`); err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		getVersion(t, s.HAProxyURL+"/api/payments", 500)
+	}
+	if got := status(StableServer); got != "UP" {
+		t.Fatalf("stable after 30 failed requests: status %s, want UP (observe must never be on stable)", got)
 	}
 }
