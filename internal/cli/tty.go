@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"golang.org/x/term"
+
+	"github.com/rollbook/rollbook/runbook"
+	"github.com/rollbook/rollbook/workflows"
+)
+
+// liveTerminal reports whether stdout is a terminal that can show the live
+// view: CI logs (a pipe or a file) and TERM=dumb keep the plain lines.
+func (a *app) liveTerminal() bool {
+	if os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	f, ok := a.out.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// ttyView is the live view of `deploy --wait` on a terminal: a bubbletea
+// program rendering inline (no alternate screen, so the last frame stays in
+// the scrollback) and reading no keyboard input. Ctrl-C is left to the
+// caller's signal handler, which detaches or aborts exactly as without a
+// terminal. The final summary is printed under the last frame by the plain
+// progress, so it reads the same as in CI.
+type ttyView struct {
+	prog  *tea.Program
+	done  chan struct{}
+	plain *progress
+	once  sync.Once
+}
+
+func newTTYView(a *app, rb *runbook.Runbook, link string) *ttyView {
+	m := newLiveModel(lipgloss.NewRenderer(a.out), rb, link)
+	v := &ttyView{
+		prog: tea.NewProgram(m,
+			tea.WithOutput(a.out),
+			tea.WithInput(nil),
+			tea.WithoutSignalHandler(),
+		),
+		done:  make(chan struct{}),
+		plain: newProgress(a, false),
+	}
+	go func() {
+		defer close(v.done)
+		if _, err := v.prog.Run(); err != nil {
+			fmt.Fprintf(a.errOut, "rollbook: the live view stopped: %v\n", err)
+		}
+	}()
+	return v
+}
+
+func (v *ttyView) update(st workflows.Status) { v.send(statusMsg{st: st}) }
+
+func (v *ttyView) final(r workflows.Result) {
+	v.send(resultMsg{res: r})
+	v.close()
+	v.plain.final(r)
+}
+
+// notice prints msg above the live view, where it stays.
+func (v *ttyView) notice(msg string) {
+	if msg = strings.Trim(msg, "\n"); msg != "" {
+		v.prog.Println(msg)
+	}
+}
+
+func (v *ttyView) close() {
+	v.once.Do(func() {
+		v.prog.Quit()
+		<-v.done
+	})
+}
+
+// send delivers msg unless the program has already stopped (Send would
+// then block forever).
+func (v *ttyView) send(msg tea.Msg) {
+	select {
+	case <-v.done:
+	default:
+		v.prog.Send(msg)
+	}
+}
