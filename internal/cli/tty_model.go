@@ -162,10 +162,7 @@ func (m liveModel) phaseStyle(p workflows.Phase) lipgloss.Style {
 
 func (m liveModel) steps(b *strings.Builder) {
 	b.WriteString("\n" + m.sty.bold.Render("Steps") + "\n")
-	nameW := 4
-	for _, s := range m.st.Steps {
-		nameW = max(nameW, len(s.Name))
-	}
+	nameW := m.nameWidth()
 	for _, s := range m.st.Steps {
 		mark, sty := m.stepMark(s.State)
 		fmt.Fprintf(b, "  %s %-*s %-8s %s %7s", sty.Render(mark), nameW, s.Name, s.Kind, sty.Render(fmt.Sprintf("%-11s", s.State)), m.stepDur(s))
@@ -174,6 +171,15 @@ func (m liveModel) steps(b *strings.Builder) {
 		}
 		b.WriteString("\n")
 	}
+}
+
+// nameWidth aligns the step and compensation lists on the longest name.
+func (m liveModel) nameWidth() int {
+	w := 4
+	for _, s := range m.st.Steps {
+		w = max(w, len(s.Name))
+	}
+	return w
 }
 
 func (m liveModel) stepMark(s workflows.StepState) (string, lipgloss.Style) {
@@ -211,7 +217,7 @@ func shortDur(d time.Duration) string {
 		d = 0
 	}
 	if d < time.Minute {
-		return d.Round(100 * time.Millisecond).String()
+		return fmt.Sprintf("%.1fs", d.Seconds())
 	}
 	return d.Round(time.Second).String()
 }

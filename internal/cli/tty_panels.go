@@ -148,6 +148,9 @@ func (m liveModel) currentWeights() []routeWeights {
 		case workflows.StepApplied, workflows.StepPassed, workflows.StepCommitted:
 			if r.note != "restored" {
 				r.weights, r.note = s.Captured.WeightsSet, "set by "+s.Name
+				if m.compState(s.Name) == workflows.CompRunning {
+					r.note += ", being restored"
+				}
 			}
 		default:
 			if r.weights == nil {
@@ -160,6 +163,15 @@ func (m liveModel) currentWeights() []routeWeights {
 		out = append(out, *byRoute[name])
 	}
 	return out
+}
+
+func (m liveModel) compState(step string) workflows.CompState {
+	for _, c := range m.st.Compensations {
+		if c.Step == step {
+			return c.State
+		}
+	}
+	return ""
 }
 
 func (m liveModel) weights(b *strings.Builder) {
@@ -219,7 +231,7 @@ func (m liveModel) compensations(b *strings.Builder) {
 	for i := len(m.st.Compensations) - 1; i >= 0; i-- {
 		c := m.st.Compensations[i]
 		mark, sty := m.compMark(c.State)
-		fmt.Fprintf(b, "  %s %-20s %-8s %s", sty.Render(mark), c.Step, c.Kind, sty.Render(fmt.Sprintf("%-16s", c.State)))
+		fmt.Fprintf(b, "  %s %-*s %-8s %s", sty.Render(mark), m.nameWidth(), c.Step, c.Kind, sty.Render(fmt.Sprintf("%-16s", c.State)))
 		if !c.StartedAt.IsZero() && !c.EndedAt.IsZero() {
 			fmt.Fprintf(b, " %7s", shortDur(c.EndedAt.Sub(c.StartedAt)))
 		}
