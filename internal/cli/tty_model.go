@@ -131,7 +131,13 @@ func (m liveModel) header(b *strings.Builder) {
 		fmt.Fprintf(b, "  %s", m.sty.dim.Render(shortDur(m.now.Sub(m.st.StartedAt))))
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(b, "%s %s\n", m.sty.dim.Render("Web UI:"), m.link)
+	// A link longer than the line goes on a line of its own, so that it
+	// is cut as little as possible.
+	sep := " "
+	if len("Web UI: "+m.link) > m.width {
+		sep = "\n"
+	}
+	fmt.Fprintf(b, "%s%s%s\n", m.sty.dim.Render("Web UI:"), sep, m.link)
 	if m.st.WaitingFor != "" {
 		fmt.Fprintf(b, "%s %s\n", m.sty.warn.Render("waiting for"), m.st.WaitingFor)
 	}
@@ -198,9 +204,11 @@ func (m liveModel) stepMark(s workflows.StepState) (string, lipgloss.Style) {
 	return "·", m.sty.dim
 }
 
+// stepDur is how long a step ran (so far). A compensated step shows none:
+// its end time is the compensation's, which the rollback panel shows.
 func (m liveModel) stepDur(s workflows.StepStatus) string {
 	switch {
-	case s.StartedAt.IsZero():
+	case s.StartedAt.IsZero(), s.State == workflows.StepCompensated:
 		return ""
 	case s.EndedAt.IsZero() && s.State == workflows.StepRunning:
 		return shortDur(m.now.Sub(s.StartedAt))
