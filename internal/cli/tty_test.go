@@ -86,7 +86,6 @@ func runInPTY(t *testing.T, script string, env []string, onScreen func(screen st
 	require.NoError(t, err, "starting the child on a pty")
 	defer ptmx.Close()
 	emu := vt.NewEmulator(cols, rows)
-	defer emu.Close()
 	// The emulator's answers to terminal queries go back as a terminal's would.
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -120,7 +119,9 @@ func runInPTY(t *testing.T, script string, env []string, onScreen func(screen st
 		run.aborted = string(b)
 	}
 	require.NotEmpty(t, run.screens, "the child wrote nothing")
-	_ = emu.Close()
+	// Ends the copy of the emulator's answers (Emulator.Close would race
+	// with its Read).
+	_ = emu.InputPipe().(io.Closer).Close()
 	wg.Wait()
 	return run
 }
