@@ -164,7 +164,7 @@ func (a *app) watch(ctx context.Context, src deploymentSource, p progressView, i
 		r, err := src.Result(wctx)
 		done <- outcome{r, err}
 	}()
-	tick := time.NewTicker(300 * time.Millisecond)
+	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
 		select {

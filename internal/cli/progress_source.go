@@ -2,11 +2,16 @@ package cli
 
 import (
 	"context"
+	"time"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/rollbook/rollbook/workflows"
 )
+
+// pollEvery is how often a followed deployment's status is queried (a
+// variable so that the pty tests can play their scripts faster).
+var pollEvery = 300 * time.Millisecond
 
 // deploymentSource is what following a deployment needs from Temporal: the
 // status query, the run's result and the abort signal. The live terminal

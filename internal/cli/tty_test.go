@@ -31,6 +31,7 @@ func TestTTYChild(t *testing.T) {
 	if script == "" {
 		return
 	}
+	pollEvery = 100 * time.Millisecond
 	rb, src := scripts[script](time.Now().Add(-10 * time.Second))
 	a := &app{out: os.Stdout, errOut: os.Stderr}
 	f := deployFlags{jsonOut: os.Getenv("ROLLBOOK_TTY_JSON") != "", abortOnInterrupt: os.Getenv("ROLLBOOK_TTY_ABORT") != ""}
