@@ -138,7 +138,7 @@ func (a *app) deploy(ctx context.Context, file string, f deployFlags) error {
 // JSON lines (progress.go).
 func (a *app) follow(ctx context.Context, c client.Client, id, runID string, f deployFlags, rb *runbook.Runbook, link string) error {
 	src := &temporalSource{c: c, id: id, runID: runID}
-	return a.watch(ctx, src, a.newProgressView(f.jsonOut, rb, link), id, f)
+	return a.watch(ctx, src, a.newProgressView(f.jsonOut, rb, link, src), id, f)
 }
 
 type outcome struct {

@@ -24,9 +24,9 @@ type progressView interface {
 
 // newProgressView picks the live view on a terminal (unless --json or
 // TERM=dumb), plain lines otherwise.
-func (a *app) newProgressView(json bool, rb *runbook.Runbook, link string) progressView {
+func (a *app) newProgressView(json bool, rb *runbook.Runbook, link string, src deploymentSource) progressView {
 	if !json && a.liveTerminal() {
-		return newTTYView(a, rb, link)
+		return newTTYView(a, rb, link, src)
 	}
 	return newProgress(a, json)
 }

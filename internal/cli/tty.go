@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
@@ -31,13 +33,14 @@ func (a *app) liveTerminal() bool {
 // terminal. The final summary is printed under the last frame by the plain
 // progress, so it reads the same as in CI.
 type ttyView struct {
+	src   deploymentSource
 	prog  *tea.Program
 	done  chan struct{}
 	plain *progress
 	once  sync.Once
 }
 
-func newTTYView(a *app, rb *runbook.Runbook, link string) *ttyView {
+func newTTYView(a *app, rb *runbook.Runbook, link string, src deploymentSource) *ttyView {
 	m := newLiveModel(lipgloss.NewRenderer(a.out), rb, link)
 	v := &ttyView{
 		prog: tea.NewProgram(m,
@@ -45,6 +48,7 @@ func newTTYView(a *app, rb *runbook.Runbook, link string) *ttyView {
 			tea.WithInput(nil),
 			tea.WithoutSignalHandler(),
 		),
+		src:   src,
 		done:  make(chan struct{}),
 		plain: newProgress(a, false),
 	}
@@ -60,6 +64,14 @@ func newTTYView(a *app, rb *runbook.Runbook, link string) *ttyView {
 func (v *ttyView) update(st workflows.Status) { v.send(statusMsg{st: st}) }
 
 func (v *ttyView) final(r workflows.Result) {
+	// The result carries no measurements, and the round that ended the run
+	// usually fell between two polls: one more status query (a closed
+	// workflow still answers it) brings the last measurement on screen.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if st, err := v.src.Status(ctx); err == nil {
+		v.send(statusMsg{st: st})
+	}
+	cancel()
 	v.send(resultMsg{res: r})
 	v.close()
 	v.plain.final(r)

@@ -35,7 +35,7 @@ func TestTTYChild(t *testing.T) {
 	rb, src := scripts[script](time.Now().Add(-10 * time.Second))
 	a := &app{out: os.Stdout, errOut: os.Stderr}
 	f := deployFlags{jsonOut: os.Getenv("ROLLBOOK_TTY_JSON") != "", abortOnInterrupt: os.Getenv("ROLLBOOK_TTY_ABORT") != ""}
-	err := a.watch(context.Background(), src, a.newProgressView(f.jsonOut, rb, scriptLink), workflows.WorkflowID(rb.Service), f)
+	err := a.watch(context.Background(), src, a.newProgressView(f.jsonOut, rb, scriptLink, src), workflows.WorkflowID(rb.Service), f)
 	code := ExitOK
 	var ee *exitError
 	if errors.As(err, &ee) {
