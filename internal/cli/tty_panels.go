@@ -218,11 +218,13 @@ func (m liveModel) measurement(b *strings.Builder) {
 }
 
 // compensations shows the rollback once one has begun, in the order the
-// compensations run (the last step's first).
+// compensations run (the last step's first). Compensations discarded at
+// the point of no return are no rollback: they are left out (the final
+// summary lists them).
 func (m liveModel) compensations(b *strings.Builder) {
 	started := false
 	for _, c := range m.st.Compensations {
-		started = started || c.State != workflows.CompPending
+		started = started || (c.State != workflows.CompPending && c.State != workflows.CompDiscarded)
 	}
 	if !started {
 		return
@@ -230,6 +232,9 @@ func (m liveModel) compensations(b *strings.Builder) {
 	b.WriteString("\n" + m.sty.bold.Render("Rollback") + "\n")
 	for i := len(m.st.Compensations) - 1; i >= 0; i-- {
 		c := m.st.Compensations[i]
+		if c.State == workflows.CompDiscarded {
+			continue
+		}
 		mark, sty := m.compMark(c.State)
 		fmt.Fprintf(b, "  %s %-*s %-8s %s", sty.Render(mark), m.nameWidth(), c.Step, c.Kind, sty.Render(fmt.Sprintf("%-16s", c.State)))
 		if !c.StartedAt.IsZero() && !c.EndedAt.IsZero() {

@@ -196,7 +196,13 @@ func successScript(t0 time.Time) (*runbook.Runbook, *scriptedSource) {
 	s.Steps[4].State, s.Steps[4].StartedAt, s.Steps[4].EndedAt = workflows.StepApplied, time.Now(), time.Now().Add(300*time.Millisecond)
 	s.Steps[4].Captured = &workflows.Captured{Weights: &contract.WeightState{Weights: atCanary}, WeightsSet: allCanary}
 	frames = append(frames, clone(s))
-	res := workflows.Result{Service: rb.Service, Version: "v2", Outcome: workflows.OutcomeSucceeded, Steps: clone(s).Steps, StartedAt: t0}
+	// A success discards the compensations (the point of no return, or the
+	// end): no rollback to show.
+	comps := clone(s).Compensations
+	for i := range comps {
+		comps[i].State, comps[i].Detail = workflows.CompDiscarded, "discarded at the end of the deployment"
+	}
+	res := workflows.Result{Service: rb.Service, Version: "v2", Outcome: workflows.OutcomeSucceeded, Steps: clone(s).Steps, Compensations: comps, StartedAt: t0}
 	return rb, &scriptedSource{frames: frames, result: res, perFrame: 4, end: make(chan struct{})}
 }
 

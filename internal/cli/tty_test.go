@@ -207,7 +207,8 @@ func TestTTYSuccessView(t *testing.T) {
 	} {
 		assert.Contains(t, final, want)
 	}
-	assert.NotContains(t, final, "Rollback")
+	assert.NotContains(t, final, "Rollback", "discarded compensations are no rollback")
+	assert.Contains(t, final, "undo canary-10                discarded", "the summary lists them, as without a terminal")
 }
 
 // ctrlCWhenVerifying types Ctrl-C into the terminal once the verification
