@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/lipgloss"
+	tea "charm.land/bubbletea/v2"
 	"golang.org/x/term"
 
 	"github.com/rollbook/rollbook/runbook"
@@ -41,7 +40,7 @@ type ttyView struct {
 }
 
 func newTTYView(a *app, rb *runbook.Runbook, link string, src deploymentSource) *ttyView {
-	m := newLiveModel(lipgloss.NewRenderer(a.out), rb, link)
+	m := newLiveModel(rb, link)
 	v := &ttyView{
 		prog: tea.NewProgram(m,
 			tea.WithOutput(a.out),

@@ -5,9 +5,9 @@ import (
 	"strings"
 	"time"
 
-	progressbar "github.com/charmbracelet/bubbles/progress"
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/lipgloss"
+	progressbar "charm.land/bubbles/v2/progress"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
@@ -40,19 +40,22 @@ type liveStyles struct {
 	title, dim, bold, ok, bad, run, warn lipgloss.Style
 }
 
-func newLiveModel(r *lipgloss.Renderer, rb *runbook.Runbook, link string) liveModel {
+// newLiveModel styles with the 16 basic colours; Bubble Tea adapts them to
+// what the terminal supports (none with NO_COLOR or TERM=dumb).
+func newLiveModel(rb *runbook.Runbook, link string) liveModel {
+	r := lipgloss.NewStyle()
 	return liveModel{
 		rb: rb, link: link, width: 100, now: time.Now(), rounds: map[string]map[int]string{},
-		bar: progressbar.New(progressbar.WithSolidFill("6"), progressbar.WithoutPercentage(), progressbar.WithWidth(32),
-			progressbar.WithFillCharacters('█', '░'), progressbar.WithColorProfile(r.ColorProfile())),
+		bar: progressbar.New(progressbar.WithColors(lipgloss.Color("6")), progressbar.WithoutPercentage(), progressbar.WithWidth(32),
+			progressbar.WithFillCharacters('█', '░')),
 		sty: liveStyles{
-			title: r.NewStyle().Bold(true).Foreground(lipgloss.Color("6")),
-			dim:   r.NewStyle().Faint(true),
-			bold:  r.NewStyle().Bold(true),
-			ok:    r.NewStyle().Foreground(lipgloss.Color("2")),
-			bad:   r.NewStyle().Foreground(lipgloss.Color("1")).Bold(true),
-			run:   r.NewStyle().Foreground(lipgloss.Color("3")),
-			warn:  r.NewStyle().Foreground(lipgloss.Color("5")),
+			title: r.Bold(true).Foreground(lipgloss.Color("6")),
+			dim:   r.Faint(true),
+			bold:  r.Bold(true),
+			ok:    r.Foreground(lipgloss.Color("2")),
+			bad:   r.Foreground(lipgloss.Color("1")).Bold(true),
+			run:   r.Foreground(lipgloss.Color("3")),
+			warn:  r.Foreground(lipgloss.Color("5")),
 		},
 	}
 }
@@ -104,7 +107,7 @@ func fromResult(st workflows.Status, r workflows.Result) workflows.Status {
 
 // View renders the frame. It ends with an empty line because bubbletea
 // erases the line under the cursor when it stops.
-func (m liveModel) View() string {
+func (m liveModel) View() tea.View {
 	var b strings.Builder
 	m.header(&b)
 	if m.seen {
@@ -118,7 +121,7 @@ func (m liveModel) View() string {
 	for i, l := range lines {
 		lines[i] = lipgloss.NewStyle().MaxWidth(m.width).Render(l)
 	}
-	return strings.Join(lines, "\n") + "\n\n"
+	return tea.NewView(strings.Join(lines, "\n") + "\n\n")
 }
 
 func (m liveModel) header(b *strings.Builder) {

@@ -3,7 +3,6 @@ package cli
 import (
 	"testing"
 
-	"github.com/charmbracelet/lipgloss"
 	"github.com/stretchr/testify/assert"
 
 	"github.com/rollbook/rollbook/activities/contract"
@@ -52,7 +51,7 @@ func TestCurrentWeights(t *testing.T) {
 		}, nil, []routeWeights{{"web", w(100, 0), "restored"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := newLiveModel(lipgloss.NewRenderer(nil), rb, "")
+			m := newLiveModel(rb, "")
 			m.st = workflows.Status{Steps: tc.steps, Compensations: tc.comps}
 			assert.Equal(t, tc.want, m.currentWeights())
 		})
@@ -62,7 +61,7 @@ func TestCurrentWeights(t *testing.T) {
 // TestRoundCountsSurviveTrimming: rounds the workflow dropped from its
 // bounded list still count, each round once.
 func TestRoundCountsSurviveTrimming(t *testing.T) {
-	m := newLiveModel(lipgloss.NewRenderer(nil), scriptRunbook(false), "")
+	m := newLiveModel(scriptRunbook(false), "")
 	round := func(n int, verdicts ...string) workflows.Round {
 		r := workflows.Round{Step: "verify-canary", Round: n}
 		for _, v := range verdicts {
