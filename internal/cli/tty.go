@@ -31,6 +31,11 @@ func (a *app) liveTerminal() bool {
 // caller's signal handler, which detaches or aborts exactly as without a
 // terminal. The final summary is printed under the last frame by the plain
 // progress, so it reads the same as in CI.
+//
+// Bubble Tea v2, not v1: v1's package init queries the terminal for its
+// background colour in any program that links it, so every rollbook
+// command on a terminal sent a query, and under a pty that never answers
+// `rollbook validate` took 5 s (docs/terminal.md).
 type ttyView struct {
 	src   deploymentSource
 	prog  *tea.Program

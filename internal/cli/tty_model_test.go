@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"strings"
 	"testing"
+	"time"
 
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 	"github.com/stretchr/testify/assert"
 
 	"github.com/rollbook/rollbook/activities/contract"
@@ -79,4 +83,27 @@ func TestRoundCountsSurviveTrimming(t *testing.T) {
 	}
 	passed, failed, other := m.roundCounts("verify-canary")
 	assert.Equal(t, [3]int{2, 1, 1}, [3]int{passed, failed, other})
+}
+
+// TestViewApprovalPauseAndWidth: a pause waiting for approval shows what it
+// waits for and, without a timeout, no bar; every line is cut to the
+// terminal's width.
+func TestViewApprovalPauseAndWidth(t *testing.T) {
+	rb := scriptRunbook(false)
+	rb.Steps = append(rb.Steps[:3], runbook.Step{Name: "approve", Pause: &runbook.PauseStep{Approval: true}}, rb.Steps[3])
+	m := newLiveModel(rb, "http://ui/very/long/link/to/the/workflow/run")
+	next, _ := m.Update(tea.WindowSizeMsg{Width: 40, Height: 20})
+	st := workflows.Status{Service: "demo-api", Version: "v2", Phase: workflows.PhasePaused, WaitingFor: "approval of step approve",
+		StartedAt: time.Now().Add(-time.Minute), Steps: pendingSteps(rb)}
+	st.Steps[3].State, st.Steps[3].StartedAt = workflows.StepRunning, time.Now().Add(-90*time.Second)
+	next, _ = next.Update(statusMsg{st: st})
+	view := ansi.Strip(next.View().Content)
+	assert.Contains(t, view, "waiting for approval of step approve")
+	assert.Contains(t, view, "Waiting for approval of approve")
+	assert.Contains(t, view, "1m30s (no timeout)")
+	assert.NotContains(t, view, "█")
+	assert.Contains(t, view, "Web UI:\nhttp://ui/very/long/link/to/the/workflo", "a link longer than the line gets its own")
+	for _, line := range strings.Split(view, "\n") {
+		assert.LessOrEqual(t, ansi.StringWidth(line), 40, "line %q", line)
+	}
 }
