@@ -135,12 +135,26 @@ func (a *app) deploy(ctx context.Context, file string, f deployFlags) (err error
 	if !f.wait {
 		return nil
 	}
-	return a.follow(ctx, c, id, run.GetRunID(), f)
+	return a.follow(ctx, c, id, run.GetRunID(), f, &b.Runbook, link)
 }
 
 // follow prints progress until the run ends and maps its outcome to an exit
 // code. Ctrl-C detaches (the deployment goes on) unless abortOnInterrupt.
-func (a *app) follow(ctx context.Context, c client.Client, id, runID string, f deployFlags) error {
+// On a terminal the progress is a live view (tty.go), otherwise plain or
+// JSON lines (progress.go).
+func (a *app) follow(ctx context.Context, c client.Client, id, runID string, f deployFlags, rb *runbook.Runbook, link string) error {
+	src := &temporalSource{c: c, id: id, runID: runID}
+	return a.watch(ctx, src, a.newProgressView(f.jsonOut, rb, link, src), id, f)
+}
+
+type outcome struct {
+	res workflows.Result
+	err error
+}
+
+// watch polls src for the status until the run ends, feeding p.
+func (a *app) watch(ctx context.Context, src deploymentSource, p progressView, id string, f deployFlags) error {
+	defer p.close()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if f.timeout > 0 {
@@ -151,58 +165,68 @@ func (a *app) follow(ctx context.Context, c client.Client, id, runID string, f d
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	type outcome struct {
-		res workflows.Result
-		err error
-	}
 	done := make(chan outcome, 1)
 	go func() {
-		var r workflows.Result
-		err := c.GetWorkflow(wctx, id, runID).Get(wctx, &r)
+		r, err := src.Result(wctx)
 		done <- outcome{r, err}
 	}()
-	p := newProgress(a, f.jsonOut)
-	tick := time.NewTicker(300 * time.Millisecond)
+	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
 		select {
 		case o := <-done:
-			if o.err != nil {
-				if wctx.Err() != nil {
-					return exitf(ExitUnreachable, "gave up waiting after %s; the deployment goes on: `rollbook status %s`", f.timeout, strings.TrimPrefix(id, workflows.WorkflowIDPrefix))
-				}
-				if isUnavailable(o.err) {
-					return exitf(ExitUnreachable, "lost contact with Temporal while waiting: %v", o.err)
-				}
-				return exitf(ExitNeedsHuman, "deployment %s failed: %v", id, o.err)
-			}
-			p.final(o.res)
-			return outcomeExit(o.res)
+			return a.ended(wctx, o, p, id, f)
 		case s := <-sigs:
-			service := strings.TrimPrefix(id, workflows.WorkflowIDPrefix)
-			if f.abortOnInterrupt {
-				fmt.Fprintf(a.errOut, "\n%s: aborting the deployment of %s…\n", s, service)
-				sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-				err := c.SignalWorkflow(sctx, id, runID, workflows.SignalAbort, workflows.AbortSignal{Reason: "CLI interrupted (" + s.String() + ")", By: origin().User})
-				scancel()
-				if err != nil {
-					return exitf(ExitNeedsHuman, "could not send abort: %v", err)
-				}
-				f.abortOnInterrupt = false // a second interrupt detaches
-				continue
+			if err := a.interrupted(s, src, p, id, &f); err != nil {
+				return err
 			}
-			fmt.Fprintf(a.errOut, "\n%s: detached; the deployment goes on. Follow it with `rollbook status %s`, stop it with `rollbook abort %s`.\n", s, service, service)
-			return exitf(ExitUnreachable, "detached from %s", id)
 		case <-tick.C:
 			qctx, qcancel := context.WithTimeout(wctx, 2*time.Second)
-			// The latest run: a long verification continues as new.
-			st, err := queryStatus(qctx, c, id, "")
+			st, err := src.Status(qctx)
 			qcancel()
 			if err == nil {
 				p.update(st)
 			}
 		}
 	}
+}
+
+// ended prints the outcome and maps it to the exit code.
+func (a *app) ended(wctx context.Context, o outcome, p progressView, id string, f deployFlags) error {
+	if o.err != nil {
+		p.close()
+		if wctx.Err() != nil {
+			return exitf(ExitUnreachable, "gave up waiting after %s; the deployment goes on: `rollbook status %s`", f.timeout, strings.TrimPrefix(id, workflows.WorkflowIDPrefix))
+		}
+		if isUnavailable(o.err) {
+			return exitf(ExitUnreachable, "lost contact with Temporal while waiting: %v", o.err)
+		}
+		return exitf(ExitNeedsHuman, "deployment %s failed: %v", id, o.err)
+	}
+	p.final(o.res)
+	return outcomeExit(o.res)
+}
+
+// interrupted handles Ctrl-C/SIGTERM: the first one aborts when
+// --abort-on-interrupt was given (and returns nil: the wait goes on), any
+// other detaches.
+func (a *app) interrupted(s os.Signal, src deploymentSource, p progressView, id string, f *deployFlags) error {
+	service := strings.TrimPrefix(id, workflows.WorkflowIDPrefix)
+	if f.abortOnInterrupt {
+		p.notice(fmt.Sprintf("\n%s: aborting the deployment of %s…\n", s, service))
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := src.Abort(sctx, workflows.AbortSignal{Reason: "CLI interrupted (" + s.String() + ")", By: origin().User})
+		scancel()
+		if err != nil {
+			p.close()
+			return exitf(ExitNeedsHuman, "could not send abort: %v", err)
+		}
+		f.abortOnInterrupt = false // a second interrupt detaches
+		return nil
+	}
+	p.close()
+	fmt.Fprintf(a.errOut, "\n%s: detached; the deployment goes on. Follow it with `rollbook status %s`, stop it with `rollbook abort %s`.\n", s, service, service)
+	return exitf(ExitUnreachable, "detached from %s", id)
 }
 
 func outcomeExit(r workflows.Result) error {

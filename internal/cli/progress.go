@@ -4,8 +4,32 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
 )
+
+// progressView shows a followed deployment: plain or JSON lines
+// (progress), or the live terminal view (ttyView).
+type progressView interface {
+	// update shows a status query answer.
+	update(st workflows.Status)
+	// final shows the run's result; the view is closed after it.
+	final(r workflows.Result)
+	// notice shows a message of the CLI itself (an interrupt).
+	notice(msg string)
+	// close stops a live view, leaving its last frame on the screen;
+	// idempotent.
+	close()
+}
+
+// newProgressView picks the live view on a terminal (unless --json or
+// TERM=dumb), plain lines otherwise.
+func (a *app) newProgressView(json bool, rb *runbook.Runbook, link string, src deploymentSource) progressView {
+	if !json && a.liveTerminal() {
+		return newTTYView(a, rb, link, src)
+	}
+	return newProgress(a, json)
+}
 
 // progress prints one line per change of phase, step state or compensation
 // state — plain lines that read well in CI logs, or JSON lines.
@@ -74,6 +98,10 @@ func (p *progress) update(st workflows.Status) {
 		}
 	}
 }
+
+func (p *progress) notice(msg string) { fmt.Fprint(p.a.errOut, msg) }
+
+func (p *progress) close() {}
 
 func (p *progress) final(r workflows.Result) {
 	if p.json {

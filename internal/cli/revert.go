@@ -151,11 +151,12 @@ func (a *app) revert(ctx context.Context, service, reason string, dryRun bool, f
 	if err != nil {
 		return exitf(ExitUnreachable, "starting the revert: %v", err)
 	}
-	fmt.Fprintf(a.out, "Web UI: %s\nstarted revert of %s (run %s)\n", a.webLink(copts.Namespace, run.GetID(), run.GetRunID()), service, run.GetRunID())
+	link := a.webLink(copts.Namespace, run.GetID(), run.GetRunID())
+	fmt.Fprintf(a.out, "Web UI: %s\nstarted revert of %s (run %s)\n", link, service, run.GetRunID())
 	if !f.wait {
 		return nil
 	}
-	return a.follow(ctx, c, run.GetID(), run.GetRunID(), f)
+	return a.follow(ctx, c, run.GetID(), run.GetRunID(), f, &b.Runbook, link)
 }
 
 func describeUndo(c workflows.Compensation) string {
