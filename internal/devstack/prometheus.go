@@ -270,7 +270,7 @@ func (s *Stack) SetAlertWebhook(ctx context.Context, webhookURL, tokenFile strin
 	if webhookURL != "" && !strings.HasPrefix(webhookURL, "http://") && !strings.HasPrefix(webhookURL, "https://") {
 		return fmt.Errorf("devstack: alert webhook %q: want an http:// or https:// URL", webhookURL)
 	}
-	if _, err := s.writeAlertmanagerConfig(webhookURL, tokenFile); err != nil {
+	if err := s.replaceReceiver(webhookURL, tokenFile); err != nil {
 		return err
 	}
 	s.opts.AlertWebhookURL, s.opts.AlertWebhookTokenFile = webhookURL, tokenFile
@@ -278,6 +278,35 @@ func (s *Stack) SetAlertWebhook(ctx context.Context, webhookURL, tokenFile strin
 		return fmt.Errorf("devstack: reloading Alertmanager with webhook %s: %w", webhookURL, err)
 	}
 	return nil
+}
+
+// replaceReceiver rewrites the receiver of the running Alertmanager's configuration and
+// keeps its route as Start wrote it (a Stack from Attach or Load does not know the options
+// it was started with).
+func (s *Stack) replaceReceiver(webhookURL, tokenFile string) error {
+	path := filepath.Join(s.alertmanagerDir(), "alertmanager.yml")
+	current, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("devstack: reading the Alertmanager configuration: %w", err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(current, &cfg); err != nil {
+		return fmt.Errorf("devstack: %s: %w", path, err)
+	}
+	fresh, err := s.alertmanagerConfig(webhookURL, tokenFile)
+	if err != nil {
+		return err
+	}
+	var next map[string]any
+	if err := yaml.Unmarshal(fresh, &next); err != nil {
+		return err
+	}
+	cfg["receivers"] = next["receivers"]
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, out, 0o644)
 }
 
 // ReloadPrometheus makes the stack's Prometheus read its configuration and rule files

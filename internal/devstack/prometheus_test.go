@@ -116,11 +116,26 @@ func TestMonitoring(t *testing.T) {
 			}
 		}))
 		defer hook.Close()
-		if err := s.SetAlertWebhook(ctx, "ftp://x", ""); err == nil {
+		// Through a Stack from Attach, as another process (a test binary, a receiver) sets it:
+		// it does not know the options of the start and must keep the route as it was.
+		a, err := Attach(filepath.Join(s.Dir, "env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.SetAlertWebhook(ctx, "ftp://x", ""); err == nil {
 			t.Error("SetAlertWebhook accepted ftp://x")
 		}
-		if err := s.SetAlertWebhook(ctx, hook.URL+"/alerts", tokenFile); err != nil {
+		if err := a.SetAlertWebhook(ctx, hook.URL+"/alerts", tokenFile); err != nil {
 			t.Fatal(err)
+		}
+		cfg, err := os.ReadFile(filepath.Join(s.Dir, "alertmanager", "alertmanager.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"group_wait: 1s", "group_interval: 1s", "url: " + hook.URL + "/alerts", "credentials_file: " + tokenFile} {
+			if !strings.Contains(string(cfg), want) {
+				t.Errorf("alertmanager.yml lacks %q:\n%s", want, cfg)
+			}
 		}
 		select {
 		case body := <-got:
