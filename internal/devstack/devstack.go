@@ -216,7 +216,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 90 * time.Second
 	}
-	opts.monitoringDefaults()
+	if err := opts.monitoringDefaults(); err != nil {
+		return nil, err
+	}
 
 	if procs, err := readPids(filepath.Join(dir, "pids")); err == nil {
 		var live []string

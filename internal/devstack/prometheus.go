@@ -66,8 +66,19 @@ const (
 // relative to the module root.
 var RulesDirInModule = filepath.Join("deploy", "monitoring", "rules")
 
-// monitoringDefaults fills the monitoring options that are unset.
-func (o *Options) monitoringDefaults() {
+// monitoringDefaults fills the monitoring options that are unset. A RulesDir given that is
+// not a folder is an error (the default one may be missing: no rules then).
+func (o *Options) monitoringDefaults() error {
+	if o.RulesDir != "" {
+		abs, err := filepath.Abs(o.RulesDir) // Prometheus runs in the stack directory
+		if err != nil {
+			return err
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return fmt.Errorf("devstack: Options.RulesDir %s: not a folder of rule files (%v)", o.RulesDir, err)
+		}
+		o.RulesDir = abs
+	}
 	if o.ScrapeInterval <= 0 {
 		o.ScrapeInterval = DefaultScrapeInterval
 	}
@@ -92,6 +103,7 @@ func (o *Options) monitoringDefaults() {
 			o.RulesDir = filepath.Join(root, RulesDirInModule)
 		}
 	}
+	return nil
 }
 
 // promDuration writes d the way Prometheus and Alertmanager parse durations (1s, 1500ms).

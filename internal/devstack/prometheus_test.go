@@ -125,6 +125,7 @@ func TestMonitoring(t *testing.T) {
 		if err := a.SetAlertWebhook(ctx, "ftp://x", ""); err == nil {
 			t.Error("SetAlertWebhook accepted ftp://x")
 		}
+		set := time.Now()
 		if err := a.SetAlertWebhook(ctx, hook.URL+"/alerts", tokenFile); err != nil {
 			t.Fatal(err)
 		}
@@ -139,6 +140,7 @@ func TestMonitoring(t *testing.T) {
 		}
 		select {
 		case body := <-got:
+			t.Logf("webhook set → firing alert delivered: %v", time.Since(set).Round(time.Millisecond))
 			var msg struct {
 				Status string `json:"status"`
 				Alerts []struct {
@@ -184,4 +186,11 @@ func promQuery(ctx context.Context, base, q string) (string, error) {
 	}
 	v, _ := r.Data.Result[0].Value[1].(string)
 	return v, nil
+}
+
+func TestRulesDirMustBeAFolder(t *testing.T) {
+	_, err := Start(context.Background(), Options{Dir: t.TempDir(), RulesDir: filepath.Join(t.TempDir(), "missing")})
+	if err == nil || !strings.Contains(err.Error(), "Options.RulesDir") {
+		t.Fatalf("err %v, want one naming Options.RulesDir", err)
+	}
 }

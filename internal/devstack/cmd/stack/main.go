@@ -1,6 +1,7 @@
 // Command stack starts, inspects and stops rollbook's dev stack (see internal/devstack).
 //
-//	go run ./internal/devstack/cmd/stack up     [--dir .stack] [--headless] [--fresh]
+//	go run ./internal/devstack/cmd/stack up     [--dir .stack] [--headless] [--fresh] [--rules DIR]
+//	                                            [--alert-webhook URL [--alert-token-file F]]
 //	go run ./internal/devstack/cmd/stack status [--dir .stack]
 //	go run ./internal/devstack/cmd/stack down   [--dir .stack] [--purge]
 //	go run ./internal/devstack/cmd/stack restart [--dir .stack] [--lose-state] temporal|consul|postgres|haproxy
@@ -78,6 +79,9 @@ func up(args []string) error {
 	dir := fs.String("dir", ".stack", "directory for the stack's env, pids, logs and data")
 	headless := fs.Bool("headless", false, "do not start the Temporal Web UI")
 	fresh := fs.Bool("fresh", false, "delete the Temporal database and PostgreSQL cluster of a previous run")
+	rules := fs.String("rules", "", "folder of Prometheus rule files (*.yml, *.yaml) (default deploy/monitoring/rules)")
+	webhook := fs.String("alert-webhook", "", "URL Alertmanager sends every alert to (default: none, alerts are dropped)")
+	tokenFile := fs.String("alert-token-file", "", "file holding the bearer token Alertmanager sends to --alert-webhook")
 	timeout := fs.Duration("timeout", 90*time.Second, "give up starting after this long")
 	_ = fs.Parse(args)
 
@@ -100,7 +104,11 @@ func up(args []string) error {
 		Detach:        true,
 		Fresh:         *fresh,
 		Log:           os.Stderr,
-		Timeout:       *timeout,
+
+		RulesDir:              *rules,
+		AlertWebhookURL:       *webhook,
+		AlertWebhookTokenFile: *tokenFile,
+		Timeout:               *timeout,
 	})
 	if err != nil {
 		return err
