@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -345,9 +346,8 @@ func postReload(ctx context.Context, base string) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		body := make([]byte, 2048)
-		n, _ := resp.Body.Read(body)
-		return fmt.Errorf("POST %s/-/reload: %s: %s", base, resp.Status, strings.TrimSpace(string(body[:n])))
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		return fmt.Errorf("POST %s/-/reload: %s: %s", base, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
 }
