@@ -327,6 +327,16 @@ func (s *Stack) replaceReceiver(webhookURL, tokenFile string) error {
 // error naming it; Prometheus then keeps the rules it had.
 func (s *Stack) ReloadPrometheus(ctx context.Context) error {
 	if err := postReload(ctx, s.PrometheusURL); err != nil {
+		// The answer says only that something failed; the log says which file and why.
+		var errs []string
+		for _, l := range strings.Split(tail(filepath.Join(s.Dir, "logs", ComponentPrometheus+".log"), 20), "\n") {
+			if strings.Contains(l, "level=error") {
+				errs = append(errs, strings.TrimSpace(l))
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("devstack: reloading Prometheus: %w; its log:\n%s", err, strings.Join(errs[max(0, len(errs)-3):], "\n"))
+		}
 		return fmt.Errorf("devstack: reloading Prometheus: %w", err)
 	}
 	return nil

@@ -163,6 +163,29 @@ func TestMonitoring(t *testing.T) {
 			t.Errorf("Authorization %q, want the token from the file", auth[0])
 		}
 	})
+
+	t.Run("reload", func(t *testing.T) { reloadChecksRules(t, ctx, s, rules) })
+}
+
+// reloadChecksRules: a rule file that does not parse is refused by name, and Prometheus keeps
+// what it had.
+func reloadChecksRules(t *testing.T, ctx context.Context, s *Stack, rules string) {
+	bad := filepath.Join(rules, "bad.yml")
+	if err := os.WriteFile(bad, []byte("groups:\n  - name: broken\n    rules:\n      - alert: Broken\n        expr: sum(\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReloadPrometheus(ctx); err == nil || !strings.Contains(err.Error(), "bad.yml") {
+		t.Errorf("reload with a broken rule file: %v, want an error naming bad.yml", err)
+	}
+	if err := os.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReloadPrometheus(ctx); err != nil {
+		t.Errorf("reload after removing it: %v", err)
+	}
+	if got, err := promQuery(ctx, s.PrometheusURL, `count(ALERTS{alertname="DevstackTestAlert"})`); err != nil || got != "1" {
+		t.Errorf("the good rule after the reloads: %q %v", got, err)
+	}
 }
 
 // promQuery runs an instant query and returns the value of its only sample.
