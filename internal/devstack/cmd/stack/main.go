@@ -1,6 +1,7 @@
 // Command stack starts, inspects and stops rollbook's dev stack (see internal/devstack).
 //
-//	go run ./internal/devstack/cmd/stack up     [--dir .stack] [--headless] [--fresh]
+//	go run ./internal/devstack/cmd/stack up     [--dir .stack] [--headless] [--fresh] [--rules DIR]
+//	                                            [--alert-webhook URL [--alert-token-file F]]
 //	go run ./internal/devstack/cmd/stack status [--dir .stack]
 //	go run ./internal/devstack/cmd/stack down   [--dir .stack] [--purge]
 //	go run ./internal/devstack/cmd/stack restart [--dir .stack] [--lose-state] temporal|consul|postgres|haproxy
@@ -78,6 +79,9 @@ func up(args []string) error {
 	dir := fs.String("dir", ".stack", "directory for the stack's env, pids, logs and data")
 	headless := fs.Bool("headless", false, "do not start the Temporal Web UI")
 	fresh := fs.Bool("fresh", false, "delete the Temporal database and PostgreSQL cluster of a previous run")
+	rules := fs.String("rules", "", "folder of Prometheus rule files (*.yml, *.yaml) (default deploy/monitoring/rules)")
+	webhook := fs.String("alert-webhook", "", "URL Alertmanager sends every alert to (default: none, alerts are dropped)")
+	tokenFile := fs.String("alert-token-file", "", "file holding the bearer token Alertmanager sends to --alert-webhook")
 	timeout := fs.Duration("timeout", 90*time.Second, "give up starting after this long")
 	_ = fs.Parse(args)
 
@@ -100,7 +104,11 @@ func up(args []string) error {
 		Detach:        true,
 		Fresh:         *fresh,
 		Log:           os.Stderr,
-		Timeout:       *timeout,
+
+		RulesDir:              *rules,
+		AlertWebhookURL:       *webhook,
+		AlertWebhookTokenFile: *tokenFile,
+		Timeout:               *timeout,
 	})
 	if err != nil {
 		return err
@@ -120,6 +128,8 @@ func printEnv(w io.Writer, s *devstack.Stack, envFile string) {
 	}
 	fmt.Fprintf(os.Stderr, "stack: Consul UI         %s/ui/\n", s.ConsulHTTPAddr)
 	fmt.Fprintf(os.Stderr, "stack: HAProxy stats     %s\n", s.HAProxyStatsURL)
+	fmt.Fprintf(os.Stderr, "stack: Prometheus        %s\n", s.PrometheusURL)
+	fmt.Fprintf(os.Stderr, "stack: Alertmanager      %s\n", s.AlertmanagerURL)
 	fmt.Fprintf(os.Stderr, "stack: logs              %s\n", filepath.Join(s.Dir, "logs"))
 	fmt.Fprintf(os.Stderr, "stack: stop it with      make stack-down\n")
 }
@@ -184,6 +194,9 @@ func status(args []string) error {
 	defer cancel()
 	if err := s.Check(ctx); err != nil {
 		return fmt.Errorf("not healthy:\n%v", err)
+	}
+	if s.PrometheusURL != "" {
+		fmt.Printf("prometheus   %s\nalertmanager %s\n", s.PrometheusURL, s.AlertmanagerURL)
 	}
 	fmt.Println("all components answer; env:", filepath.Join(s.Dir, "env"))
 	return nil
