@@ -5,6 +5,8 @@
 #   Consul v1.14.11                             built from tools/consul (a separate module)
 #   HAProxy 2.6                                 Debian package "haproxy"
 #   PostgreSQL 15                               Debian package "postgresql-15"
+#   Prometheus 2.42 (+ promtool)                Debian package "prometheus"
+#   Alertmanager 0.25 (+ amtool)                Debian package "prometheus-alertmanager"
 #
 # The Go tools are built once into a cache outside the work tree, keyed by tool and version:
 #   ${ROLLBOOK_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rollbook/tools}/temporal-v1.5.1/temporal
@@ -115,6 +117,16 @@ check_haproxy() {
 	fi
 }
 
+# The dev stack runs its own Prometheus and Alertmanager (private config and data under the
+# stack directory); the Debian packages may also enable system services, which rollbook never
+# touches.
+check_prometheus() {
+	local missing=()
+	[[ -x ${ROLLBOOK_PROMETHEUS_BIN:-/usr/bin/prometheus} ]] || missing+=(prometheus)
+	[[ -x ${ROLLBOOK_ALERTMANAGER_BIN:-/usr/bin/prometheus-alertmanager} ]] || missing+=(prometheus-alertmanager)
+	((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+}
+
 pg_bindir() {
 	if [[ -n ${ROLLBOOK_PG_BINDIR:-} ]]; then
 		echo "$ROLLBOOK_PG_BINDIR"
@@ -142,6 +154,7 @@ main() {
 
 	check_haproxy
 	check_postgres
+	check_prometheus
 
 	# Build both Go tools in parallel when both are missing (the machine has 2 cores and
 	# each build is mostly single-package compile + a long link).
@@ -166,6 +179,11 @@ main() {
 		printf 'consul    %s  (%s)\n' "$consul_bin" "${cv%%$'\n'*}"
 		printf 'haproxy   %s  (%s)\n' "$haproxy_bin" "${hv% - https*}"
 		printf 'postgres  %s  (%s)\n' "$(pg_bindir)" "$("$(pg_bindir)/postgres" --version)"
+		local pv av
+		pv=$("${ROLLBOOK_PROMETHEUS_BIN:-/usr/bin/prometheus}" --version 2>&1)
+		av=$("${ROLLBOOK_ALERTMANAGER_BIN:-/usr/bin/prometheus-alertmanager}" --version 2>&1)
+		printf 'prometheus    %s  (%s)\n' "${ROLLBOOK_PROMETHEUS_BIN:-/usr/bin/prometheus}" "${pv%%$'\n'*}"
+		printf 'alertmanager  %s  (%s)\n' "${ROLLBOOK_ALERTMANAGER_BIN:-/usr/bin/prometheus-alertmanager}" "${av%%$'\n'*}"
 	fi
 }
 

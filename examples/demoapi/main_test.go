@@ -369,12 +369,29 @@ func TestBadModeRejectsNonsense(t *testing.T) {
 	assert.Contains(t, w.Body.String(), `"bad":false`, "a refused mode changes nothing")
 }
 
+// TestMetrics: requests and their latency by method, route (the pattern, not the id) and
+// code, with the version on every series, which the runbook's PromQL checks and the alert
+// rules query.
 func TestMetrics(t *testing.T) {
 	h := newServer("v1", "stable", newDB(t)).routes()
 	do(t, h, "GET", "/api/payments", "")
+	do(t, h, "GET", "/api/payments/12345", "")
+	do(t, h, "POST", "/admin/bad?errorRate=1&latencyMs=30", "")
+	do(t, h, "GET", "/api/payments", "")
 	w := do(t, h, "GET", "/metrics", "")
-	if w.Code != 200 || !strings.Contains(w.Body.String(), `demoapi_http_requests_total{code="200",path="/api/payments"} 1`) {
-		t.Fatalf("metrics: %d\n%s", w.Code, w.Body)
+	require.Equal(t, 200, w.Code)
+	body := w.Body.String()
+	for _, want := range []string{
+		`demoapi_http_requests_total{code="200",method="GET",route="/api/payments",version="v1"} 1`,
+		`demoapi_http_requests_total{code="500",method="GET",route="/api/payments",version="v1"} 1`,
+		`demoapi_http_requests_total{code="404",method="GET",route="/api/payments/{id}",version="v1"} 1`,
+		`demoapi_http_request_duration_seconds_count{code="500",method="GET",route="/api/payments",version="v1"} 1`,
+		// the injected 30 ms delay is in the latency: not in the 25 ms bucket, in the 50 ms one
+		`demoapi_http_request_duration_seconds_bucket{code="500",method="GET",route="/api/payments",version="v1",le="0.025"} 0`,
+		`demoapi_http_request_duration_seconds_bucket{code="500",method="GET",route="/api/payments",version="v1",le="0.05"} 1`,
+		`demoapi_build_info{instance="stable",version="v1"} 1`,
+	} {
+		assert.Contains(t, body, want)
 	}
 }
 

@@ -51,15 +51,22 @@ type server struct {
 
 func newServer(version, name string, db *pgxpool.Pool) *server {
 	s := &server{version: version, name: name, db: db, reg: prometheus.NewRegistry()}
+	// Every series carries the version it was served by, so that a query can tell v2 from
+	// v3 on one instance across a release; which instance (stable or canary) is the
+	// scraper's business (the dev stack's Prometheus adds subset="stable"/"canary").
+	// route is the handler's pattern, never the raw path: ids would make a series each.
+	byVersion := prometheus.Labels{"version": version}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "demoapi_http_requests_total",
-		Help: "HTTP requests served, by path and status code.",
-	}, []string{"path", "code"})
+		Name:        "demoapi_http_requests_total",
+		Help:        "HTTP requests to /api served, by method, route and status code.",
+		ConstLabels: byVersion,
+	}, []string{"method", "route", "code"})
 	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "demoapi_http_request_duration_seconds",
-		Help:    "HTTP request latency, by path.",
-		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-	}, []string{"path"})
+		Name:        "demoapi_http_request_duration_seconds",
+		Help:        "Latency of HTTP requests to /api, injected delays included, by method, route and status code.",
+		ConstLabels: byVersion,
+		Buckets:     []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"method", "route", "code"})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "demoapi_build_info",
 		Help: "Always 1; labels say which version and instance this is.",
@@ -112,8 +119,9 @@ func (s *server) instrument(path string, write bool, h apiHandler) http.HandlerF
 		} else {
 			h(rec, r, failAt)
 		}
-		s.requests.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
-		s.duration.WithLabelValues(path).Observe(time.Since(start).Seconds())
+		code := strconv.Itoa(rec.code)
+		s.requests.WithLabelValues(r.Method, path, code).Inc()
+		s.duration.WithLabelValues(r.Method, path, code).Observe(time.Since(start).Seconds())
 	}
 }
 

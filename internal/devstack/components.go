@@ -135,17 +135,34 @@ func (s *Stack) component(name string) component {
 		return component{
 			name: name,
 			ports: func(pt *stackPorts) []*int {
-				return []*int{&pt.HAProxy, &pt.HAProxyAdmin, &pt.HAProxyStats}
+				return []*int{&pt.HAProxy, &pt.HAProxyAdmin, &pt.HAProxyStats, &pt.HAProxyMetrics}
 			},
 			listeners: func(pt stackPorts) map[string][]int {
-				return map[string][]int{"haproxy": {pt.HAProxy, pt.HAProxyAdmin, pt.HAProxyStats}}
+				return map[string][]int{"haproxy": {pt.HAProxy, pt.HAProxyAdmin, pt.HAProxyStats, pt.HAProxyMetrics}}
 			},
 			start: s.startHAProxy,
 			addrs: func(pt stackPorts) {
 				s.HAProxyURL = "http://" + hostPort(pt.HAProxy)
 				s.HAProxyAdmin = hostPort(pt.HAProxyAdmin)
 				s.HAProxyStatsURL = "http://" + hostPort(pt.HAProxyStats) + "/"
+				s.HAProxyMetricsURL = "http://" + hostPort(pt.HAProxyMetrics) + "/metrics"
 			},
+		}
+	case ComponentAlertmanager:
+		return component{
+			name:      name,
+			ports:     func(pt *stackPorts) []*int { return []*int{&pt.Alertmanager} },
+			listeners: func(pt stackPorts) map[string][]int { return map[string][]int{name: {pt.Alertmanager}} },
+			start:     s.startAlertmanager,
+			addrs:     func(pt stackPorts) { s.AlertmanagerURL = "http://" + hostPort(pt.Alertmanager) },
+		}
+	case ComponentPrometheus:
+		return component{
+			name:      name,
+			ports:     func(pt *stackPorts) []*int { return []*int{&pt.Prometheus} },
+			listeners: func(pt stackPorts) map[string][]int { return map[string][]int{name: {pt.Prometheus}} },
+			start:     s.startPrometheus,
+			addrs:     func(pt stackPorts) { s.PrometheusURL = "http://" + hostPort(pt.Prometheus) },
 		}
 	}
 	panic("devstack: no component " + name)

@@ -11,7 +11,10 @@
 //     supervisor (supervisor.go), which replaces them with other versions when rollbook's
 //     exec release driver asks (bin/demo-release; targets stable and canary);
 //   - HAProxy fronting both, backend "payments_api" with servers "stable" (weight 256 = 100 %)
-//     and "canary" (weight 0), and its runtime API on a unix socket.
+//     and "canary" (weight 0), and its runtime API on a unix socket;
+//   - Prometheus scraping HAProxy's exporter, both demo API instances and registered
+//     workers, with the rule files of Options.RulesDir, and Alertmanager sending alerts to
+//     Options.AlertWebhookURL (prometheus.go).
 //
 // The e2e tests' TestMain, `make stack-up`, the demo and the benchmarks all use it. Start
 // writes the addresses to <Dir>/env (KEY=VALUE lines) and the PIDs to <Dir>/pids, so another
@@ -27,8 +30,8 @@
 // tests (tests/durability_e2e_test.go) and drills (`stack restart`); <Dir>/ports keeps the
 // ports for a Stack from Load.
 //
-// The Temporal CLI and Consul are built by scripts/tools.sh (make tools); HAProxy and
-// PostgreSQL come from Debian packages. A missing one is an error wrapping ErrMissingTool
+// The Temporal CLI and Consul are built by scripts/tools.sh (make tools); HAProxy,
+// PostgreSQL, Prometheus and Alertmanager come from Debian packages. A missing one is an error wrapping ErrMissingTool
 // that says what to run.
 package devstack
 
@@ -69,6 +72,10 @@ const (
 	EnvDemoStableURL     = "ROLLBOOK_DEMO_STABLE_URL"
 	EnvDemoCanaryURL     = "ROLLBOOK_DEMO_CANARY_URL"
 	EnvStackDir          = "ROLLBOOK_STACK_DIR"
+	// Monitoring (prometheus.go).
+	EnvHAProxyMetricsURL = "ROLLBOOK_HAPROXY_METRICS_URL" // HAProxy's Prometheus exporter, http://127.0.0.1:P/metrics
+	EnvPrometheusURL     = "ROLLBOOK_PROMETHEUS_URL"      // http://127.0.0.1:P, the stack's Prometheus
+	EnvAlertmanagerURL   = "ROLLBOOK_ALERTMANAGER_URL"    // http://127.0.0.1:P, the stack's Alertmanager
 )
 
 // Names fixed by the stack.
@@ -121,6 +128,19 @@ type Options struct {
 	ModuleRoot    string
 	// TemporalArgs are appended to `temporal server start-dev` (e.g. --dynamic-config-value).
 	TemporalArgs []string
+	// RulesDir holds the alert and recording rule files (*.yml, *.yaml) the stack's
+	// Prometheus evaluates. Default: deploy/monitoring/rules of the module.
+	RulesDir string
+	// ScrapeInterval and EvaluationInterval of the stack's Prometheus. Default: 1 s each.
+	ScrapeInterval, EvaluationInterval time.Duration
+	// AlertWebhookURL is the receiver the stack's Alertmanager sends every alert group to
+	// (Alertmanager's webhook format, resolved notifications too); empty: alerts are
+	// dropped. AlertWebhookTokenFile, when set, holds the bearer token it sends.
+	// Stack.SetAlertWebhook changes both on a running stack.
+	AlertWebhookURL, AlertWebhookTokenFile string
+	// AlertGroupWait, AlertGroupInterval and AlertRepeatInterval of the Alertmanager
+	// route. Default: 1 s, 1 s and 1 h.
+	AlertGroupWait, AlertGroupInterval, AlertRepeatInterval time.Duration
 	// Log receives one line per component as it becomes ready. Nil: silent.
 	Log io.Writer
 	// Timeout bounds the whole start. Default: 90 s.
@@ -147,6 +167,11 @@ type Stack struct {
 	HAProxyStatsURL string
 	DemoStableURL   string
 	DemoCanaryURL   string
+	// Monitoring: HAProxy's exporter (http://127.0.0.1:P/metrics), Prometheus and
+	// Alertmanager (http://127.0.0.1:P).
+	HAProxyMetricsURL string
+	PrometheusURL     string
+	AlertmanagerURL   string
 
 	// Attached is true when this Stack came from Attach (or StartOrAttach found a running
 	// one): this process did not start it. Callers that reuse a stack usually leave it running.
@@ -191,6 +216,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 90 * time.Second
 	}
+	opts.monitoringDefaults()
 
 	if procs, err := readPids(filepath.Join(dir, "pids")); err == nil {
 		var live []string
@@ -224,8 +250,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 
 	// temporal: grpc, http, metrics, ui; consul: http, serf lan, serf wan, server;
-	// postgres; demo: stable, canary; haproxy: frontend, admin, stats.
-	ports, err := freePorts(14, nil)
+	// postgres; demo: stable, canary; haproxy: frontend, admin, stats, metrics;
+	// prometheus; alertmanager.
+	ports, err := freePorts(17, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +262,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		ConsulHTTP: ports[4], ConsulSerfLAN: ports[5], ConsulSerfWAN: ports[6], ConsulServer: ports[7],
 		PG:         ports[8],
 		DemoStable: ports[9], DemoCanary: ports[10],
-		HAProxy: ports[11], HAProxyAdmin: ports[12], HAProxyStats: ports[13],
+		HAProxy: ports[11], HAProxyAdmin: ports[12], HAProxyStats: ports[13], HAProxyMetrics: ports[14],
+		Prometheus: ports[15], Alertmanager: ports[16],
 	}
 	for _, name := range startOrder {
 		s.component(name).addrs(*s.ports)
@@ -269,12 +297,29 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		close(s.pgUp)
 		return nil
 	})
+	amUp := make(chan struct{})
+	g.Go(func() error {
+		if err := run(ComponentAlertmanager); err != nil {
+			return err
+		}
+		close(amUp)
+		return nil
+	})
 	g.Go(func() error {
 		// HAProxy fronts the demo API: its configuration needs the demo's final ports.
 		if err := run(componentDemo); err != nil {
 			return err
 		}
-		return run(ComponentHAProxy)
+		if err := run(ComponentHAProxy); err != nil {
+			return err
+		}
+		// Prometheus scrapes both and sends to Alertmanager: it needs their final ports.
+		select {
+		case <-amUp:
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+		return run(ComponentPrometheus)
 	})
 	if err := g.Wait(); err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
@@ -297,7 +342,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 }
 
 // startOrder lists the components in the order Start reports them.
-var startOrder = []string{ComponentTemporal, ComponentConsul, ComponentPostgres, componentDemo, ComponentHAProxy}
+var startOrder = []string{ComponentTemporal, ComponentConsul, ComponentPostgres, componentDemo, ComponentHAProxy,
+	ComponentAlertmanager, ComponentPrometheus}
 
 type stackPorts struct {
 	Temporal        int `json:"temporal"`
@@ -314,6 +360,9 @@ type stackPorts struct {
 	HAProxy         int `json:"haproxy"`
 	HAProxyAdmin    int `json:"haproxyAdmin"`
 	HAProxyStats    int `json:"haproxyStats"`
+	HAProxyMetrics  int `json:"haproxyMetrics"`
+	Prometheus      int `json:"prometheus"`
+	Alertmanager    int `json:"alertmanager"`
 }
 
 func hostPort(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
@@ -376,6 +425,9 @@ func (s *Stack) Env() map[string]string {
 		EnvDemoStableURL:     s.DemoStableURL,
 		EnvDemoCanaryURL:     s.DemoCanaryURL,
 		EnvStackDir:          s.Dir,
+		EnvHAProxyMetricsURL: s.HAProxyMetricsURL,
+		EnvPrometheusURL:     s.PrometheusURL,
+		EnvAlertmanagerURL:   s.AlertmanagerURL,
 	}
 }
 
@@ -547,6 +599,10 @@ func stackFromEnv(env map[string]string) *Stack {
 		HAProxyStatsURL: env[EnvHAProxyStatsURL],
 		DemoStableURL:   env[EnvDemoStableURL],
 		DemoCanaryURL:   env[EnvDemoCanaryURL],
+
+		HAProxyMetricsURL: env[EnvHAProxyMetricsURL],
+		PrometheusURL:     env[EnvPrometheusURL],
+		AlertmanagerURL:   env[EnvAlertmanagerURL],
 	}
 }
 
@@ -652,6 +708,12 @@ func (s *Stack) Check(ctx context.Context) error {
 	_, err := s.HAProxyCommand("show info")
 	add("haproxy runtime API", err)
 	add("haproxy frontend", httpOK(ctx, s.HAProxyURL+"/healthz"))
+	// A stack started before monitoring was added has no such address.
+	if s.PrometheusURL != "" {
+		add("haproxy exporter", httpOK(ctx, s.HAProxyMetricsURL))
+		add("prometheus", httpOK(ctx, s.PrometheusURL+"/-/ready"))
+		add("alertmanager", httpOK(ctx, s.AlertmanagerURL+"/-/ready"))
+	}
 	return errors.Join(errs...)
 }
 

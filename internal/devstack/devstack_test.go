@@ -435,11 +435,12 @@ func mapValues(m map[string]int) []int {
 func TestMissingToolSaysWhatToRun(t *testing.T) {
 	t.Setenv("ROLLBOOK_TEMPORAL_BIN", filepath.Join(t.TempDir(), "nope", "temporal"))
 	t.Setenv("ROLLBOOK_HAPROXY_BIN", filepath.Join(t.TempDir(), "nope", "haproxy"))
+	t.Setenv("ROLLBOOK_ALERTMANAGER_BIN", filepath.Join(t.TempDir(), "nope", "prometheus-alertmanager"))
 	_, err := Start(context.Background(), Options{Dir: t.TempDir()})
 	if !errors.Is(err, ErrMissingTool) {
 		t.Fatalf("err %v, want ErrMissingTool", err)
 	}
-	for _, want := range []string{"Temporal CLI v1.5.1", "make tools", "apt-get install -y haproxy"} {
+	for _, want := range []string{"Temporal CLI v1.5.1", "make tools", "apt-get install -y haproxy", "apt-get install -y prometheus-alertmanager"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}

@@ -33,6 +33,7 @@ func (s *Stack) startHAProxy(ctx context.Context, b binaries, pt stackPorts) err
 		"StateFile":    s.HAProxyStateFile(),
 		"FrontendAddr": hostPort(pt.HAProxy),
 		"StatsAddr":    hostPort(pt.HAProxyStats),
+		"MetricsAddr":  hostPort(pt.HAProxyMetrics),
 		"Backend":      Backend,
 		"Stable":       StableServer,
 		"Canary":       CanaryServer,

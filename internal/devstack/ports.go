@@ -46,5 +46,6 @@ func freePorts(n int, avoid []int) ([]int, error) {
 func (pt stackPorts) all() []int {
 	return []int{pt.Temporal, pt.TemporalHTTP, pt.TemporalMetrics, pt.TemporalUI,
 		pt.ConsulHTTP, pt.ConsulSerfLAN, pt.ConsulSerfWAN, pt.ConsulServer, pt.PG,
-		pt.DemoStable, pt.DemoCanary, pt.HAProxy, pt.HAProxyAdmin, pt.HAProxyStats}
+		pt.DemoStable, pt.DemoCanary, pt.HAProxy, pt.HAProxyAdmin, pt.HAProxyStats,
+		pt.HAProxyMetrics, pt.Prometheus, pt.Alertmanager}
 }

@@ -40,12 +40,14 @@ func ToolsDir() string {
 // binaries are the resolved paths of every program the stack runs.
 type binaries struct {
 	temporal, consul, haproxy string
+	prometheus, alertmanager  string
 	initdb, postgres          string
 	goTool                    string // only when the demo API must be built
 }
 
 // findBinaries resolves every binary and reports all that are missing in one error.
-// Overrides: ROLLBOOK_TEMPORAL_BIN, ROLLBOOK_CONSUL_BIN, ROLLBOOK_HAPROXY_BIN, ROLLBOOK_PG_BINDIR.
+// Overrides: ROLLBOOK_TEMPORAL_BIN, ROLLBOOK_CONSUL_BIN, ROLLBOOK_HAPROXY_BIN, ROLLBOOK_PG_BINDIR,
+// ROLLBOOK_PROMETHEUS_BIN, ROLLBOOK_ALERTMANAGER_BIN.
 func findBinaries(needGo bool) (binaries, error) {
 	var b binaries
 	var missing []string
@@ -66,6 +68,15 @@ func findBinaries(needGo bool) (binaries, error) {
 	}
 	if !isExecutable(b.haproxy) {
 		missing = append(missing, `haproxy not found: run "make tools" (as root on Debian it installs it) or "apt-get install -y haproxy"`)
+	}
+
+	b.prometheus = envOr("ROLLBOOK_PROMETHEUS_BIN", lookPath("prometheus", "/usr/bin/prometheus"))
+	if !isExecutable(b.prometheus) {
+		missing = append(missing, `prometheus not found: run "make tools" (as root on Debian it installs it) or "apt-get install -y prometheus"`)
+	}
+	b.alertmanager = envOr("ROLLBOOK_ALERTMANAGER_BIN", lookPath("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"))
+	if !isExecutable(b.alertmanager) {
+		missing = append(missing, `prometheus-alertmanager not found: run "make tools" (as root on Debian it installs it) or "apt-get install -y prometheus-alertmanager"`)
 	}
 
 	pgBin := os.Getenv("ROLLBOOK_PG_BINDIR")

@@ -120,6 +120,8 @@ func printEnv(w io.Writer, s *devstack.Stack, envFile string) {
 	}
 	fmt.Fprintf(os.Stderr, "stack: Consul UI         %s/ui/\n", s.ConsulHTTPAddr)
 	fmt.Fprintf(os.Stderr, "stack: HAProxy stats     %s\n", s.HAProxyStatsURL)
+	fmt.Fprintf(os.Stderr, "stack: Prometheus        %s\n", s.PrometheusURL)
+	fmt.Fprintf(os.Stderr, "stack: Alertmanager      %s\n", s.AlertmanagerURL)
 	fmt.Fprintf(os.Stderr, "stack: logs              %s\n", filepath.Join(s.Dir, "logs"))
 	fmt.Fprintf(os.Stderr, "stack: stop it with      make stack-down\n")
 }
@@ -184,6 +186,9 @@ func status(args []string) error {
 	defer cancel()
 	if err := s.Check(ctx); err != nil {
 		return fmt.Errorf("not healthy:\n%v", err)
+	}
+	if s.PrometheusURL != "" {
+		fmt.Printf("prometheus   %s\nalertmanager %s\n", s.PrometheusURL, s.AlertmanagerURL)
 	}
 	fmt.Println("all components answer; env:", filepath.Join(s.Dir, "env"))
 	return nil
