@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -41,7 +42,7 @@ var alertTestRules = fmt.Sprintf(`groups:
     rules:
       - alert: %[1]s
         expr: |
-              sum(rate(demoapi_http_requests_total{job="demoapi",code=~"5.."}[20s])) / sum(rate(demoapi_http_requests_total{job="demoapi"}[20s])) > (14.4 * 0.001)
+          sum(rate(demoapi_http_requests_total{job="demoapi",code=~"5.."}[20s])) / sum(rate(demoapi_http_requests_total{job="demoapi"}[20s])) > (14.4 * 0.001)
           and sum(rate(demoapi_http_requests_total{job="demoapi",code=~"5.."}[5s])) / sum(rate(demoapi_http_requests_total{job="demoapi"}[5s])) > (14.4 * 0.001)
         for: %[3]s
         labels:
@@ -138,6 +139,8 @@ func testAlertReceiverRefusals(t *testing.T, rec *alertReceiverProc) {
 // reloads Prometheus; the cleanup takes it out again.
 func addAlertRule(t *testing.T) {
 	t.Helper()
+	_, errs := rulefmt.Parse([]byte(alertTestRules))
+	require.Empty(t, errs, "the test's rule file")
 	p := filepath.Join(rulesDir, "e2e-alerts.yml")
 	require.NoError(t, os.WriteFile(p, []byte(alertTestRules), 0o644))
 	require.NoError(t, stack.ReloadPrometheus(context.Background()))
