@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,9 +21,11 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/internal/devstack"
 	"github.com/rollbook/rollbook/internal/haproxywatch"
+	"github.com/rollbook/rollbook/internal/worker"
 	"github.com/rollbook/rollbook/workflows"
 )
 
@@ -71,15 +74,21 @@ func TestE2EAlertAbortsDeployment(t *testing.T) {
 
 	t.Run("refusals", func(t *testing.T) { testAlertReceiverRefusals(t, rec) })
 
-	setCanaryBad(t, 0.5)
 	startLoad(t, 40)
 	obs, err := haproxywatch.Start(stack.HAProxySocket, devstack.Backend, 10*time.Millisecond)
 	require.NoError(t, err)
 	defer obs.Stop()
-	start := time.Now()
-	// The runbook's own check tolerates the bad canary (maxErrorRate 0.99)
-	// and verifies for longer than the test waits: only the alert can stop it.
+	// The runbook's own check tolerates a bad canary (maxErrorRate 0.99) and
+	// verifies for longer than the test waits: only the alert can stop it.
 	d := startCLI(t, "deploy", f.runbook(runbookOpts{verifyFor: 3 * time.Minute, maxErrorRate: 0.99}), "--version", "v2", "--wait")
+	waitPhase(t, alertTestService, workflows.PhaseVerifying, 60*time.Second)
+	require.Equal(t, 50, obs.Current().Canary, "the canary takes half the traffic")
+	checkPhaseGauge(t)
+
+	// The canary goes bad while it serves half the traffic: from here on,
+	// callers get errors until the weights are restored.
+	badAt := time.Now()
+	setCanaryBad(t, 0.5)
 	out, code := d.wait(t, 2*time.Minute)
 
 	require.Equal(t, 3, code, "exit 3: aborted and rolled back\n%s", out)
@@ -95,12 +104,10 @@ func TestE2EAlertAbortsDeployment(t *testing.T) {
 	assert.EqualValues(t, 0, after.Schema)
 	assert.False(t, after.FlagSet)
 
-	bad := obs.FirstAfter(start, func(w haproxywatch.Weights) bool { return w.Canary > 0 })
-	require.False(t, bad.IsZero(), "the canary never took traffic")
-	restored, err := obs.WaitFor(ctx, bad, 5*time.Second, haproxywatch.Weights.Restored)
+	restored, err := obs.WaitFor(ctx, badAt, 5*time.Second, haproxywatch.Weights.Restored)
 	require.NoError(t, err)
-	t.Logf("first bad request (canary weight > 0) → weights restored: %s (rule for: %s, evaluation and scrape every %s, Alertmanager group_wait %s, observer polling every 10 ms)",
-		restored.Sub(bad).Round(time.Millisecond), alertTestFor, devstack.DefaultEvaluationInterval, devstack.DefaultAlertGroupWait)
+	t.Logf("first bad request (canary turned bad at 50%% of the traffic) → weights restored: %s (rule for: %s, evaluation and scrape every %s, Alertmanager group_wait %s, observer polling every 10 ms)",
+		restored.Sub(badAt).Round(time.Millisecond), alertTestFor, devstack.DefaultEvaluationInterval, devstack.DefaultAlertGroupWait)
 	assert.Equal(t, 1, rec.count(`"msg":"abort sent"`), "one abort for one alert\n%s", rec.logs())
 
 	// Once the canary is out of traffic the alert resolves; Alertmanager
@@ -110,6 +117,36 @@ func TestE2EAlertAbortsDeployment(t *testing.T) {
 		"no resolved notification reached the receiver\n%s", rec.logs())
 	assert.Equal(t, 1, rec.count(`"msg":"abort sent"`))
 	assert.Equal(t, after, f.liveState(), "the resolved notification changed nothing")
+}
+
+// checkPhaseGauge: the worker's rollbook_deployments_in_phase, counted in
+// the real Temporal's visibility store, sees the verifying deployment.
+func checkPhaseGauge(t *testing.T) {
+	t.Helper()
+	want := `rollbook_deployments_in_phase{phase="verifying"} `
+	var last string
+	require.Eventually(t, func() bool {
+		m, err := worker.NewMetrics(zap.NewNop()) // a fresh one: no cached count
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer m.Shutdown(context.Background())
+		if err := m.WatchPhases(tclient, devstack.Namespace, zap.NewNop()); err != nil {
+			last = err.Error()
+			return false
+		}
+		rr := httptest.NewRecorder()
+		m.HTTPHandler().ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		for _, line := range strings.Split(rr.Body.String(), "\n") {
+			if strings.HasPrefix(line, want) {
+				last = line
+				return strings.TrimPrefix(line, want) != "0"
+			}
+		}
+		return false
+	}, 10*time.Second, 500*time.Millisecond, "the phase gauge does not count the verifying deployment (last: %q)", last)
+	t.Logf("phase gauge: %s", last)
 }
 
 // testAlertReceiverRefusals: no or a wrong token is refused; a firing alert

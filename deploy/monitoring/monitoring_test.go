@@ -7,6 +7,7 @@
 package monitoring
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"go/ast"
@@ -30,6 +31,7 @@ import (
 	promql "github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/internal/worker"
@@ -273,7 +275,16 @@ func workerExports(t *testing.T) map[string]bool {
 		recorded++
 	}
 	require.GreaterOrEqual(t, recorded, 5, "the workflow's metric calls were not found in workflows/metrics.go")
+	// The gauge of deployments by phase, as the worker registers it.
+	require.NoError(t, m.WatchPhases(noDeployments{}, "default", zap.NewNop()))
 	return scrape(t, m.HTTPHandler())
+}
+
+// noDeployments answers the phase gauge's counts: none in any phase.
+type noDeployments struct{}
+
+func (noDeployments) CountWorkflow(context.Context, *workflowservice.CountWorkflowExecutionsRequest) (*workflowservice.CountWorkflowExecutionsResponse, error) {
+	return &workflowservice.CountWorkflowExecutionsResponse{}, nil
 }
 
 type metricCall struct{ kind, name string }

@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +15,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestMetricNames pins the names the Prometheus handler gives to metrics
@@ -95,4 +99,83 @@ func TestMetricsRegistriesAreSeparate(t *testing.T) {
 	}
 	assert.True(t, has(fa, "rollbook_only_in_a_total"))
 	assert.False(t, has(fb, "rollbook_only_in_a_total"))
+}
+
+// countingTemporal answers CountWorkflow from a phase → count table and
+// records the queries.
+type countingTemporal struct {
+	counts  map[string]int64
+	err     error
+	queries []string
+}
+
+func (c *countingTemporal) CountWorkflow(_ context.Context, req *workflowservice.CountWorkflowExecutionsRequest) (*workflowservice.CountWorkflowExecutionsResponse, error) {
+	c.queries = append(c.queries, req.GetNamespace()+": "+req.GetQuery())
+	if c.err != nil {
+		return nil, c.err
+	}
+	for phase, n := range c.counts {
+		if strings.HasSuffix(req.GetQuery(), `RollbookPhase = "`+phase+`"`) {
+			return &workflowservice.CountWorkflowExecutionsResponse{Count: n}, nil
+		}
+	}
+	return &workflowservice.CountWorkflowExecutionsResponse{}, nil
+}
+
+func scrapeText(t *testing.T, m *Metrics) string {
+	t.Helper()
+	srv := httptest.NewServer(m.HTTPHandler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestPhaseGauge(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	m, err := NewMetrics(zap.NewNop())
+	require.NoError(t, err)
+	defer m.Shutdown(t.Context())
+	ct := &countingTemporal{counts: map[string]int64{"rollback-stuck": 2, "verifying": 1}}
+	pc, err := m.watchPhases(ct, "payments", zap.New(core))
+	require.NoError(t, err)
+
+	text := scrapeText(t, m)
+	for _, line := range []string{
+		`rollbook_deployments_in_phase{phase="rollback-stuck"} 2`,
+		`rollbook_deployments_in_phase{phase="verifying"} 1`,
+		`rollbook_deployments_in_phase{phase="deploying"} 0`,
+		`rollbook_deployments_in_phase{phase="paused"} 0`,
+		`rollbook_deployments_in_phase{phase="rolling-back"} 0`,
+		"# TYPE rollbook_deployments_in_phase gauge",
+	} {
+		assert.Contains(t, text, line+"\n")
+	}
+	require.Len(t, ct.queries, 5)
+	assert.Contains(t, ct.queries, `payments: ExecutionStatus = "Running" AND RollbookPhase = "rollback-stuck"`)
+
+	// Scrapes within the TTL do not query Temporal again.
+	scrapeText(t, m)
+	assert.Len(t, ct.queries, 5)
+
+	// Temporal down: the gauge is absent rather than a stale or zero count,
+	// and the failure is logged once, not on every scrape.
+	ct.err = errors.New("connection refused")
+	for range 3 {
+		pc.expire()
+		assert.NotContains(t, scrapeText(t, m), "rollbook_deployments_in_phase{")
+	}
+	assert.Equal(t, 1, logs.FilterMessageSnippet("counting deployments by phase failed").Len())
+	ct.err = nil
+	pc.expire()
+	assert.Contains(t, scrapeText(t, m), `rollbook_deployments_in_phase{phase="rollback-stuck"} 2`)
+}
+
+func (p *phaseCollector) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.at = time.Time{}
 }
