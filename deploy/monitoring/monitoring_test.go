@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -276,8 +277,14 @@ func workerExports(t *testing.T) map[string]bool {
 	}
 	require.GreaterOrEqual(t, recorded, 5, "the workflow's metric calls were not found in workflows/metrics.go")
 	// The gauge of deployments by phase, as the worker registers it.
+	// It counts in the background: the first scrape starts the count.
 	require.NoError(t, m.WatchPhases(noDeployments{}, "default", zap.NewNop()))
-	return scrape(t, m.HTTPHandler())
+	var names map[string]bool
+	require.Eventually(t, func() bool {
+		names = scrape(t, m.HTTPHandler())
+		return names["rollbook_deployments_in_phase"]
+	}, 5*time.Second, 10*time.Millisecond, "the worker's phase gauge never appeared")
+	return names
 }
 
 // noDeployments answers the phase gauge's counts: none in any phase.

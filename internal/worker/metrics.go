@@ -144,10 +144,12 @@ type phaseCollector struct {
 	log       *zap.Logger
 	desc      *prometheus.Desc
 
-	mu      sync.Mutex
-	at      time.Time
-	counts  map[string]int64 // nil: the last count failed
-	lastErr string
+	mu         sync.Mutex
+	tried      time.Time        // when the last count started
+	refreshing bool             // a count is under way
+	countedAt  time.Time        // when counts were counted
+	counts     map[string]int64 // nil: the last count failed
+	lastErr    string
 }
 
 // WatchPhases adds rollbook_deployments_in_phase{phase} to the registry,
@@ -176,33 +178,52 @@ func (p *phaseCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// current returns the cached counts, counting again when they are older
-// than phaseCountTTL. When Temporal does not answer, the gauge is absent
-// (no value is better than a stale zero that hides a stuck rollback).
+// current returns the last counts and starts counting again in the
+// background when they are older than phaseCountTTL: a scrape never waits
+// for Temporal (the dev stack's Prometheus gives a scrape 1 s). When
+// Temporal does not answer, the gauge is absent: no value is better than a
+// stale zero that hides a stuck rollback.
 func (p *phaseCollector) current() map[string]int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.at.IsZero() && time.Since(p.at) < phaseCountTTL {
-		return p.counts
+	if !p.refreshing && time.Since(p.tried) >= phaseCountTTL {
+		p.refreshing, p.tried = true, time.Now()
+		go p.refresh()
 	}
-	p.at = time.Now()
+	if p.counts == nil || time.Since(p.countedAt) > 3*phaseCountTTL {
+		return nil
+	}
+	return p.counts
+}
+
+func (p *phaseCollector) refresh() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	counts, err := p.count(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refreshing = false
+	if err != nil {
+		if msg := err.Error(); msg != p.lastErr {
+			p.lastErr = msg
+			p.log.Warn("counting deployments by phase failed: "+phaseGauge+" is absent until it works", zap.Error(err))
+		}
+		p.counts = nil
+		return
+	}
+	p.lastErr = ""
+	p.counts, p.countedAt = counts, time.Now()
+}
+
+func (p *phaseCollector) count(ctx context.Context) (map[string]int64, error) {
 	counts := make(map[string]int64, len(runningPhases))
 	for _, phase := range runningPhases {
 		q := fmt.Sprintf(`ExecutionStatus = "Running" AND RollbookPhase = %q`, phase)
 		resp, err := p.temporal.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: p.namespace, Query: q})
 		if err != nil {
-			if msg := err.Error(); msg != p.lastErr {
-				p.lastErr = msg
-				p.log.Warn("counting deployments by phase failed: "+phaseGauge+" is absent until it works", zap.String("query", q), zap.Error(err))
-			}
-			p.counts = nil
-			return nil
+			return nil, fmt.Errorf("counting deployments in namespace %s with %s: %w", p.namespace, q, err)
 		}
 		counts[phase] = resp.GetCount()
 	}
-	p.lastErr = ""
-	p.counts = counts
-	return counts
+	return counts, nil
 }

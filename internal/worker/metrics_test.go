@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,12 +105,15 @@ func TestMetricsRegistriesAreSeparate(t *testing.T) {
 // countingTemporal answers CountWorkflow from a phase → count table and
 // records the queries.
 type countingTemporal struct {
+	mu      sync.Mutex
 	counts  map[string]int64
 	err     error
 	queries []string
 }
 
 func (c *countingTemporal) CountWorkflow(_ context.Context, req *workflowservice.CountWorkflowExecutionsRequest) (*workflowservice.CountWorkflowExecutionsResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.queries = append(c.queries, req.GetNamespace()+": "+req.GetQuery())
 	if c.err != nil {
 		return nil, c.err
@@ -122,16 +126,38 @@ func (c *countingTemporal) CountWorkflow(_ context.Context, req *workflowservice
 	return &workflowservice.CountWorkflowExecutionsResponse{}, nil
 }
 
+func (c *countingTemporal) setErr(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.err = err
+}
+
+func (c *countingTemporal) asked() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.queries...)
+}
+
 func scrapeText(t *testing.T, m *Metrics) string {
 	t.Helper()
-	srv := httptest.NewServer(m.HTTPHandler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(b)
+	rr := httptest.NewRecorder()
+	m.HTTPHandler().ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Equal(t, http.StatusOK, rr.Code)
+	return rr.Body.String()
+}
+
+// recount makes the next scrape count again and waits for that count.
+func (p *phaseCollector) recount(t *testing.T, m *Metrics) {
+	t.Helper()
+	p.mu.Lock()
+	p.tried = time.Time{}
+	p.mu.Unlock()
+	scrapeText(t, m)
+	require.Eventually(t, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return !p.refreshing
+	}, 5*time.Second, 5*time.Millisecond)
 }
 
 func TestPhaseGauge(t *testing.T) {
@@ -143,7 +169,13 @@ func TestPhaseGauge(t *testing.T) {
 	pc, err := m.watchPhases(ct, "payments", zap.New(core))
 	require.NoError(t, err)
 
-	text := scrapeText(t, m)
+	// The first scrape starts counting and does not wait for it.
+	assert.NotContains(t, scrapeText(t, m), "rollbook_deployments_in_phase{")
+	var text string
+	require.Eventually(t, func() bool {
+		text = scrapeText(t, m)
+		return strings.Contains(text, "rollbook_deployments_in_phase{")
+	}, 5*time.Second, 10*time.Millisecond)
 	for _, line := range []string{
 		`rollbook_deployments_in_phase{phase="rollback-stuck"} 2`,
 		`rollbook_deployments_in_phase{phase="verifying"} 1`,
@@ -154,28 +186,23 @@ func TestPhaseGauge(t *testing.T) {
 	} {
 		assert.Contains(t, text, line+"\n")
 	}
-	require.Len(t, ct.queries, 5)
-	assert.Contains(t, ct.queries, `payments: ExecutionStatus = "Running" AND RollbookPhase = "rollback-stuck"`)
+	require.Len(t, ct.asked(), 5)
+	assert.Contains(t, ct.asked(), `payments: ExecutionStatus = "Running" AND RollbookPhase = "rollback-stuck"`)
 
 	// Scrapes within the TTL do not query Temporal again.
 	scrapeText(t, m)
-	assert.Len(t, ct.queries, 5)
+	scrapeText(t, m)
+	assert.Len(t, ct.asked(), 5)
 
 	// Temporal down: the gauge is absent rather than a stale or zero count,
-	// and the failure is logged once, not on every scrape.
-	ct.err = errors.New("connection refused")
+	// and the failure is logged once, not on every count.
+	ct.setErr(errors.New("connection refused"))
 	for range 3 {
-		pc.expire()
+		pc.recount(t, m)
 		assert.NotContains(t, scrapeText(t, m), "rollbook_deployments_in_phase{")
 	}
 	assert.Equal(t, 1, logs.FilterMessageSnippet("counting deployments by phase failed").Len())
-	ct.err = nil
-	pc.expire()
+	ct.setErr(nil)
+	pc.recount(t, m)
 	assert.Contains(t, scrapeText(t, m), `rollbook_deployments_in_phase{phase="rollback-stuck"} 2`)
-}
-
-func (p *phaseCollector) expire() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.at = time.Time{}
 }
