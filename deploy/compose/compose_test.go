@@ -9,6 +9,7 @@ package compose
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -411,7 +412,7 @@ func TestHostPortsDoNotClash(t *testing.T) {
 // the worker and the Web UI need.
 func TestStackShape(t *testing.T) {
 	f := load(t)
-	for _, want := range []string{"temporal", "temporal-ui", "temporal-setup", "postgresql", "consul", "haproxy", "worker", "demo-stable", "demo-canary"} {
+	for _, want := range []string{"temporal", "temporal-ui", "temporal-setup", "postgresql", "consul", "haproxy", "worker", "demo-stable", "demo-canary", "prometheus", "alertmanager"} {
 		assert.Contains(t, f.Services, want)
 	}
 	assert.Equal(t, "hashicorp/consul:1.14.11", f.Services["consul"].Image, "same Consul as the dev stack")
@@ -470,4 +471,105 @@ func TestStackShape(t *testing.T) {
 	initSQL, err := os.ReadFile(filepath.Join(repoRoot, "deploy/compose/postgres/init.sql"))
 	require.NoError(t, err)
 	assert.Contains(t, string(initSQL), devstack.DemoSchema, "init.sql holds internal/devstack/demoschema.sql verbatim")
+}
+
+// promConfig is what TestMonitoringShape reads of prometheus.yml.
+type promConfig struct {
+	RuleFiles []string `yaml:"rule_files"`
+	Alerting  struct {
+		Alertmanagers []struct {
+			StaticConfigs []promStatic `yaml:"static_configs"`
+		} `yaml:"alertmanagers"`
+	} `yaml:"alerting"`
+	ScrapeConfigs []struct {
+		JobName       string       `yaml:"job_name"`
+		StaticConfigs []promStatic `yaml:"static_configs"`
+	} `yaml:"scrape_configs"`
+}
+
+type promStatic struct {
+	Targets []string          `yaml:"targets"`
+	Labels  map[string]string `yaml:"labels"`
+}
+
+// runTool runs one of the monitoring packages' checkers; a missing one is a failure that
+// says what to install (scripts/tools.sh installs both), never a skip.
+func runTool(t *testing.T, pkg, tool string, args ...string) {
+	t.Helper()
+	path, err := exec.LookPath(tool)
+	require.NoError(t, err, "%s is needed to check the compose monitoring files: run `make tools` or `apt-get install -y %s`", tool, pkg)
+	out, err := exec.Command(path, args...).CombinedOutput()
+	assert.NoError(t, err, "%s %s:\n%s", tool, strings.Join(args, " "), out)
+}
+
+// TestMonitoringShape: Prometheus and Alertmanager are the dev stack's versions, their
+// configurations pass Prometheus's and Alertmanager's own checkers, Prometheus scrapes the
+// same jobs with the same labels as the dev stack (so the example runbook's PromQL and the
+// rules work on both), each target is a port its service really serves, and Alertmanager
+// reaches the alert receiver with the token both mount.
+func TestMonitoringShape(t *testing.T) {
+	f := load(t)
+	for _, want := range []string{"prometheus", "alertmanager", "alert-receiver"} {
+		require.Contains(t, f.Services, want)
+	}
+	assert.True(t, strings.HasPrefix(f.Services["prometheus"].Image, "prom/prometheus:v2.42."), "Prometheus 2.42 like the dev stack (Debian's)")
+	assert.True(t, strings.HasPrefix(f.Services["alertmanager"].Image, "prom/alertmanager:v0.25."), "Alertmanager 0.25 like the dev stack (Debian's)")
+
+	mounted := func(svc, target string) string {
+		for _, v := range f.Services[svc].Volumes {
+			if s, ok := v.(string); ok {
+				parts := strings.Split(s, ":")
+				if len(parts) >= 2 && parts[1] == target {
+					return bindSource(t, svc, v)
+				}
+			}
+		}
+		t.Fatalf("%s does not mount anything at %s", svc, target)
+		return ""
+	}
+	promFile := filepath.Join(repoRoot, mounted("prometheus", "/etc/prometheus/prometheus.yml"))
+	amFile := filepath.Join(repoRoot, mounted("alertmanager", "/etc/alertmanager/alertmanager.yml"))
+	runTool(t, "prometheus", "promtool", "check", "config", "--syntax-only", promFile)
+	runTool(t, "prometheus-alertmanager", "amtool", "check-config", amFile)
+	assert.Equal(t, "deploy/monitoring/rules", strings.TrimPrefix(mounted("prometheus", "/etc/prometheus/rules"), "./"))
+
+	data, err := os.ReadFile(promFile)
+	require.NoError(t, err)
+	var pc promConfig
+	require.NoError(t, yaml.Unmarshal(data, &pc))
+	assert.Equal(t, []string{"/etc/prometheus/rules/*.yml"}, pc.RuleFiles)
+	jobs := map[string][]promStatic{}
+	for _, sc := range pc.ScrapeConfigs {
+		jobs[sc.JobName] = sc.StaticConfigs
+	}
+	assert.Equal(t, []promStatic{{Targets: []string{"demo-stable:8080"}, Labels: map[string]string{"subset": devstack.StableServer}},
+		{Targets: []string{"demo-canary:8080"}, Labels: map[string]string{"subset": devstack.CanaryServer}}}, jobs[devstack.JobDemoAPI])
+
+	// HAProxy's exporter: the port of the frontend that serves it.
+	hc, err := os.ReadFile(filepath.Join(repoRoot, "deploy/compose/haproxy/haproxy.cfg"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^frontend prometheus\n\s+bind :(\d+)\n(?:\s+.*\n)*?\s+http-request use-service prometheus-exporter if \{ path /metrics \}`).FindSubmatch(hc)
+	require.NotNil(t, m, "haproxy.cfg has a frontend prometheus with the exporter on /metrics")
+	assert.Equal(t, []promStatic{{Targets: []string{"haproxy:" + string(m[1])}}}, jobs[devstack.JobHAProxy])
+
+	// The worker: its metrics port, and its prometheus server is this one.
+	wc, err := os.ReadFile(filepath.Join(repoRoot, "deploy/compose/worker.yaml"))
+	require.NoError(t, err)
+	cfg, err := worker.ParseConfig("deploy/compose/worker.yaml", wc)
+	require.NoError(t, err)
+	_, metricsPort, _ := strings.Cut(cfg.Metrics.Listen, ":")
+	assert.Equal(t, []promStatic{{Targets: []string{"worker:" + metricsPort}}}, jobs[devstack.JobWorker])
+	assert.Equal(t, "http://prometheus:9090", cfg.Prometheus["default"].URL)
+
+	require.Len(t, pc.Alerting.Alertmanagers, 1)
+	assert.Equal(t, []promStatic{{Targets: []string{"alertmanager:9093"}}}, pc.Alerting.Alertmanagers[0].StaticConfigs)
+
+	// Alertmanager → the receiver, with the token file the receiver reads.
+	am, err := os.ReadFile(amFile)
+	require.NoError(t, err)
+	assert.Contains(t, string(am), "url: http://alert-receiver:9095/alerts")
+	assert.Contains(t, fmt.Sprint(f.Services["alert-receiver"].Command), "0.0.0.0:9095")
+	assert.Contains(t, string(am), "credentials_file: /etc/alertmanager/rollbook-token")
+	assert.Equal(t, mounted("alertmanager", "/etc/alertmanager/rollbook-token"), mounted("alert-receiver", "/etc/rollbook/alert-token"))
+	assert.Contains(t, fmt.Sprint(f.Services["alert-receiver"].Environment), "ROLLBOOK_ALERT_RECEIVER_TOKEN_FILE:/etc/rollbook/alert-token")
 }

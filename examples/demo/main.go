@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -52,7 +53,6 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"go.temporal.io/sdk/client"
-	sdkworker "go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/internal/cli"
@@ -296,21 +296,32 @@ func webLink(out string) string {
 	return ""
 }
 
+// startWorker runs the worker of examples/dev-worker.yaml in this process, with its /metrics
+// on a free port that the stack's Prometheus scrapes (job rollbook-worker, worker="demo")
+// while the demo runs.
 func (d *demo) startWorker() (func(), error) {
 	cfg, err := worker.LoadConfig(filepath.Join("examples", "dev-worker.yaml"))
 	if err != nil {
 		return nil, err
 	}
-	acts, err := worker.BuildActivities(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	r, err := worker.Start(context.Background(), cfg, zap.NewNop(), worker.Options{MetricsListener: ln})
 	if err != nil {
 		return nil, err
 	}
-	w := sdkworker.New(d.tc, cfg.TaskQueue, sdkworker.Options{})
-	worker.Register(w, acts)
-	if err := w.Start(); err != nil {
-		return nil, err
+	if d.stack.PrometheusURL != "" { // a stack started before it had one
+		if err := d.stack.AddWorkerMetricsTarget("demo", ln.Addr().String()); err != nil {
+			r.Stop()
+			return nil, err
+		}
 	}
-	return w.Stop, nil
+	return func() {
+		_ = d.stack.RemoveWorkerMetricsTarget("demo")
+		r.Stop()
+	}, nil
 }
 
 // startLoad starts the mixed client load through HAProxy.
