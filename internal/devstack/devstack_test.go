@@ -332,7 +332,7 @@ func TestStack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !a.Attached || a.PGDSN != s.PGDSN || len(a.PIDs()) != 5 { // temporal, consul, postgres, demo-supervisor, haproxy
+		if !a.Attached || a.PGDSN != s.PGDSN || len(a.PIDs()) != 7 { // temporal, consul, postgres, demo-supervisor, haproxy, alertmanager, prometheus
 			t.Fatalf("attached %+v, pids %v", a.Env(), a.PIDs())
 		}
 		if _, err := Start(ctx, Options{Dir: s.Dir}); !errors.Is(err, ErrAlreadyRunning) {
@@ -344,8 +344,8 @@ func TestStack(t *testing.T) {
 	for _, st := range stacks {
 		pids = append(pids, mapValues(st.PIDs())...)
 	}
-	if len(pids) != 5*len(stacks) {
-		t.Fatalf("pids %v, want 5 per stack", pids)
+	if len(pids) != 7*len(stacks) {
+		t.Fatalf("pids %v, want 7 per stack", pids)
 	}
 	// The demo API instances are the release supervisor's children: Stop ends them too.
 	for _, st := range stacks {
@@ -542,7 +542,7 @@ func TestRestartComponents(t *testing.T) {
 		for _, p := range onDisk {
 			found = found || (p.name == name && p.pid == after && p.alive())
 		}
-		if !found || len(onDisk) != 5 {
+		if !found || len(onDisk) != 7 {
 			t.Fatalf("pids file after restarting %s: %d entries, new pid %d listed and alive: %v", name, len(onDisk), after, found)
 		}
 		t.Logf("%s restarted in %v (pid %d → %d)", name, time.Since(begin).Round(time.Millisecond), before, after)

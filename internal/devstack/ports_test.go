@@ -69,6 +69,9 @@ func TestStartSurvivesTakenPorts(t *testing.T) {
 		ComponentPostgres: func(pt stackPorts) int { return pt.PG },
 		componentDemo:     func(pt stackPorts) int { return pt.DemoStable },
 		ComponentHAProxy:  func(pt stackPorts) int { return pt.HAProxyStats },
+		// Prometheus and Alertmanager answer /-/ready: an impostor's 200 must not pass for them.
+		ComponentAlertmanager: func(pt stackPorts) int { return pt.Alertmanager },
+		ComponentPrometheus:   func(pt stackPorts) int { return pt.Prometheus },
 	}
 	var mu sync.Mutex
 	attempts := map[string]int{}
@@ -116,7 +119,7 @@ func TestStartSurvivesTakenPorts(t *testing.T) {
 			t.Errorf("the impostor on %d no longer holds it: %v %v", im.port, state, err)
 		}
 	}
-	for _, addr := range []string{s.TemporalAddress, s.ConsulHTTPAddr, s.PGDSN, s.DemoStableURL, s.HAProxyStatsURL} {
+	for _, addr := range []string{s.TemporalAddress, s.ConsulHTTPAddr, s.PGDSN, s.DemoStableURL, s.HAProxyStatsURL, s.PrometheusURL, s.AlertmanagerURL} {
 		for _, im := range taken {
 			if strings.Contains(addr, fmt.Sprintf(":%d", im.port)) {
 				t.Errorf("%s is on the taken port %d", addr, im.port)
@@ -154,8 +157,8 @@ func TestStartSurvivesTakenPorts(t *testing.T) {
 	if err != nil || *onDisk != pt {
 		t.Errorf("ports file %+v (%v), Stack has %+v", onDisk, err, pt)
 	}
-	if pids, err := readPids(filepath.Join(s.Dir, "pids")); err != nil || len(pids) != 5 || len(s.PIDs()) != 5 {
-		t.Errorf("pids file: %d entries (%v), Stack: %v; want the 5 live processes only", len(pids), err, s.PIDs())
+	if pids, err := readPids(filepath.Join(s.Dir, "pids")); err != nil || len(pids) != 7 || len(s.PIDs()) != 7 {
+		t.Errorf("pids file: %d entries (%v), Stack: %v; want the 7 live processes only", len(pids), err, s.PIDs())
 	}
 
 	// And the real components answer there, not the impostors.
