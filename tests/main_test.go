@@ -35,6 +35,10 @@ var (
 	tclient  client.Client
 	consul   *consulapi.Client
 	repoRoot string
+	// rulesDir is the private stack's Prometheus rules folder: a copy of
+	// deploy/monitoring/rules a test may add rule files to (then
+	// stack.ReloadPrometheus). Empty on an attached stack.
+	rulesDir string
 )
 
 func TestMain(m *testing.M) {
@@ -73,7 +77,11 @@ func run(m *testing.M) int {
 			}
 		}
 	} else {
-		stack, err = devstack.Start(ctx, devstack.Options{Dir: filepath.Join(tmp, "stack"), RemoveOnStop: true, ModuleRoot: repoRoot, Log: os.Stderr})
+		if rulesDir, err = copyRules(tmp); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+		stack, err = devstack.Start(ctx, devstack.Options{Dir: filepath.Join(tmp, "stack"), RemoveOnStop: true, ModuleRoot: repoRoot, Log: os.Stderr, RulesDir: rulesDir})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: cannot start the dev stack: %v\n", err)
 			return 1
@@ -118,6 +126,28 @@ func run(m *testing.M) int {
 	}
 	defer stopWorker()
 	return m.Run()
+}
+
+// copyRules copies the shipped rule files into tmp/rules.
+func copyRules(tmp string) (string, error) {
+	dir := filepath.Join(tmp, "rules")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	files, err := filepath.Glob(filepath.Join(repoRoot, "deploy", "monitoring", "rules", "*.yml"))
+	if err != nil {
+		return "", err
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // startWorker runs a real rollbook worker, configured exactly like the dev

@@ -105,6 +105,7 @@ or gave up waiting.`,
 		a.statusCommand(),
 		a.revertCommand(),
 		a.codecServerCommand(),
+		a.alertReceiverCommand(),
 		a.keygenCommand(),
 	)
 	for _, c := range a.signalCommands() {

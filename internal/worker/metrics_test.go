@@ -1,10 +1,13 @@
 package worker
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +16,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestMetricNames pins the names the Prometheus handler gives to metrics
@@ -95,4 +100,109 @@ func TestMetricsRegistriesAreSeparate(t *testing.T) {
 	}
 	assert.True(t, has(fa, "rollbook_only_in_a_total"))
 	assert.False(t, has(fb, "rollbook_only_in_a_total"))
+}
+
+// countingTemporal answers CountWorkflow from a phase → count table and
+// records the queries.
+type countingTemporal struct {
+	mu      sync.Mutex
+	counts  map[string]int64
+	err     error
+	queries []string
+}
+
+func (c *countingTemporal) CountWorkflow(_ context.Context, req *workflowservice.CountWorkflowExecutionsRequest) (*workflowservice.CountWorkflowExecutionsResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.queries = append(c.queries, req.GetNamespace()+": "+req.GetQuery())
+	if c.err != nil {
+		return nil, c.err
+	}
+	for phase, n := range c.counts {
+		if strings.HasSuffix(req.GetQuery(), `RollbookPhase = "`+phase+`"`) {
+			return &workflowservice.CountWorkflowExecutionsResponse{Count: n}, nil
+		}
+	}
+	return &workflowservice.CountWorkflowExecutionsResponse{}, nil
+}
+
+func (c *countingTemporal) setErr(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.err = err
+}
+
+func (c *countingTemporal) asked() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.queries...)
+}
+
+func scrapeText(t *testing.T, m *Metrics) string {
+	t.Helper()
+	rr := httptest.NewRecorder()
+	m.HTTPHandler().ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Equal(t, http.StatusOK, rr.Code)
+	return rr.Body.String()
+}
+
+// recount makes the next scrape count again and waits for that count.
+func (p *phaseCollector) recount(t *testing.T, m *Metrics) {
+	t.Helper()
+	p.mu.Lock()
+	p.tried = time.Time{}
+	p.mu.Unlock()
+	scrapeText(t, m)
+	require.Eventually(t, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return !p.refreshing
+	}, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestPhaseGauge(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	m, err := NewMetrics(zap.NewNop())
+	require.NoError(t, err)
+	defer m.Shutdown(t.Context())
+	ct := &countingTemporal{counts: map[string]int64{"rollback-stuck": 2, "verifying": 1}}
+	pc, err := m.watchPhases(ct, "payments", zap.New(core))
+	require.NoError(t, err)
+
+	// The first scrape starts counting and does not wait for it.
+	assert.NotContains(t, scrapeText(t, m), "rollbook_deployments_in_phase{")
+	var text string
+	require.Eventually(t, func() bool {
+		text = scrapeText(t, m)
+		return strings.Contains(text, "rollbook_deployments_in_phase{")
+	}, 5*time.Second, 10*time.Millisecond)
+	for _, line := range []string{
+		`rollbook_deployments_in_phase{phase="rollback-stuck"} 2`,
+		`rollbook_deployments_in_phase{phase="verifying"} 1`,
+		`rollbook_deployments_in_phase{phase="deploying"} 0`,
+		`rollbook_deployments_in_phase{phase="paused"} 0`,
+		`rollbook_deployments_in_phase{phase="rolling-back"} 0`,
+		"# TYPE rollbook_deployments_in_phase gauge",
+	} {
+		assert.Contains(t, text, line+"\n")
+	}
+	require.Len(t, ct.asked(), 5)
+	assert.Contains(t, ct.asked(), `payments: ExecutionStatus = "Running" AND RollbookPhase = "rollback-stuck"`)
+
+	// Scrapes within the TTL do not query Temporal again.
+	scrapeText(t, m)
+	scrapeText(t, m)
+	assert.Len(t, ct.asked(), 5)
+
+	// Temporal down: the gauge is absent rather than a stale or zero count,
+	// and the failure is logged once, not on every count.
+	ct.setErr(errors.New("connection refused"))
+	for range 3 {
+		pc.recount(t, m)
+		assert.NotContains(t, scrapeText(t, m), "rollbook_deployments_in_phase{")
+	}
+	assert.Equal(t, 1, logs.FilterMessageSnippet("counting deployments by phase failed").Len())
+	ct.setErr(nil)
+	pc.recount(t, m)
+	assert.Contains(t, scrapeText(t, m), `rollbook_deployments_in_phase{phase="rollback-stuck"} 2`)
 }

@@ -332,6 +332,10 @@ func Start(ctx context.Context, cfg *Config, log *zap.Logger, o Options) (_ *Run
 		}
 	}()
 
+	if err = m.WatchPhases(c, opts.Namespace, log); err != nil {
+		return nil, err
+	}
+
 	ln := o.MetricsListener
 	if ln == nil && cfg.Metrics.Listen != "" {
 		if ln, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
