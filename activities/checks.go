@@ -421,6 +421,11 @@ func measurePrometheus(ctx context.Context, api promv1.API, pc *runbook.Promethe
 	case *model.Scalar:
 		v = float64(r.Value)
 	case model.Vector:
+		if len(r) == 0 {
+			m.NoData = true
+			m.Detail = fmt.Sprintf("query %q returned 0 samples", clip.Bytes(pc.Query, maxEcho))
+			return
+		}
 		if len(r) != 1 {
 			m.Error = fmt.Sprintf("query %q returned %d samples; want a scalar or exactly one sample", clip.Bytes(pc.Query, maxEcho), len(r))
 			return
@@ -431,7 +436,13 @@ func measurePrometheus(ctx context.Context, api promv1.API, pc *runbook.Promethe
 		m.Error = fmt.Sprintf("query %q returned a %s; want a scalar or a single-sample vector", clip.Bytes(pc.Query, maxEcho), val.Type())
 		return
 	}
-	if math.IsNaN(v) || math.IsInf(v, 0) {
+	if math.IsNaN(v) {
+		// 0/0: a ratio over an empty window. Nothing to judge yet.
+		m.NoData = true
+		m.Detail = strings.TrimSpace(m.Detail + fmt.Sprintf(" query %q returned NaN", clip.Bytes(pc.Query, maxEcho)))
+		return
+	}
+	if math.IsInf(v, 0) {
 		// JSON cannot carry NaN/Inf, and a comparison with them means nothing.
 		m.Error = fmt.Sprintf("query %q returned %v", clip.Bytes(pc.Query, maxEcho), v)
 		return

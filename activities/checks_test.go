@@ -82,6 +82,10 @@ func TestMeasurePrometheus(t *testing.T) {
 			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"1"]},{"metric":{"a":"2"},"value":[1,"2"]}]}}`)
 		case "nan":
 			fmt.Fprint(w, `{"status":"success","data":{"resultType":"scalar","result":[1700000000,"NaN"]}}`)
+		case "none":
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+		case "inf":
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"scalar","result":[1700000000,"+Inf"]}}`)
 		default:
 			w.WriteHeader(http.StatusBadRequest)
 			fmt.Fprint(w, `{"status":"error","errorType":"bad_data","error":"parse error"}`)
@@ -94,7 +98,7 @@ func TestMeasurePrometheus(t *testing.T) {
 		return runbook.Check{Name: name, Prometheus: &runbook.PrometheusCheck{Query: query}}
 	}
 	res, err := runActivity[MeasureResult](t, c, c.Measure, MeasureInput{Checks: []runbook.Check{
-		q("scalar", "scalar(up)"), q("vector", "up"), q("many", "many"), q("nan", "nan"), q("bad", "up{"),
+		q("scalar", "scalar(up)"), q("vector", "up"), q("many", "many"), q("nan", "nan"), q("bad", "up{"), q("none", "none"), q("inf", "inf"),
 	}})
 	require.NoError(t, err)
 	m := res.Measurements
@@ -104,8 +108,17 @@ func TestMeasurePrometheus(t *testing.T) {
 	require.Equal(t, 1.0, *m[1].Value)
 	require.Contains(t, m[2].Error, "2 samples")
 	require.Nil(t, m[2].Value)
-	require.Contains(t, m[3].Error, "NaN")
+	// No sample and NaN are no data (inconclusive), not a failed measurement.
+	require.Empty(t, m[3].Error)
+	require.True(t, m[3].NoData)
+	require.Contains(t, m[3].Detail, "NaN")
 	require.NotEmpty(t, m[4].Error)
+	require.Empty(t, m[5].Error)
+	require.True(t, m[5].NoData)
+	require.Contains(t, m[5].Detail, "0 samples")
+	require.Nil(t, m[5].Value)
+	require.Contains(t, m[6].Error, "+Inf")
+	require.False(t, m[6].NoData)
 
 	_, err = runActivity[MeasureResult](t, c, c.Measure, MeasureInput{Checks: []runbook.Check{
 		{Name: "other", Prometheus: &runbook.PrometheusCheck{Server: "other", Query: "up"}},

@@ -159,7 +159,7 @@ func TestE2EPrometheusCheckFailsBadCanary(t *testing.T) {
 	assert.Contains(t, res.Reason, "above max 0.01")
 	assert.Equal(t, map[string]int{"stable": 100, "canary": 0}, weights(t), "the traffic step was undone")
 	// The query's 30 s window may still hold an earlier test's healthy canary requests, or
-	// none at all: the first rounds may pass or have no value (a failed measurement). The
+	// none at all: the first rounds may pass or have no value (inconclusive). The
 	// check fails at its third failed measurement, on a measured ratio.
 	js := judgements(t, f.service, "canary-5xx-ratio")
 	require.NotEmpty(t, js)
@@ -177,8 +177,9 @@ func TestE2EPrometheusCheckFailsBadCanary(t *testing.T) {
 	assert.Greater(t, last.Value, 0.01)
 }
 
-// A query with no samples, and one whose value is NaN, never pass: each round counts them
-// as failed measurements (failureLimit 0 here), and the deployment rolls back.
+// A query with no samples, and one whose value is NaN, never pass: each round is
+// inconclusive, so the verification ends with no conclusive passing measurement and the
+// deployment rolls back.
 func TestE2EPrometheusEmptyResultNeverPasses(t *testing.T) {
 	f := newFixture(t, "e2e-prom-empty")
 	waitScraped(t)
@@ -191,11 +192,12 @@ func TestE2EPrometheusEmptyResultNeverPasses(t *testing.T) {
 	assert.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
 	assert.Equal(t, "verify-prom", res.FailedStep)
 	assert.Equal(t, map[string]int{"stable": 100, "canary": 0}, weights(t))
+	assert.Contains(t, res.Reason, "had no conclusive passing measurement")
 	for check, want := range map[string]string{"no-samples": "returned 0 samples", "nan": "returned NaN"} {
 		js := judgements(t, f.service, check)
 		require.NotEmpty(t, js, check)
 		for _, j := range js {
-			assert.Equal(t, workflows.JudgeFail, j.Verdict, "%s: %+v", check, j)
+			assert.Equal(t, workflows.JudgeInconclusive, j.Verdict, "%s: %+v", check, j)
 			assert.Contains(t, j.Reason, want, check)
 		}
 	}

@@ -35,6 +35,12 @@ func judge(c runbook.Check, m contract.Measurement) CheckJudgement {
 		}
 	case runbook.CheckPrometheus:
 		p := c.Prometheus
+		if m.NoData {
+			// An empty result says nothing about the canary: inconclusive,
+			// so a verification that only ever sees it fails at its end.
+			j.Verdict, j.Reason = JudgeInconclusive, "no data: "+m.Detail
+			return j
+		}
 		if m.Value == nil {
 			j.Verdict, j.Reason = JudgeFail, "query returned no value"
 			return j

@@ -203,6 +203,10 @@ type Measurement struct {
 
 	// prometheus
 	Value *float64 `json:"value,omitempty"`
+	// NoData is set when the query ran but gave nothing to judge: no
+	// sample, or NaN (a ratio over zero requests). The workflow counts it
+	// as inconclusive, never as a pass.
+	NoData bool `json:"noData,omitempty"`
 
 	// router / compare: counters since the previous round, and cumulative
 	// ones to compute the next delta.
