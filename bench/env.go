@@ -302,6 +302,10 @@ consul:
 endpoints:
   edge: {urlEnv: ROLLBOOK_HAPROXY_URL}
   canary: {urlEnv: ROLLBOOK_DEMO_CANARY_URL}
+# The example runbook's PromQL checks (the false-rollback phase) read the
+# stack's Prometheus.
+prometheus:
+  default: {urlEnv: ROLLBOOK_PROMETHEUS_URL}
 log:
   level: warn
   format: json

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rollbook/rollbook/internal/devstack"
 	"github.com/rollbook/rollbook/internal/loadgen"
+	"github.com/rollbook/rollbook/internal/router/haproxy"
 	"github.com/rollbook/rollbook/workflows"
 )
 
@@ -42,6 +43,7 @@ func newFixture(t *testing.T, service string) *fixture {
 	_, err = stack.HAProxyCommand(fmt.Sprintf("set server %s/stable state ready; set server %s/canary state ready", devstack.Backend, devstack.Backend))
 	require.NoError(t, err)
 	setCanaryBad(t, 0)
+	waitServersUp(t)
 	_, err = consul.KV().DeleteTree(f.prefix, nil)
 	require.NoError(t, err)
 	db := openDB(t)
@@ -357,3 +359,25 @@ func startLoad(t *testing.T, rps int) *load {
 
 // Stop ends the load; stopping twice is safe.
 func (l *load) Stop() { l.Load.Stop() }
+
+// waitServersUp waits until HAProxy has both servers UP. A test that made
+// the canary fail leaves it marked DOWN by HAProxy's observe layer7 (or by
+// its health check) until two good checks bring it back; the next test's
+// router checks would rightly fail on a DOWN canary.
+func waitServersUp(t *testing.T) {
+	t.Helper()
+	rt, err := haproxy.New(stack.HAProxySocket)
+	require.NoError(t, err)
+	var last string
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		servers, err := rt.Servers(context.Background(), devstack.Backend)
+		require.NoError(t, err)
+		if servers["stable"].Op == 2 && servers["canary"].Op == 2 {
+			return
+		}
+		last = fmt.Sprintf("stable %+v, canary %+v", servers["stable"], servers["canary"])
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("HAProxy did not bring both servers UP within 15 s: %s", last)
+}
