@@ -393,13 +393,16 @@ func (b *bench) runPhases(ctx context.Context) error {
 		key, name string
 		f         func(context.Context) error
 	}{
+		// The healthy canaries go first: the example runbook's PromQL checks
+		// look 30 s back, and every phase after this one makes the canary
+		// fail on purpose.
+		{"healthy", fmt.Sprintf("9: false rollbacks: %d healthy canaries with %s's checks, %d rps", b.cfg.HealthyRuns, exampleRunbook, b.cfg.BackgroundRPS), b.falseRollbacks},
 		{"floor", fmt.Sprintf("1+2: floor (n=%d) and abort → restored (n=%d), interleaved, %d rps background", b.cfg.FloorN, b.cfg.AbortN, b.cfg.BackgroundRPS), b.floorAndAbort},
 		{"detect", fmt.Sprintf("3: detect → restored (n=%d, check interval %s)", b.cfg.DetectN, b.cfg.CheckInterval), b.detect},
 		{"switch", fmt.Sprintf("4: switching, ≥%d cycles and ≥%d requests at %d rps", b.cfg.SwitchCycles, b.cfg.SwitchMinRequests, b.cfg.SwitchRPS), b.switching},
 		{"bad", fmt.Sprintf("5: bad canary at %d %%, %d runs with retry-to-stable on and off, %d rps", b.cfg.BadCanaryPct, b.cfg.BadRuns, b.cfg.BadRPS), b.badCanary},
 		{"writes", fmt.Sprintf("7: bad canary at 50 %% under mixed read/write load (%d rps), migrations rolled back, every acknowledged write checked", b.cfg.BackgroundRPS), b.writes},
 		{"fast", fmt.Sprintf("8: canary at %d %% turning bad at %d rps, %d runs each: the seed's loop, rollbook's continuous check (round interval %s), the same with HAProxy's observe layer7", b.cfg.BadCanaryPct, b.cfg.BadRPS, b.cfg.FastRuns, b.cfg.FastInterval), b.fast},
-		{"healthy", fmt.Sprintf("9: false rollbacks: %d healthy canaries with %s's checks, %d rps", b.cfg.HealthyRuns, exampleRunbook, b.cfg.BackgroundRPS), b.falseRollbacks},
 		{"sequential", "10: the sequential test's seeded simulation (internal/stats)", b.sequential},
 	}
 	for _, p := range phases {
