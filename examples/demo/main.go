@@ -227,6 +227,9 @@ func run(envFile, runbookPath, overlay string, rps int) error {
 		fmt.Println("  " + a.String())
 	}
 	fmt.Printf("  %d acknowledged writes of deployment 2 were found only with the archive (their payment_events row)\n", badWrites.FoundInArchive)
+	if preservedRows == 0 {
+		fmt.Println("  (v3 was caught before it stored an event: the archive table is there, empty, and 00005's Down ran after it)")
+	}
 	if preservedRows > int64(badWrites.FoundInArchive) {
 		// v3 fails some writes after their commit; without an Idempotency-Key nothing replays
 		// them, so their callers were told 500 while the payment and its event were stored.
@@ -252,11 +255,12 @@ func run(envFile, runbookPath, overlay string, rps int) error {
 	if len(diffs) > 0 {
 		problems = append(problems, fmt.Sprintf("%d differences after the rollback of deployment 2", len(diffs)))
 	}
-	if !slices.ContainsFunc(preserved, func(a writecheck.Archive) bool { return a.SourceTable == "payment_events" && a.Rows > 0 }) {
-		problems = append(problems, "the rollback of deployment 2 did not archive rows of payment_events (v3's migration 00005)")
-	}
-	if badWrites.FoundInArchive == 0 {
-		problems = append(problems, "no acknowledged write of deployment 2 was found in the archive")
+	// The archive must exist before 00005's Down ran. How many rows it holds
+	// depends on how many writes v3 served before the continuous check
+	// caught it (often none: it is caught within a few requests); every
+	// acknowledged one must be found, which Require checks below.
+	if !slices.ContainsFunc(preserved, func(a writecheck.Archive) bool { return a.SourceTable == "payment_events" }) {
+		problems = append(problems, "the rollback of deployment 2 did not archive payment_events (v3's migration 00005) before its Down")
 	}
 	if goodAfter.versions != "v2 / v2" {
 		problems = append(problems, "after deployment 1 the targets run "+goodAfter.versions+", want v2 / v2 (promoted, canary idle)")
