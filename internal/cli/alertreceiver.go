@@ -2,14 +2,11 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -136,19 +133,5 @@ func (a *app) alertReceiver(ctx context.Context, listen, token, label string) er
 	}
 	fmt.Fprintf(a.out, "alert receiver listening on http://%s/alerts (service label %q, auth: %s)\n", ln.Addr(), label, auth)
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return exitf(ExitBadInput, "alert receiver: %v", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return exitf(ExitBadInput, "alert receiver shutdown: %v", err)
-	}
-	return nil
+	return serveUntilSignal(ctx, srv, ln, "alert receiver")
 }

@@ -5,12 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -128,19 +124,5 @@ func (a *app) codecServer(ctx context.Context, listen string, origins []string, 
 	fmt.Fprintf(a.out, "codec server listening on http://%s (active key %s, origins: %s, auth: %s)\n",
 		ln.Addr(), c.ActiveKeyID(), allowed, auth)
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return exitf(ExitBadInput, "codec server: %v", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return exitf(ExitBadInput, "codec server shutdown: %v", err)
-	}
-	return nil
+	return serveUntilSignal(ctx, srv, ln, "codec server")
 }
