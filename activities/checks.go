@@ -295,6 +295,15 @@ func cmpOr(a, b string) string {
 func (c *Checks) Measure(ctx context.Context, in MeasureInput) (MeasureResult, error) {
 	plans := make([]plan, len(in.Checks))
 	for i, ch := range in.Checks {
+		if ch.Prometheus != nil {
+			// A copy: the query with {{version}} filled in.
+			pc := *ch.Prometheus
+			q, err := pc.QueryFor(in.Version)
+			if err != nil {
+				return MeasureResult{}, invalidf("check %q: %s", clip.Bytes(ch.Name, maxEcho), err)
+			}
+			pc.Query, ch.Prometheus = q, &pc
+		}
 		p, err := c.resolve(ch, in.Routes)
 		if err != nil {
 			return MeasureResult{}, invalidf("check %q: %s", clip.Bytes(ch.Name, maxEcho), netguard.RedactError(err))

@@ -180,3 +180,30 @@ func TestMeasureRouterCounters(t *testing.T) {
 	_, err = runActivity[MeasureResult](t, c, c.Measure, MeasureInput{Checks: bad, Routes: []runbook.Route{testRoute}})
 	requireErrType(t, err, ErrInvalid)
 }
+
+// {{version}} in a query is the version being deployed; a version that does
+// not have the version syntax never reaches Prometheus.
+func TestMeasurePrometheusVersionPlaceholder(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, r.ParseForm())
+		got = append(got, r.Form.Get("query"))
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"status":"success","data":{"resultType":"scalar","result":[1700000000,"0"]}}`)
+	}))
+	defer srv.Close()
+	c, err := NewChecks(ChecksConfig{Prometheus: map[string]string{"default": srv.URL}})
+	require.NoError(t, err)
+	check := runbook.Check{Name: "ratio", Prometheus: &runbook.PrometheusCheck{Query: `up{version="{{version}}"}`}}
+	in := MeasureInput{Checks: []runbook.Check{check}, Version: "v2.1+build-7"}
+	res, err := runActivity[MeasureResult](t, c, c.Measure, in)
+	require.NoError(t, err)
+	require.Empty(t, res.Measurements[0].Error)
+	require.Equal(t, []string{`up{version="v2.1+build-7"}`}, got)
+	require.Equal(t, `up{version="{{version}}"}`, in.Checks[0].Prometheus.Query, "the input is not changed")
+
+	in.Version = `v2"} or up{job="x`
+	_, err = runActivity[MeasureResult](t, c, c.Measure, in)
+	requireErrType(t, err, ErrInvalid)
+	require.Len(t, got, 1, "nothing was queried")
+}

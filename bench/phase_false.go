@@ -160,7 +160,13 @@ func (b *bench) healthyOnce(ctx context.Context, path string, i int) (workflows.
 	if err := b.resetEdge(); err != nil {
 		return "", "", err
 	}
-	bun, err := b.dep.bundleFile(path, fmt.Sprintf("v2.healthy.%d", i))
+	// The version the canary runs: the example's PromQL checks judge only
+	// the series of the version being deployed.
+	version, err := devstack.DemoVersion(ctx, b.st.DemoCanaryURL)
+	if err != nil {
+		return "", "", fmt.Errorf("reading the canary's version (healthy run %d): %w", i, err)
+	}
+	bun, err := b.dep.bundleFile(path, version)
 	if err != nil {
 		return "", "", err
 	}

@@ -359,6 +359,25 @@ type PrometheusCheck struct {
 	Max    *float64 `json:"max,omitempty"`
 }
 
+// VersionPlaceholder in a Prometheus query stands for the version being
+// deployed, so that a query can judge only the requests that version served
+// (a label matcher such as version="{{version}}"): a range that reaches back
+// before the step would otherwise count what the previous version did.
+const VersionPlaceholder = "{{version}}"
+
+// QueryFor returns the query with VersionPlaceholder replaced by version. A
+// version is checked with CheckVersion first: its syntax (letters, digits,
+// ".", "_", "+", "-") cannot close a PromQL string or add a matcher.
+func (q PrometheusCheck) QueryFor(version string) (string, error) {
+	if !strings.Contains(q.Query, VersionPlaceholder) {
+		return q.Query, nil
+	}
+	if err := CheckVersion(version); err != nil {
+		return "", fmt.Errorf("query uses %s: %w", VersionPlaceholder, err)
+	}
+	return strings.ReplaceAll(q.Query, VersionPlaceholder, version), nil
+}
+
 // RouterCheck judges a subset's error rate on a route, from the router's own
 // counters over the last interval.
 type RouterCheck struct {

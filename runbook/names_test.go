@@ -132,3 +132,28 @@ func TestHiddenCharactersInFreeText(t *testing.T) {
 		t.Errorf("%d messages, want 2: %v", n, err)
 	}
 }
+
+// TestQueryPlaceholders: {{version}} is the only placeholder a query may
+// use, and QueryFor fills it only with a version of the version syntax.
+func TestQueryPlaceholders(t *testing.T) {
+	y := "apiVersion: rollbook/v1\nservice: payments-api\nsteps:\n" +
+		"  - name: watch\n    verify:\n      duration: 1m\n      checks:\n" +
+		"        - {name: ok, prometheus: {query: 'up{version=\"{{version}}\"}', max: 1}}\n" +
+		"        - {name: bad, prometheus: {query: 'up{job=\"{{service}}\"}', max: 1}}\n"
+	_, err := Parse("t.yaml", []byte(y))
+	requireMessages(t, err, "t.yaml:9: steps[0].verify.checks[1].prometheus.query: the only placeholder a query may use is {{version}}")
+	if n := len(messages(err)); n != 1 {
+		t.Errorf("%d messages, want 1: %v", n, err)
+	}
+	q := PrometheusCheck{Query: `rate(x{version="{{version}}"}[30s]) / rate(y{version="{{version}}"}[30s])`}
+	got, err := q.QueryFor("v3")
+	if err != nil || got != `rate(x{version="v3"}[30s]) / rate(y{version="v3"}[30s])` {
+		t.Errorf("QueryFor(v3) = %q, %v", got, err)
+	}
+	if _, err := q.QueryFor(`v3"}`); err == nil {
+		t.Error("QueryFor accepted a version that closes the label string")
+	}
+	if got, err := (PrometheusCheck{Query: "up"}).QueryFor(""); err != nil || got != "up" {
+		t.Errorf("a query without the placeholder needs no version: %q, %v", got, err)
+	}
+}

@@ -195,6 +195,8 @@ func (c *checker) checkPrometheus(p string, q *PrometheusCheck) {
 		c.addf(fieldPath(p, "query"), "query is %d bytes; the limit is %d", len(q.Query), MaxQueryBytes)
 	case hiddenChar(q.Query) != "":
 		c.addf(fieldPath(p, "query"), "%s is not allowed in a query (it would hide or reorder text in plans and logs)", hiddenChar(q.Query))
+	case strings.Contains(strings.ReplaceAll(q.Query, VersionPlaceholder, ""), "{{"):
+		c.addf(fieldPath(p, "query"), "the only placeholder a query may use is %s", VersionPlaceholder)
 	}
 	switch {
 	case q.Min == nil && q.Max == nil:

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/rollbook/rollbook/internal/devstack"
 	"github.com/rollbook/rollbook/internal/worker"
 	"github.com/rollbook/rollbook/runbook"
 	"github.com/rollbook/rollbook/workflows"
@@ -82,6 +83,17 @@ func exampleChecks(t *testing.T) map[string]runbook.Check {
 	return found
 }
 
+// canaryVersion is the version the stack's canary runs. The example's
+// queries judge only the series of the version being deployed
+// (version="{{version}}"), so the tests, which verify the canary without
+// releasing it, deploy that version.
+func canaryVersion(t *testing.T) string {
+	t.Helper()
+	v, err := devstack.DemoVersion(context.Background(), stack.DemoCanaryURL)
+	require.NoError(t, err)
+	return v
+}
+
 // waitScraped waits until the stack's Prometheus has scraped both demo API instances (a
 // stack that has just started has no sample yet).
 func waitScraped(t *testing.T) {
@@ -123,7 +135,7 @@ func TestE2EPrometheusChecksPassHealthyCanary(t *testing.T) {
 	one := 1.0
 	up := runbook.Check{Name: "canary-scraped", Prometheus: &runbook.PrometheusCheck{
 		Query: `up{job="demoapi",subset="canary"}`, Min: &one}}
-	res, code, out := deployResult(t, f.promRunbook(5*time.Second, 8*time.Second, ex["canary-5xx-ratio"], ex["canary-p99-vs-stable"], up), "v2")
+	res, code, out := deployResult(t, f.promRunbook(5*time.Second, 8*time.Second, ex["canary-5xx-ratio"], ex["canary-p99-vs-stable"], up), canaryVersion(t))
 	require.Equal(t, 0, code, out)
 	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
 	assert.Equal(t, map[string]int{"stable": 50, "canary": 50}, weights(t))
@@ -151,7 +163,7 @@ func TestE2EPrometheusCheckFailsBadCanary(t *testing.T) {
 	defer setCanaryBad(t, 0)
 	l := startLoad(t, 30)
 	defer l.Stop()
-	res, code, out := deployResult(t, f.promRunbook(time.Second, 30*time.Second, ex["canary-5xx-ratio"]), "v2")
+	res, code, out := deployResult(t, f.promRunbook(time.Second, 30*time.Second, ex["canary-5xx-ratio"]), canaryVersion(t))
 	require.Equal(t, 2, code, out)
 	assert.Equal(t, workflows.OutcomeRolledBack, res.Outcome)
 	assert.Equal(t, "verify-prom", res.FailedStep)

@@ -108,7 +108,7 @@ func (d *deployment) runChecks(ctx workflow.Context, run *CheckRun, list []runbo
 		run.Round++
 		var res contract.MeasureResult
 		err := workflow.ExecuteActivity(actx, contract.ActivityMeasure, contract.MeasureInput{
-			StepRef: d.ref(run.Name), Round: run.Round, Checks: measured, Routes: d.rb.Routes, Previous: run.Prev,
+			StepRef: d.ref(run.Name), Round: run.Round, Checks: measured, Routes: d.rb.Routes, Previous: run.Prev, Version: d.in.Version,
 		}).Get(ctx, &res)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -184,6 +184,9 @@ type MeasureInput struct {
 	// Previous is the previous round's measurements, so that counter-based
 	// checks measure over the last interval only.
 	Previous []Measurement `json:"previous,omitempty"`
+	// Version is the version being deployed, which Prometheus queries may
+	// name as {{version}}.
+	Version string `json:"version,omitempty"`
 }
 
 // Measurement is one check's raw result; the workflow judges it.

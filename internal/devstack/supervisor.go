@@ -307,20 +307,32 @@ func (sv *supervisor) health(ctx context.Context, tg *supervised) TargetState {
 
 // instanceVersion wants the instance on port to answer /healthz with version.
 func instanceVersion(ctx context.Context, port int, version string) error {
-	body, err := httpGet(ctx, "http://"+hostPort(port)+"/healthz")
+	got, err := DemoVersion(ctx, "http://"+hostPort(port))
 	if err != nil {
 		return err
+	}
+	if got != version {
+		return fmt.Errorf("/healthz on port %d reports %s, not %s", port, got, version)
+	}
+	return nil
+}
+
+// DemoVersion is the version a demo API instance at baseURL runs, from its
+// /healthz. Tests and the benchmark deploy that version when they verify an
+// instance they did not release, so that the example's PromQL checks (which
+// judge only the series of the version being deployed) see its requests.
+func DemoVersion(ctx context.Context, baseURL string) (string, error) {
+	body, err := httpGet(ctx, baseURL+"/healthz")
+	if err != nil {
+		return "", err
 	}
 	var h struct {
 		Version string `json:"version"`
 	}
 	if err := json.Unmarshal(body, &h); err != nil {
-		return fmt.Errorf("/healthz on port %d: %w", port, err)
+		return "", fmt.Errorf("%s/healthz: %w", baseURL, err)
 	}
-	if h.Version != version {
-		return fmt.Errorf("/healthz on port %d reports %s, not %s", port, h.Version, version)
-	}
-	return nil
+	return h.Version, nil
 }
 
 // haproxyServerUp reads srv_op_state (2: running) of backend/server.
