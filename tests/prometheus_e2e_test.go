@@ -107,6 +107,23 @@ func waitScraped(t *testing.T) {
 	}, 30*time.Second, 250*time.Millisecond, "Prometheus at %s has not scraped both demo API instances", stack.PrometheusURL)
 }
 
+// waitCanaryErrorsAged waits until no canary 5xx is left in the example's
+// 30 s range. The tests' canary always runs the same version, so a test that
+// made it fail a moment ago would still count in a healthy test's query (a
+// real deployment does not share its version with the one rolled back before
+// it, which version="{{version}}" relies on).
+func waitCanaryErrorsAged(t *testing.T) {
+	t.Helper()
+	api, err := promapi.NewClient(promapi.Config{Address: stack.PrometheusURL})
+	require.NoError(t, err)
+	q := `sum(rate(demoapi_http_requests_total{job="demoapi",subset="canary",code=~"5.."}[30s])) or vector(0)`
+	require.Eventually(t, func() bool {
+		v, _, _, err := promv1.NewAPI(api).Query(context.Background(), q, time.Now())
+		vec, ok := v.(model.Vector)
+		return err == nil && ok && len(vec) == 1 && vec[0].Value == 0
+	}, 45*time.Second, 500*time.Millisecond, "the canary's 5xx in the last 30 s did not age out")
+}
+
 // judgements returns every judgement of check in the deployment's rounds (the status
 // query, which a finished deployment still answers).
 func judgements(t *testing.T, service, check string) []workflows.CheckJudgement {
@@ -129,6 +146,7 @@ func judgements(t *testing.T, service, check string) []workflows.CheckJudgement 
 func TestE2EPrometheusChecksPassHealthyCanary(t *testing.T) {
 	f := newFixture(t, "e2e-prom-pass")
 	waitScraped(t)
+	waitCanaryErrorsAged(t)
 	ex := exampleChecks(t)
 	l := startLoad(t, 30)
 	defer l.Stop()
