@@ -69,7 +69,7 @@ bench-smoke: tools ## the benchmark in smoke mode (a few cycles of each measurem
 	$(GO) test -count=1 -run '^TestBenchSmoke$$' -v ./bench
 
 .PHONY: chaos
-chaos: tools ## crash campaign (issue 5), ~10 min: kill -9 the worker at 32 points of the example runbook, check schema/keys/weights; writes tests/results/chaos.json (CHAOS_FLAGS=-points …, -list)
+chaos: tools ## crash campaign (issue 5), ~15 min: kill -9 the worker at 45 points of the example runbook, check schema/keys/weights; writes tests/results/chaos.json (CHAOS_FLAGS=-points …, -list)
 	$(GO) run ./tests/chaos $(CHAOS_FLAGS)
 
 .PHONY: schema
