@@ -27,7 +27,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -64,16 +63,9 @@ func TestE2EPayloadEncryption(t *testing.T) {
 	t.Setenv(codec.EnvKeyFile, keyFile)
 
 	// The worker takes its key from its configuration.
-	cfg, err := worker.LoadConfig(filepath.Join(repoRoot, "examples", "dev-worker.yaml"))
-	require.NoError(t, err)
-	cfg.TaskQueue = codecTaskQueue
-	cfg.Metrics.Listen = ""
-	cfg.Codec = &worker.CodecConfig{KeyFile: keyFile, KeyID: "e2e-1"}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	w, err := worker.Start(ctx, cfg, zap.NewNop(), worker.Options{})
-	require.NoError(t, err)
-	t.Cleanup(w.Stop)
+	w := startInProcessWorker(t, codecTaskQueue, func(cfg *worker.Config) {
+		cfg.Codec = &worker.CodecConfig{KeyFile: keyFile, KeyID: "e2e-1"}
+	})
 
 	f := newFixture(t, "e2e-codec")
 	require.NoError(t, os.WriteFile(filepath.Join(f.dir, "migrations", "00004_codec_probe.sql"),

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/internal/codec"
 	"github.com/rollbook/rollbook/internal/worker"
@@ -38,16 +37,11 @@ func TestE2ECodecRequireEncryption(t *testing.T) {
 	require.NoError(t, os.WriteFile(keyFile, []byte("req-1:"+hex.EncodeToString(key)+"\n"), 0o600))
 	t.Setenv(codec.EnvKeyFile, keyFile)
 
-	cfg, err := worker.LoadConfig(filepath.Join(repoRoot, "examples", "dev-worker.yaml"))
-	require.NoError(t, err)
-	cfg.TaskQueue = codecRequireTaskQueue
-	cfg.Metrics.Listen = ""
-	cfg.Codec = &worker.CodecConfig{KeyFile: keyFile, RequireEncryption: true}
+	w := startInProcessWorker(t, codecRequireTaskQueue, func(cfg *worker.Config) {
+		cfg.Codec = &worker.CodecConfig{KeyFile: keyFile, RequireEncryption: true}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w, err := worker.Start(ctx, cfg, zap.NewNop(), worker.Options{})
-	require.NoError(t, err)
-	t.Cleanup(w.Stop)
 
 	// 1. A plaintext start: the SDK cannot decode the input, the workflow
 	// fails at once, and nothing runs.

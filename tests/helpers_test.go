@@ -18,10 +18,12 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/internal/devstack"
 	"github.com/rollbook/rollbook/internal/loadgen"
 	"github.com/rollbook/rollbook/internal/router/haproxy"
+	"github.com/rollbook/rollbook/internal/worker"
 	"github.com/rollbook/rollbook/workflows"
 )
 
@@ -380,4 +382,25 @@ func waitServersUp(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("HAProxy did not bring both servers UP within 15 s: %s", last)
+}
+
+// startInProcessWorker runs, in this process and until the test ends, a worker
+// with examples/dev-worker.yaml on its own task queue and without a
+// metrics listener (the file's fixed port may be another worker's); adjust,
+// when given, changes the configuration first.
+func startInProcessWorker(t *testing.T, taskQueue string, adjust func(*worker.Config)) *worker.Running {
+	t.Helper()
+	cfg, err := worker.LoadConfig(filepath.Join(repoRoot, "examples", "dev-worker.yaml"))
+	require.NoError(t, err)
+	cfg.TaskQueue = taskQueue
+	cfg.Metrics.Listen = ""
+	if adjust != nil {
+		adjust(cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	w, err := worker.Start(ctx, cfg, zap.NewNop(), worker.Options{})
+	require.NoError(t, err)
+	t.Cleanup(w.Stop)
+	return w
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/internal/devstack"
 	"github.com/rollbook/rollbook/internal/worker"
@@ -245,16 +244,9 @@ func TestE2EPrometheusServerDown(t *testing.T) {
 	downURL := "http://" + ln.Addr().String()
 	require.NoError(t, ln.Close())
 
-	cfg, err := worker.LoadConfig(filepath.Join(repoRoot, "examples", "dev-worker.yaml"))
-	require.NoError(t, err)
-	cfg.TaskQueue = queue
-	cfg.Prometheus["down"] = worker.AddressConfig{URL: downURL}
-	cfg.Metrics.Listen = "" // the file's fixed port may be another worker's
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	r, err := worker.Start(ctx, cfg, zap.NewNop(), worker.Options{})
-	require.NoError(t, err)
-	t.Cleanup(r.Stop)
+	startInProcessWorker(t, queue, func(cfg *worker.Config) {
+		cfg.Prometheus["down"] = worker.AddressConfig{URL: downURL}
+	})
 
 	one := 1.0
 	check := runbook.Check{Name: "down-server", Prometheus: &runbook.PrometheusCheck{Server: "down", Query: "up", Min: &one}}

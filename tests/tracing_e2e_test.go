@@ -19,7 +19,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.uber.org/zap"
 
 	"github.com/rollbook/rollbook/activities/contract"
 	rbcli "github.com/rollbook/rollbook/internal/cli"
@@ -51,16 +50,11 @@ func TestE2ETracingOneTrace(t *testing.T) {
 	require.NoError(t, os.WriteFile(keyFile, []byte("e2e-trace:"+hex.EncodeToString(key)+"\n"), 0o600))
 	t.Setenv(codec.EnvKeyFile, keyFile)
 
-	cfg, err := worker.LoadConfig(filepath.Join(repoRoot, "examples", "dev-worker.yaml"))
-	require.NoError(t, err)
-	cfg.TaskQueue = tracingTaskQueue
-	cfg.Metrics.Listen = ""
-	cfg.Codec = &worker.CodecConfig{KeyFile: keyFile, KeyID: "e2e-trace", RequireEncryption: true}
+	startInProcessWorker(t, tracingTaskQueue, func(cfg *worker.Config) {
+		cfg.Codec = &worker.CodecConfig{KeyFile: keyFile, KeyID: "e2e-trace", RequireEncryption: true}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	w, err := worker.Start(ctx, cfg, zap.NewNop(), worker.Options{})
-	require.NoError(t, err)
-	t.Cleanup(w.Stop)
 
 	f := newFixture(t, "e2e-tracing")
 	rb := filepath.Join(f.dir, f.service+".yaml")
@@ -174,15 +168,7 @@ func TestE2ETracingFromEnvAcrossProcesses(t *testing.T) {
 	sr := tracetest.NewSpanRecorder()
 	t.Cleanup(tracing.Install(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))))
 	const queue = tracingTaskQueue + "-env"
-	cfg, err := worker.LoadConfig(filepath.Join(repoRoot, "examples", "dev-worker.yaml"))
-	require.NoError(t, err)
-	cfg.TaskQueue = queue
-	cfg.Metrics.Listen = ""
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	w, err := worker.Start(ctx, cfg, zap.NewNop(), worker.Options{})
-	require.NoError(t, err)
-	t.Cleanup(w.Stop)
+	startInProcessWorker(t, queue, nil)
 
 	f := newFixture(t, "e2e-tracing-env")
 	rb := filepath.Join(f.dir, f.service+".yaml")
