@@ -108,7 +108,7 @@ func TestE2EAlertAbortsDeployment(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("first bad request (canary turned bad at 50%% of the traffic) → weights restored: %s (rule for: %s, evaluation and scrape every %s, Alertmanager group_wait %s, observer polling every 10 ms)",
 		restored.Sub(badAt).Round(time.Millisecond), alertTestFor, devstack.DefaultEvaluationInterval, devstack.DefaultAlertGroupWait)
-	assert.Equal(t, 1, rec.count(`"msg":"abort sent"`), "one abort for one alert\n%s", rec.logs())
+	rec.requireCount(t, `"msg":"abort sent"`, 1, "one abort for one alert")
 
 	// Once the canary is out of traffic the alert resolves; Alertmanager
 	// sends the resolved notification, which changes nothing.
@@ -164,7 +164,7 @@ func testAlertReceiverRefusals(t *testing.T, rec *alertReceiverProc) {
 			assert.Contains(t, string(b), "no deployment of e2e-nobody-deploys-this")
 		}
 	}
-	assert.Equal(t, 2, rec.count("missing or wrong bearer token"))
+	rec.requireCount(t, "missing or wrong bearer token", 2, "both refusals logged")
 }
 
 // addAlertRule writes the test's rule file into the stack's rules folder and
@@ -264,6 +264,18 @@ func (p *alertReceiverProc) logs() string {
 }
 
 func (p *alertReceiverProc) count(s string) int { return strings.Count(p.logs(), s) }
+
+// requireCount waits until s occurs n times in the receiver's log and checks
+// it does not occur more often. The receiver logs before it answers, but its
+// stderr reaches this process through a pipe that exec copies in a goroutine
+// of its own, so a line can arrive a moment after the answer.
+func (p *alertReceiverProc) requireCount(t *testing.T, s string, n int, what string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return p.count(s) >= n }, 5*time.Second, 20*time.Millisecond,
+		"%s: want %d × %q in the receiver's log\n%s", what, n, s, p.logs())
+	time.Sleep(100 * time.Millisecond) // a line too many would arrive as late
+	require.Equal(t, n, p.count(s), "%s: %q\n%s", what, s, p.logs())
+}
 
 func startAlertReceiver(t *testing.T) *alertReceiverProc {
 	t.Helper()
